@@ -1,0 +1,3 @@
+//! Flows: packets folded into bidirectional conversations.
+
+pub mod key;

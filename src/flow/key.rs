@@ -1,0 +1,140 @@
+//! The flow key: a canonical bidirectional 5-tuple, and the transport protocol it names.
+//!
+//! Both directions of a conversation map to one key, so the table needs one lookup per packet;
+//! which side initiated is kept on the flow, not in the key.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Transport protocol of a flow, as carried in the IP header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Protocol {
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "SCTP")]
+    Sctp,
+    #[serde(rename = "ICMP")]
+    Icmp,
+    #[serde(rename = "ICMPv6")]
+    Icmpv6,
+    /// Any other IP protocol, by number (GRE, ESP, …).
+    #[serde(untagged)]
+    Other(u8),
+}
+
+impl Protocol {
+    /// The protocol for an IP protocol number (IPv4 protocol / IPv6 next header).
+    #[must_use]
+    pub fn from_ip_number(number: u8) -> Self {
+        match number {
+            6 => Self::Tcp,
+            17 => Self::Udp,
+            132 => Self::Sctp,
+            1 => Self::Icmp,
+            58 => Self::Icmpv6,
+            other => Self::Other(other),
+        }
+    }
+
+    /// Whether the protocol has ports (so a flow is keyed by them).
+    #[must_use]
+    pub fn has_ports(self) -> bool {
+        matches!(self, Self::Tcp | Self::Udp | Self::Sctp)
+    }
+
+    /// The name used in records, tables and policy explanations.
+    #[must_use]
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::Tcp => "TCP".into(),
+            Self::Udp => "UDP".into(),
+            Self::Sctp => "SCTP".into(),
+            Self::Icmp => "ICMP".into(),
+            Self::Icmpv6 => "ICMPv6".into(),
+            Self::Other(47) => "GRE".into(),
+            Self::Other(50) => "ESP".into(),
+            Self::Other(n) => format!("IP/{n}").into(),
+        }
+    }
+
+    /// Parses the names Kubernetes uses (`TCP`, `UDP`, `SCTP`), case-insensitively.
+    #[must_use]
+    pub fn parse_l4(name: &str) -> Option<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "TCP" => Some(Self::Tcp),
+            "UDP" => Some(Self::Udp),
+            "SCTP" => Some(Self::Sctp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// One side of a flow: an address and, for protocols with ports, a port (0 otherwise; for ICMP
+/// echo, the echo identifier, so that pings from one host stay separate flows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketEnd {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl fmt::Display for SocketEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(ip) => write!(f, "{ip}:{}", self.port),
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{}", self.port),
+        }
+    }
+}
+
+/// The canonical key: the lower end first, so both directions of a conversation are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub protocol: Protocol,
+    pub low: SocketEnd,
+    pub high: SocketEnd,
+}
+
+impl FlowKey {
+    /// The key for a packet from `src` to `dst`, and whether `src` is the key's `low` end.
+    #[must_use]
+    pub fn canonical(protocol: Protocol, src: SocketEnd, dst: SocketEnd) -> (Self, bool) {
+        if src <= dst {
+            (Self { protocol, low: src, high: dst }, true)
+        } else {
+            (Self { protocol, low: dst, high: src }, false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_directions_share_one_key() {
+        let a = SocketEnd { ip: "10.0.0.2".parse().unwrap(), port: 40000 };
+        let b = SocketEnd { ip: "10.0.0.1".parse().unwrap(), port: 80 };
+        let (k1, a_low) = FlowKey::canonical(Protocol::Tcp, a, b);
+        let (k2, b_low) = FlowKey::canonical(Protocol::Tcp, b, a);
+        assert_eq!(k1, k2);
+        assert_ne!(a_low, b_low);
+    }
+
+    #[test]
+    fn protocol_names_round_trip_through_json() {
+        for p in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp, Protocol::Icmpv6] {
+            let text = serde_json::to_string(&p).unwrap();
+            assert_eq!(serde_json::from_str::<Protocol>(&text).unwrap(), p);
+        }
+    }
+}

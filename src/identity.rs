@@ -1,0 +1,1 @@
+//! identity (in progress)

@@ -1,0 +1,39 @@
+//! netwatch: live network flows of a container host or Kubernetes node, with both ends named and
+//! every flow checked against the cluster's NetworkPolicies.
+//!
+//! The pipeline, each stage in its own module (see `DESIGN.md` in the shared docs):
+//!
+//! ```text
+//! capture ─► decode ─► flow ─► identity/names ─► policy ─► snapshot ─► views
+//! ```
+//!
+//! * [`capture`]: packet sources behind one trait (files now, live interfaces later).
+//! * [`decode`]: raw frame bytes → one small [`decode::Packet`]; DNS, TLS SNI, HTTP Host.
+//! * [`flow`]: bidirectional flows, TCP state, rates, expiry and a hard cap.
+//! * [`cluster`]: the cluster model, the `ClusterEvent`s that change it, the snapshot loader.
+//! * [`identity`] and [`names`]: IP → pod/service/node/host/external; DNS-learned names.
+//! * [`policy`]: NetworkPolicy verdicts with the policies that decide them.
+//! * [`engine`] and [`snapshot`]: the pure pipeline and the immutable rows views read.
+//! * [`record`]: flow record (JSON Lines) and table writers.
+//! * [`run`]: the one event loop; the only place where effects are wired together.
+//! * [`cli`] and [`config`]: clap types, validated into a `Config` nothing past `main` sees clap.
+//! * [`synth`]: builds real, checksummed frames for the bundled demo, tests and benchmarks.
+//!
+//! Everything except `capture`, `run` and `main` is pure: plain data in, plain data out, time
+//! passed in as a value.
+
+pub mod capture;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod decode;
+pub mod demo;
+pub mod engine;
+pub mod flow;
+pub mod identity;
+pub mod names;
+pub mod policy;
+pub mod record;
+pub mod run;
+pub mod snapshot;
+pub mod synth;
