@@ -1,1 +1,55 @@
-//! capture (in progress)
+//! Capture: sources of raw frames behind one trait, so replay and live capture share every
+//! stage after this one.
+//!
+//! A source says explicitly whether it has a frame, nothing right now, or nothing ever again.
+//! This module and its children are the only ones (with `run` and `main`) that touch files or
+//! interfaces.
+
+pub mod file;
+
+use crate::decode::LinkType;
+use crate::time::Timestamp;
+
+pub use file::FileSource;
+
+/// One captured frame, borrowed from the source until the next call.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    pub ts: Timestamp,
+    /// Index into the source's interface names.
+    pub interface: u16,
+    /// `None` when the capture's link type is one netwatch cannot decode (counted, not fatal).
+    pub linktype: Option<LinkType>,
+    pub data: &'a [u8],
+}
+
+/// What a source has to say when asked for the next frame.
+#[derive(Debug)]
+pub enum Next<'a> {
+    Packet(Frame<'a>),
+    /// Nothing right now (live sources only); ask again later.
+    Idle,
+    /// Nothing ever again.
+    End,
+}
+
+/// Errors opening or reading a capture. Each message names the source and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot read '{path}': {reason}")]
+    Open { path: String, reason: String },
+    #[error(
+        "'{path}' is not a pcap or pcapng capture ({reason}); give a file written by tcpdump, tshark, Wireshark or 'netwatch record'"
+    )]
+    NotACapture { path: String, reason: String },
+}
+
+/// A source of frames.
+pub trait PacketSource {
+    /// The next frame, `Idle` or `End`.
+    fn next_frame(&mut self) -> Next<'_>;
+    /// Names of the interfaces frames come from, by index.
+    fn interfaces(&self) -> Vec<String>;
+    /// Problems met while reading (a damaged file, a vanished interface), each once, taken.
+    fn take_warnings(&mut self) -> Vec<String>;
+}

@@ -1,1 +1,104 @@
-//! config (in progress)
+//! The validated configuration: what `run` needs, with every user value checked. Built from the
+//! clap types in `cli`; nothing past here sees clap.
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, OutputArgs, OutputFormat, TableArgs};
+use crate::flow::TableLimits;
+use crate::record::Format;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub command: Mode,
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Live capture on this host (arrives with the live-capture work).
+    Live,
+    Replay(ReplayConfig),
+}
+
+/// Where packets come from in a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    File(PathBuf),
+    /// The capture bundled in the binary.
+    Demo,
+}
+
+/// Where the cluster view comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterSource {
+    None,
+    Snapshot(PathBuf),
+    /// The snapshot bundled in the binary.
+    Demo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    /// Records on stdout.
+    Headless(Format),
+    /// The terminal UI; until it lands, the table on stdout.
+    Interactive,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayConfig {
+    pub input: Input,
+    pub cluster: ClusterSource,
+    pub view: View,
+    pub limits: TableLimits,
+}
+
+/// A user value that cannot be used: the message quotes it and says what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl TryFrom<Cli> for Config {
+    type Error = ConfigError;
+
+    fn try_from(cli: Cli) -> Result<Self, Self::Error> {
+        let command = match cli.command {
+            None => Mode::Live,
+            Some(Command::Demo(args)) => Mode::Replay(ReplayConfig {
+                input: Input::Demo,
+                cluster: ClusterSource::Demo,
+                view: view(&args.output),
+                limits: limits(&args.table)?,
+            }),
+            Some(Command::Replay(args)) => Mode::Replay(ReplayConfig {
+                input: Input::File(args.file),
+                cluster: args.cluster.map_or(ClusterSource::None, ClusterSource::Snapshot),
+                view: view(&args.output),
+                limits: limits(&args.table)?,
+            }),
+        };
+        Ok(Self { command, log_file: cli.log_file })
+    }
+}
+
+fn view(output: &OutputArgs) -> View {
+    let format = match output.format {
+        OutputFormat::Json => Format::Json,
+        OutputFormat::Table => Format::Table,
+    };
+    if output.headless { View::Headless(format) } else { View::Interactive }
+}
+
+fn limits(args: &TableArgs) -> Result<TableLimits, ConfigError> {
+    if args.max_flows == 0 {
+        return Err(ConfigError("--max-flows '0' must be at least 1".into()));
+    }
+    if args.idle_timeout.is_zero() {
+        return Err(ConfigError("--idle-timeout '0s' must be longer than zero, e.g. '30s'".into()));
+    }
+    Ok(TableLimits {
+        max_flows: args.max_flows,
+        idle_timeout: args.idle_timeout,
+        ..TableLimits::default()
+    })
+}

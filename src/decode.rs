@@ -1,1 +1,424 @@
-//! decode (in progress)
+//! Decode: one captured frame → one small [`Packet`] value, or a counted [`SkipReason`].
+//!
+//! Uses `pnet` for header fields. Every length is checked against the captured bytes before a
+//! slice is taken, so no input can panic; payload slices are computed here rather than by pnet,
+//! whose `payload()` trusts header lengths. Only the payload that matters is kept (a borrowed
+//! slice): DNS, TLS ClientHello SNI and HTTP Host are parsed by the submodules on demand.
+
+pub mod dns;
+pub mod http;
+pub mod tls;
+
+use std::net::IpAddr;
+
+use pnet::packet::ethernet::{EtherType, EtherTypes, EthernetPacket};
+use pnet::packet::icmp::{IcmpPacket, IcmpTypes};
+use pnet::packet::icmpv6::{Icmpv6Packet, Icmpv6Types};
+use pnet::packet::ipv4::Ipv4Packet;
+use pnet::packet::ipv6::Ipv6Packet;
+use pnet::packet::tcp::TcpPacket;
+use pnet::packet::udp::UdpPacket;
+use pnet::packet::vlan::VlanPacket;
+
+use crate::flow::key::Protocol;
+
+/// Link-layer framing of captured bytes, from the capture's DLT/LINKTYPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkType {
+    Ethernet,
+    /// Linux cooked capture v1 (`tcpdump -i any` before libpcap 1.10).
+    LinuxSll,
+    /// Linux cooked capture v2 (`tcpdump -i any` since libpcap 1.10).
+    LinuxSll2,
+    /// Bare IPv4 or IPv6 (tun devices, some overlays).
+    RawIp,
+    /// BSD loopback: a 4-byte address family, then IP.
+    Null,
+}
+
+impl LinkType {
+    /// Maps a libpcap link type number; `None` for framings netwatch does not decode.
+    #[must_use]
+    pub fn from_linktype(linktype: i32) -> Option<Self> {
+        match linktype {
+            1 => Some(Self::Ethernet),
+            113 => Some(Self::LinuxSll),
+            276 => Some(Self::LinuxSll2),
+            // DLT_RAW has two numbers on different platforms; 228/229 are IPv4-/IPv6-only raw.
+            12 | 14 | 101 | 228 | 229 => Some(Self::RawIp),
+            0 => Some(Self::Null),
+            _ => None,
+        }
+    }
+}
+
+/// TCP header facts the flow table needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+}
+
+impl TcpInfo {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+
+    #[must_use]
+    pub fn has(self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Where an IP fragment sits in its datagram. Only the first fragment carries ports, so later
+/// ones are matched to its flow by (src, dst, protocol, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    /// A whole datagram.
+    None,
+    /// The first fragment: has the transport header.
+    First { id: u32 },
+    /// A later fragment: no transport header, ports unknown here.
+    Later { id: u32 },
+}
+
+/// What a packet says about who started the conversation, where it says anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Unknown,
+    /// A TCP SYN or an ICMP echo request: the sender initiated.
+    Initiator,
+    /// A TCP SYN-ACK or an ICMP echo reply: the sender answers.
+    Responder,
+}
+
+/// One decoded IP packet. Borrowed from the frame; cheap to make and to drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: Protocol,
+    /// Ports for TCP/UDP/SCTP; the echo identifier for ICMP echo; 0 otherwise.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Bytes at the IP layer (header + payload) as the IP header states them: the same whether
+    /// captured with Ethernet or cooked framing, and whatever the snap length.
+    pub ip_len: u32,
+    pub tcp: Option<TcpInfo>,
+    pub role: Role,
+    pub fragment: Fragment,
+    /// IPv4 identification (0 for IPv6 unless fragmented): used to recognise copies of one
+    /// packet seen on several interfaces.
+    pub ip_id: u32,
+    /// The transport payload, as far as it was captured.
+    pub payload: &'a [u8],
+}
+
+/// Why a frame produced no packet. Counted by kind, never logged one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// Shorter than the headers it claims to have.
+    Truncated,
+    /// An IP header that cannot be right (bad version, header length, total length).
+    BadIpHeader,
+    /// A transport header that cannot be right (TCP data offset below 5, …).
+    BadTransportHeader,
+    /// ARP: counted, not flowed.
+    Arp,
+    /// Another non-IP protocol (LLDP, STP, …).
+    NonIp,
+    /// A capture link type netwatch does not decode.
+    UnsupportedLinkType,
+    /// A later IP fragment whose first fragment was never seen.
+    OrphanFragment,
+}
+
+impl SkipReason {
+    pub const ALL: [Self; 7] = [
+        Self::Truncated,
+        Self::BadIpHeader,
+        Self::BadTransportHeader,
+        Self::Arp,
+        Self::NonIp,
+        Self::UnsupportedLinkType,
+        Self::OrphanFragment,
+    ];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::BadIpHeader => "bad-ip-header",
+            Self::BadTransportHeader => "bad-transport-header",
+            Self::Arp => "arp",
+            Self::NonIp => "non-ip",
+            Self::UnsupportedLinkType => "unsupported-link-type",
+            Self::OrphanFragment => "orphan-fragment",
+        }
+    }
+
+    #[must_use]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Decodes one frame of the given framing.
+pub fn decode(linktype: Option<LinkType>, frame: &[u8]) -> Result<Packet<'_>, SkipReason> {
+    match linktype {
+        Some(LinkType::Ethernet) => decode_ethernet(frame),
+        Some(LinkType::LinuxSll) => {
+            // 16-byte header; the protocol (an EtherType) is its last two bytes.
+            let header = frame.get(..16).ok_or(SkipReason::Truncated)?;
+            let ethertype = u16::from_be_bytes([header[14], header[15]]);
+            decode_ethertype(EtherType(ethertype), &frame[16..])
+        }
+        Some(LinkType::LinuxSll2) => {
+            // 20-byte header; the protocol comes first.
+            let header = frame.get(..20).ok_or(SkipReason::Truncated)?;
+            let ethertype = u16::from_be_bytes([header[0], header[1]]);
+            decode_ethertype(EtherType(ethertype), &frame[20..])
+        }
+        Some(LinkType::RawIp) => decode_raw_ip(frame),
+        Some(LinkType::Null) => {
+            let header = frame.get(..4).ok_or(SkipReason::Truncated)?;
+            // The family is in host byte order of the capturing machine: accept either.
+            let family = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+            let family = if family > 0xffff { family.swap_bytes() } else { family };
+            match family {
+                2 => decode_ipv4(&frame[4..]),
+                // AF_INET6 differs between BSDs (24, 28, 30) and Linux (10).
+                10 | 24 | 28 | 30 => decode_ipv6(&frame[4..]),
+                _ => Err(SkipReason::NonIp),
+            }
+        }
+        None => Err(SkipReason::UnsupportedLinkType),
+    }
+}
+
+fn decode_raw_ip(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
+    match bytes.first().map(|b| b >> 4) {
+        Some(4) => decode_ipv4(bytes),
+        Some(6) => decode_ipv6(bytes),
+        Some(_) => Err(SkipReason::BadIpHeader),
+        None => Err(SkipReason::Truncated),
+    }
+}
+
+fn decode_ethernet(frame: &[u8]) -> Result<Packet<'_>, SkipReason> {
+    let ethernet = EthernetPacket::new(frame).ok_or(SkipReason::Truncated)?;
+    decode_ethertype(ethernet.get_ethertype(), &frame[EthernetPacket::minimum_packet_size()..])
+}
+
+fn decode_ethertype(ethertype: EtherType, mut bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
+    let mut ethertype = ethertype;
+    // 802.1Q and QinQ: peel up to two tags.
+    for _ in 0..2 {
+        if ethertype != EtherTypes::Vlan && ethertype != EtherTypes::QinQ {
+            break;
+        }
+        let vlan = VlanPacket::new(bytes).ok_or(SkipReason::Truncated)?;
+        ethertype = vlan.get_ethertype();
+        bytes = &bytes[VlanPacket::minimum_packet_size()..];
+    }
+    match ethertype {
+        EtherTypes::Ipv4 => decode_ipv4(bytes),
+        EtherTypes::Ipv6 => decode_ipv6(bytes),
+        EtherTypes::Arp => Err(SkipReason::Arp),
+        _ => Err(SkipReason::NonIp),
+    }
+}
+
+fn decode_ipv4(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
+    let ip = Ipv4Packet::new(bytes).ok_or(SkipReason::Truncated)?;
+    let header_len = usize::from(ip.get_header_length()) * 4;
+    let total_len = usize::from(ip.get_total_length());
+    if ip.get_version() != 4 || header_len < 20 || total_len < header_len {
+        return Err(SkipReason::BadIpHeader);
+    }
+    if bytes.len() < header_len {
+        return Err(SkipReason::Truncated);
+    }
+    // What was captured of the payload: bounded by the stated total length (Ethernet padding
+    // follows short packets) and by the capture length.
+    let end = total_len.min(bytes.len());
+    let payload = &bytes[header_len..end];
+    let id = u32::from(ip.get_identification());
+    let more_fragments = ip.get_flags() & 0b001 != 0;
+    let offset = ip.get_fragment_offset();
+    let fragment = match (offset, more_fragments) {
+        (0, false) => Fragment::None,
+        (0, true) => Fragment::First { id },
+        _ => Fragment::Later { id },
+    };
+    let protocol = Protocol::from_ip_number(ip.get_next_level_protocol().0);
+    let src = IpAddr::V4(ip.get_source());
+    let dst = IpAddr::V4(ip.get_destination());
+    finish(src, dst, protocol, total_len, fragment, id, payload)
+}
+
+/// IPv6 extension headers that netwatch walks over to reach the transport header.
+const HOP_BY_HOP: u8 = 0;
+const ROUTING: u8 = 43;
+const FRAGMENT: u8 = 44;
+const AUTHENTICATION: u8 = 51;
+const DESTINATION_OPTIONS: u8 = 60;
+const MOBILITY: u8 = 135;
+
+fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
+    let ip = Ipv6Packet::new(bytes).ok_or(SkipReason::Truncated)?;
+    if ip.get_version() != 6 {
+        return Err(SkipReason::BadIpHeader);
+    }
+    let header_len = Ipv6Packet::minimum_packet_size();
+    let total_len = header_len + usize::from(ip.get_payload_length());
+    let end = total_len.min(bytes.len());
+    let mut rest = &bytes[header_len..end];
+    let mut next = ip.get_next_header().0;
+    let mut fragment = Fragment::None;
+    // Bounded: a chain of extension headers longer than this is not real traffic.
+    for _ in 0..8 {
+        match next {
+            HOP_BY_HOP | ROUTING | DESTINATION_OPTIONS | MOBILITY => {
+                let header = rest.get(..2).ok_or(SkipReason::Truncated)?;
+                let len = (usize::from(header[1]) + 1) * 8;
+                next = header[0];
+                rest = rest.get(len..).ok_or(SkipReason::Truncated)?;
+            }
+            AUTHENTICATION => {
+                let header = rest.get(..2).ok_or(SkipReason::Truncated)?;
+                let len = (usize::from(header[1]) + 2) * 4;
+                next = header[0];
+                rest = rest.get(len..).ok_or(SkipReason::Truncated)?;
+            }
+            FRAGMENT => {
+                let header = rest.get(..8).ok_or(SkipReason::Truncated)?;
+                next = header[0];
+                let offset_and_flags = u16::from_be_bytes([header[2], header[3]]);
+                let id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                fragment = match (offset_and_flags >> 3, offset_and_flags & 1 != 0) {
+                    (0, false) => Fragment::None,
+                    (0, true) => Fragment::First { id },
+                    _ => Fragment::Later { id },
+                };
+                rest = &rest[8..];
+            }
+            _ => break,
+        }
+    }
+    let src = IpAddr::V6(ip.get_source());
+    let dst = IpAddr::V6(ip.get_destination());
+    let id = match fragment {
+        Fragment::First { id } | Fragment::Later { id } => id,
+        Fragment::None => 0,
+    };
+    finish(src, dst, Protocol::from_ip_number(next), total_len, fragment, id, rest)
+}
+
+fn finish<'a>(
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: Protocol,
+    ip_len: usize,
+    fragment: Fragment,
+    ip_id: u32,
+    l4: &'a [u8],
+) -> Result<Packet<'a>, SkipReason> {
+    let mut packet = Packet {
+        src,
+        dst,
+        protocol,
+        src_port: 0,
+        dst_port: 0,
+        ip_len: u32::try_from(ip_len).unwrap_or(u32::MAX),
+        tcp: None,
+        role: Role::Unknown,
+        fragment,
+        ip_id,
+        payload: &[],
+    };
+    if matches!(fragment, Fragment::Later { .. }) {
+        // No transport header here: the flow is found through the first fragment.
+        packet.payload = l4;
+        return Ok(packet);
+    }
+    match protocol {
+        Protocol::Tcp => {
+            let tcp = TcpPacket::new(l4).ok_or(SkipReason::Truncated)?;
+            let data_offset = usize::from(tcp.get_data_offset()) * 4;
+            if data_offset < 20 {
+                return Err(SkipReason::BadTransportHeader);
+            }
+            packet.src_port = tcp.get_source();
+            packet.dst_port = tcp.get_destination();
+            let info = TcpInfo {
+                flags: tcp.get_flags(),
+                seq: tcp.get_sequence(),
+                ack: tcp.get_acknowledgement(),
+            };
+            packet.role = match (info.has(TcpInfo::SYN), info.has(TcpInfo::ACK)) {
+                (true, false) => Role::Initiator,
+                (true, true) => Role::Responder,
+                _ => Role::Unknown,
+            };
+            packet.tcp = Some(info);
+            // Options may be cut by the snap length: then there is simply no payload.
+            packet.payload = l4.get(data_offset..).unwrap_or(&[]);
+        }
+        Protocol::Udp => {
+            let udp = UdpPacket::new(l4).ok_or(SkipReason::Truncated)?;
+            packet.src_port = udp.get_source();
+            packet.dst_port = udp.get_destination();
+            packet.payload = &l4[UdpPacket::minimum_packet_size()..];
+        }
+        Protocol::Sctp => {
+            // pnet has no SCTP packet; the ports are the first four bytes of its common header.
+            let header = l4.get(..12).ok_or(SkipReason::Truncated)?;
+            packet.src_port = u16::from_be_bytes([header[0], header[1]]);
+            packet.dst_port = u16::from_be_bytes([header[2], header[3]]);
+        }
+        Protocol::Icmp => {
+            let icmp = IcmpPacket::new(l4).ok_or(SkipReason::Truncated)?;
+            let kind = icmp.get_icmp_type();
+            if kind == IcmpTypes::EchoRequest || kind == IcmpTypes::EchoReply {
+                let id = echo_identifier(l4)?;
+                (packet.src_port, packet.dst_port) = (id, id);
+                packet.role =
+                    if kind == IcmpTypes::EchoRequest { Role::Initiator } else { Role::Responder };
+            }
+        }
+        Protocol::Icmpv6 => {
+            let icmp = Icmpv6Packet::new(l4).ok_or(SkipReason::Truncated)?;
+            let kind = icmp.get_icmpv6_type();
+            if kind == Icmpv6Types::EchoRequest || kind == Icmpv6Types::EchoReply {
+                let id = echo_identifier(l4)?;
+                (packet.src_port, packet.dst_port) = (id, id);
+                packet.role = if kind == Icmpv6Types::EchoRequest {
+                    Role::Initiator
+                } else {
+                    Role::Responder
+                };
+            }
+        }
+        Protocol::Other(_) => packet.payload = l4,
+    }
+    Ok(packet)
+}
+
+/// The identifier of an ICMP/ICMPv6 echo message (bytes 4..6 after type, code, checksum).
+fn echo_identifier(l4: &[u8]) -> Result<u16, SkipReason> {
+    let bytes = l4.get(4..6).ok_or(SkipReason::Truncated)?;
+    Ok(u16::from_be_bytes([bytes[0], bytes[1]]))
+}
+
+/// Longest name kept from the wire: a DNS name is at most 253 characters.
+const MAX_NAME_LEN: usize = 253;
+
+/// Makes a name taken from the wire safe to show: control characters (escape sequences!)
+/// become `?`, and it is cut to the longest legal DNS name.
+#[must_use]
+pub fn sanitize_name(name: &str) -> String {
+    name.chars().take(MAX_NAME_LEN).map(|c| if c.is_control() { '?' } else { c }).collect()
+}

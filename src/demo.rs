@@ -1,1 +1,3 @@
-//! demo (in progress)
+//! placeholder until the demo branch lands
+pub const CAPTURE: &[u8] = &[];
+pub const CLUSTER: &str = "";

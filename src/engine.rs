@@ -1,1 +1,293 @@
-//! engine (in progress)
+//! The pure pipeline: frames and cluster events in, flow records out.
+//!
+//! decode → flow table → names → identity → verdict. The engine owns the flow table, the DNS
+//! name book, the cluster view and the compiled policies; the run loop owns the engine. No I/O
+//! and no clock: every call takes the time it should act at.
+
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+use crate::capture::Frame;
+use crate::cluster::{ClusterEvent, ClusterView};
+use crate::decode::{self, SkipReason, dns, http, tls};
+use crate::flow::table::EndReason;
+use crate::flow::{Flow, FlowTable, Protocol, TableLimits};
+use crate::identity::{self, EndpointKind, Identity};
+use crate::names::NameBook;
+use crate::policy::{Connection, Decision, PolicySet, Verdict};
+use crate::snapshot::{EndpointRecord, FlowRecord, NameSource, Stats, TxRx};
+use crate::time::Timestamp;
+
+const DNS_PORT: u16 = 53;
+
+/// How often (packet time) idle flows and stale names are swept.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+pub struct Engine {
+    table: FlowTable,
+    names: NameBook,
+    view: ClusterView,
+    policies: PolicySet,
+    policy_diagnostics: Vec<String>,
+    /// Verdicts by connection, valid for one cluster-view generation.
+    verdicts: FxHashMap<Connection, Verdict>,
+    interface_names: Vec<String>,
+    frames: u64,
+    decoded: u64,
+    skipped: [u64; SkipReason::ALL.len()],
+    dns_responses: u64,
+    dns_malformed: u64,
+    cluster_skipped: std::collections::BTreeMap<String, u64>,
+    input_ended: bool,
+}
+
+impl Engine {
+    #[must_use]
+    pub fn new(limits: TableLimits) -> Self {
+        let view = ClusterView::new();
+        let (policies, _) = PolicySet::compile(&view);
+        Self {
+            table: FlowTable::new(limits),
+            names: NameBook::new(),
+            view,
+            policies,
+            policy_diagnostics: Vec::new(),
+            verdicts: FxHashMap::default(),
+            interface_names: Vec::new(),
+            frames: 0,
+            decoded: 0,
+            skipped: [0; SkipReason::ALL.len()],
+            dns_responses: 0,
+            dns_malformed: 0,
+            cluster_skipped: std::collections::BTreeMap::new(),
+            input_ended: false,
+        }
+    }
+
+    /// Names the capture interfaces, by the index frames carry.
+    pub fn set_interfaces(&mut self, names: Vec<String>) {
+        self.interface_names = names;
+    }
+
+    #[must_use]
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
+    /// Applies a cluster change. Verdicts and identities follow on the next records.
+    pub fn apply(&mut self, event: ClusterEvent) {
+        self.view.apply(event);
+    }
+
+    /// Counts what a snapshot loader skipped, so the summary shows it.
+    pub fn note_cluster_skips(&mut self, skipped: &crate::cluster::SkipCounts) {
+        for (kind, count) in &skipped.unknown_kinds {
+            *self.cluster_skipped.entry(kind.clone()).or_default() += count;
+        }
+    }
+
+    /// Folds one captured frame into the flows.
+    pub fn ingest(&mut self, frame: &Frame<'_>) {
+        self.frames += 1;
+        let packet = match decode::decode(frame.linktype, frame.data) {
+            Ok(packet) => packet,
+            Err(reason) => {
+                self.skipped[reason.index()] += 1;
+                return;
+            }
+        };
+        if packet.src_port == DNS_PORT && !packet.payload.is_empty() && !packet.fragment.is_later()
+        {
+            let parsed = match packet.protocol {
+                Protocol::Udp => Some(dns::parse_udp(packet.payload)),
+                Protocol::Tcp => Some(dns::parse_tcp(packet.payload)),
+                _ => None,
+            };
+            match parsed {
+                Some(Ok(resolutions)) => {
+                    self.dns_responses += 1;
+                    self.names.learn(packet.dst, &resolutions, frame.ts);
+                }
+                Some(Err(dns::DnsSkip::Malformed)) => self.dns_malformed += 1,
+                Some(Err(dns::DnsSkip::Query)) | None => {}
+            }
+        }
+        let Some((flow, ingested)) = self.table.ingest(&packet, frame.interface, frame.ts) else {
+            self.skipped[SkipReason::OrphanFragment.index()] += 1;
+            return;
+        };
+        self.decoded += 1;
+        if ingested.new_flow {
+            flow.responder_name = self.names.lookup(flow.initiator.ip, flow.responder.ip, frame.ts);
+        }
+        if ingested.from_initiator
+            && !flow.payload_inspected
+            && !packet.payload.is_empty()
+            && packet.protocol == Protocol::Tcp
+        {
+            // Only the first payload: SNI and Host are at the very start of a connection.
+            flow.payload_inspected = true;
+            flow.sni = tls::client_hello_sni(packet.payload).map(String::into_boxed_str);
+            if flow.sni.is_none() {
+                flow.http_host = http::request_host(packet.payload).map(String::into_boxed_str);
+            }
+        }
+    }
+
+    /// Moves time to `now`: idle flows end, stale names are forgotten. Returns the records of
+    /// the flows that ended (expired, or evicted since the last call).
+    pub fn advance(&mut self, now: Timestamp) -> Vec<FlowRecord> {
+        self.table.advance(now);
+        self.names.expire(now);
+        self.collect_ended(now)
+    }
+
+    /// The input is over: every remaining flow ends. Returns their records, oldest first.
+    pub fn finish(&mut self, now: Timestamp) -> Vec<FlowRecord> {
+        self.input_ended = true;
+        self.table.finish();
+        self.collect_ended(now)
+    }
+
+    /// Records of the flows still in the table, for views that show the live state.
+    pub fn live_records(&mut self, now: Timestamp) -> Vec<FlowRecord> {
+        self.refresh_cluster();
+        let flows: Vec<Flow> = self.table.flows().cloned().collect();
+        flows.iter().map(|flow| self.record(flow, now)).collect()
+    }
+
+    fn collect_ended(&mut self, now: Timestamp) -> Vec<FlowRecord> {
+        let ended = self.table.drain_ended();
+        if ended.is_empty() {
+            return Vec::new();
+        }
+        self.refresh_cluster();
+        ended
+            .iter()
+            .map(|(flow, reason)| {
+                // An evicted flow is reported as of its last packet, not of the flood.
+                let at = if *reason == EndReason::Evicted { flow.last_seen } else { now };
+                self.record(flow, at)
+            })
+            .collect()
+    }
+
+    /// Rebuilds the IP index and recompiles policies if the cluster view changed.
+    fn refresh_cluster(&mut self) {
+        self.view.reindex();
+        if self.policies.generation() != self.view.generation() {
+            let (policies, diagnostics) = PolicySet::compile(&self.view);
+            self.policies = policies;
+            self.policy_diagnostics = diagnostics.iter().map(ToString::to_string).collect();
+            self.verdicts.clear();
+        }
+    }
+
+    fn record(&mut self, flow: &Flow, now: Timestamp) -> FlowRecord {
+        let protocol = flow.key.protocol;
+        let src_id =
+            identity::resolve(&self.view, flow.initiator.ip, flow.initiator.port, protocol);
+        let dst_id =
+            identity::resolve(&self.view, flow.responder.ip, flow.responder.port, protocol);
+        let port = |p: u16| protocol.has_ports().then_some(p);
+        let connection = Connection {
+            src: flow.initiator.ip,
+            dst: flow.responder.ip,
+            protocol,
+            dst_port: port(flow.responder.port),
+        };
+        let verdict = match self.verdicts.get(&connection) {
+            Some(verdict) => verdict.clone(),
+            None => {
+                let verdict = self.policies.evaluate(&self.view, &connection);
+                self.verdicts.insert(connection, verdict.clone());
+                verdict
+            }
+        };
+        let violation = verdict.violation();
+        let denied =
+            verdict.egress.decision == Decision::Deny || verdict.ingress.decision == Decision::Deny;
+        let dst_external = dst_id.kind == EndpointKind::External;
+        let own_lookup = flow.responder_name.as_ref().is_some_and(|n| n.own_lookup);
+        let direct_ip = dst_external && src_id.kind != EndpointKind::External && !own_lookup;
+        let service =
+            (dst_id.kind == EndpointKind::Service).then(|| dst_id.qualified_name()).flatten();
+        let mut src = endpoint_record(flow.initiator.ip, port(flow.initiator.port), src_id);
+        let mut dst = endpoint_record(flow.responder.ip, port(flow.responder.port), dst_id);
+        src.dns = None;
+        if let Some(name) = &flow.responder_name {
+            dst.dns = Some(name.name.to_string());
+            dst.dns_source =
+                Some(if name.own_lookup { NameSource::Own } else { NameSource::Other });
+        }
+        dst.sni = flow.sni.as_deref().map(str::to_owned);
+        dst.http_host = flow.http_host.as_deref().map(str::to_owned);
+        let rates = flow.rates.rates(now.whole_secs());
+        FlowRecord {
+            first_seen: flow.first_seen,
+            last_seen: flow.last_seen,
+            protocol,
+            src,
+            dst,
+            service,
+            packets: TxRx { tx: flow.tx.packets, rx: flow.rx.packets },
+            bytes: TxRx { tx: flow.tx.bytes, rx: flow.rx.bytes },
+            tcp: flow.tcp_state_at(now, self.input_ended),
+            interfaces: flow
+                .interfaces
+                .iter()
+                .map(|i| {
+                    self.interface_names
+                        .get(usize::from(*i))
+                        .cloned()
+                        .unwrap_or_else(|| format!("if{i}"))
+                })
+                .collect(),
+            leak: denied && flow.got_replies(),
+            violation,
+            verdict,
+            direct_ip,
+            flow_id: flow.id,
+            rates: (rates.tx_bytes_per_sec, rates.rx_bytes_per_sec),
+        }
+    }
+
+    /// Everything counted so far.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let skipped = SkipReason::ALL
+            .iter()
+            .map(|reason| (reason.name(), self.skipped[reason.index()]))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Stats {
+            frames: self.frames,
+            decoded: self.decoded,
+            skipped,
+            dns_responses: self.dns_responses,
+            dns_malformed: self.dns_malformed,
+            flows_total: self.table.flows_started(),
+            flows_active: self.table.len() as u64,
+            flows_expired: self.table.expired_total,
+            flows_evicted: self.table.evicted_total,
+            cluster_skipped: self.cluster_skipped.clone(),
+            policy_diagnostics: self.policy_diagnostics.clone(),
+        }
+    }
+}
+
+fn endpoint_record(ip: std::net::IpAddr, port: Option<u16>, id: Identity) -> EndpointRecord {
+    EndpointRecord {
+        ip,
+        port,
+        kind: id.kind,
+        namespace: id.namespace,
+        name: id.name,
+        node: id.node,
+        dns: None,
+        dns_source: None,
+        sni: None,
+        http_host: None,
+    }
+}

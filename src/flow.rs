@@ -1,3 +1,111 @@
-//! Flows: packets folded into bidirectional conversations.
+//! Flows: packets folded into bidirectional conversations, oriented from the initiator.
+//!
+//! [`table::FlowTable`] owns the flows; this module defines what one flow knows. Pure: packets
+//! and `now` come in as values, expired and evicted flows go out as values.
 
 pub mod key;
+pub mod rates;
+pub mod table;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use key::{FlowKey, Protocol, SocketEnd};
+pub use table::{FlowTable, TableLimits};
+
+use crate::time::Timestamp;
+use rates::RateWindow;
+
+/// Packets and bytes in one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// TCP connection state as seen from the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpState {
+    /// The initiator sent SYN; nothing came back yet.
+    SynSent,
+    /// The responder answered with SYN-ACK.
+    SynAck,
+    /// Handshake completed, or the flow was first seen mid-stream.
+    Established,
+    /// One side sent FIN.
+    Closing,
+    /// Both sides sent FIN.
+    Closed,
+    /// Either side sent RST.
+    Reset,
+    /// A SYN that never got an answer (decided when the flow is reported, not stored).
+    NoReply,
+}
+
+/// How long a SYN may stay unanswered before the flow reads "no reply": Linux retransmits the
+/// first SYN after one second.
+pub const NO_REPLY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where an external name for the responder came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedName {
+    pub name: Arc<str>,
+    /// True when the initiator's own DNS lookup returned it; false when only another client's
+    /// answer named the address.
+    pub own_lookup: bool,
+}
+
+/// One bidirectional conversation.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// Stable for the flow's life: views keep their selection on it as rows reorder.
+    pub id: u64,
+    pub key: FlowKey,
+    /// The side that started the conversation (the SYN sender, else the first packet's sender).
+    pub initiator: SocketEnd,
+    pub responder: SocketEnd,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// From the initiator.
+    pub tx: Counters,
+    /// To the initiator.
+    pub rx: Counters,
+    pub tcp: Option<TcpState>,
+    /// Capture interfaces the flow was seen on, by interface index of the source.
+    pub interfaces: Vec<u16>,
+    /// TLS SNI from the initiator's first payload.
+    pub sni: Option<Box<str>>,
+    /// HTTP Host from the initiator's first payload.
+    pub http_host: Option<Box<str>>,
+    /// The responder's name as DNS told the initiator, fixed when the flow began.
+    pub responder_name: Option<LearnedName>,
+    /// Whether the initiator's first payload was already inspected.
+    pub payload_inspected: bool,
+    /// FIN seen from initiator / responder.
+    pub(crate) fin: [bool; 2],
+    pub rates: RateWindow,
+}
+
+impl Flow {
+    /// The TCP state to report at `now`, with "no reply" decided from the packet timeline.
+    #[must_use]
+    pub fn tcp_state_at(&self, now: Timestamp, input_ended: bool) -> Option<TcpState> {
+        match self.tcp {
+            Some(TcpState::SynSent)
+                if self.rx.packets == 0
+                    && (input_ended || now.since(self.first_seen) >= NO_REPLY_AFTER) =>
+            {
+                Some(TcpState::NoReply)
+            }
+            state => state,
+        }
+    }
+
+    /// Whether any packet came back from the responder.
+    #[must_use]
+    pub fn got_replies(&self) -> bool {
+        self.rx.packets > 0
+    }
+}

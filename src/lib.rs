@@ -37,3 +37,4 @@ pub mod record;
 pub mod run;
 pub mod snapshot;
 pub mod synth;
+pub mod time;

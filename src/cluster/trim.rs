@@ -98,10 +98,10 @@ pub fn pod(object: &core::Pod) -> Result<Pod, TrimError> {
         for pod_ip in status.pod_ips.iter().flatten() {
             ips.push(ctx.ip("status.podIPs", &pod_ip.ip)?);
         }
-        if ips.is_empty() {
-            if let Some(ip) = status.pod_ip.as_deref().filter(|ip| !ip.is_empty()) {
-                ips.push(ctx.ip("status.podIP", ip)?);
-            }
+        if ips.is_empty()
+            && let Some(ip) = status.pod_ip.as_deref().filter(|ip| !ip.is_empty())
+        {
+            ips.push(ctx.ip("status.podIP", ip)?);
         }
     }
     let phase = match status.and_then(|s| s.phase.as_deref()) {

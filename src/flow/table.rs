@@ -1,0 +1,320 @@
+//! The flow table: ingest packets, advance time, expire idle flows, evict under a flood.
+//!
+//! Bounded: a flow idle past its timeout expires; at the hard cap the least recently seen flows
+//! are evicted in a batch (amortised O(1) per packet), counted, and handed out like expired
+//! ones, so nothing disappears silently.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+use super::key::{FlowKey, SocketEnd};
+use super::{Counters, Flow, TcpState};
+use crate::decode::{Fragment, Packet, Role, TcpInfo};
+use crate::flow::rates::RateWindow;
+use crate::time::Timestamp;
+
+/// How large and how long-lived the table may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableLimits {
+    pub max_flows: usize,
+    /// A flow with no packet for this long ends.
+    pub idle_timeout: Duration,
+    /// A TCP flow closed by FIN or RST ends after this much quiet.
+    pub closed_timeout: Duration,
+}
+
+impl Default for TableLimits {
+    fn default() -> Self {
+        Self {
+            max_flows: 200_000,
+            idle_timeout: Duration::from_secs(120),
+            closed_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a flow left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Expired,
+    Evicted,
+    /// The input (a file) ended with the flow still open.
+    InputEnded,
+}
+
+/// What one packet did to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    pub new_flow: bool,
+    pub from_initiator: bool,
+}
+
+/// A later fragment is matched to its flow by these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FragmentKey {
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    id: u32,
+}
+
+/// Fragments of one datagram arrive within this long of each other, or not at all.
+const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+pub struct FlowTable {
+    limits: TableLimits,
+    flows: FxHashMap<FlowKey, Flow>,
+    fragments: FxHashMap<FragmentKey, (FlowKey, Timestamp)>,
+    next_id: u64,
+    /// Flows that left the table and were not yet collected by [`drain_ended`](Self::drain_ended).
+    ended: Vec<(Flow, EndReason)>,
+    pub evicted_total: u64,
+    pub expired_total: u64,
+}
+
+impl FlowTable {
+    #[must_use]
+    pub fn new(limits: TableLimits) -> Self {
+        Self { limits, ..Self::default() }
+    }
+
+    /// Flows started since the table was made.
+    #[must_use]
+    pub fn flows_started(&self) -> u64 {
+        self.next_id
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    pub fn flows(&self) -> impl Iterator<Item = &Flow> {
+        self.flows.values()
+    }
+
+    #[must_use]
+    pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
+        self.flows.get(key)
+    }
+
+    /// Folds one packet into its flow. Returns `None` for a later fragment whose first
+    /// fragment was never seen (the caller counts it).
+    pub fn ingest(
+        &mut self,
+        packet: &Packet<'_>,
+        interface: u16,
+        now: Timestamp,
+    ) -> Option<(&mut Flow, Ingested)> {
+        let src = SocketEnd { ip: packet.src, port: packet.src_port };
+        let dst = SocketEnd { ip: packet.dst, port: packet.dst_port };
+        let key = match packet.fragment {
+            Fragment::Later { id } => {
+                let fragment_key = FragmentKey {
+                    src: packet.src,
+                    dst: packet.dst,
+                    protocol: protocol_number(packet),
+                    id,
+                };
+                let (key, _) = self.fragments.get(&fragment_key)?;
+                *key
+            }
+            Fragment::First { id } => {
+                let key = FlowKey::canonical(packet.protocol, src, dst).0;
+                let fragment_key = FragmentKey {
+                    src: packet.src,
+                    dst: packet.dst,
+                    protocol: protocol_number(packet),
+                    id,
+                };
+                self.fragments.insert(fragment_key, (key, now));
+                key
+            }
+            Fragment::None => FlowKey::canonical(packet.protocol, src, dst).0,
+        };
+        let new_flow = !self.flows.contains_key(&key);
+        if new_flow {
+            if self.flows.len() >= self.limits.max_flows {
+                self.evict_oldest();
+            }
+            let flow = self.start_flow(key, packet, src, dst, now);
+            self.flows.insert(key, flow);
+        }
+        let flow = self.flows.get_mut(&key)?;
+        let from_initiator = flow.initiator.ip == packet.src
+            && (flow.initiator.port == packet.src_port || packet.fragment.is_later());
+        count(flow, packet, interface, from_initiator, now);
+        Some((flow, Ingested { new_flow, from_initiator }))
+    }
+
+    fn start_flow(
+        &mut self,
+        key: FlowKey,
+        packet: &Packet<'_>,
+        src: SocketEnd,
+        dst: SocketEnd,
+        now: Timestamp,
+    ) -> Flow {
+        let sender_initiates = match packet.role {
+            Role::Initiator => true,
+            Role::Responder => false,
+            // Seen mid-conversation: a well-known port answering an ephemeral one is a server.
+            Role::Unknown => !(src.port < 1024 && dst.port >= 1024 && packet.protocol.has_ports()),
+        };
+        let (initiator, responder) = if sender_initiates { (src, dst) } else { (dst, src) };
+        let tcp = packet.tcp.map(|tcp| match packet.role {
+            Role::Initiator => TcpState::SynSent,
+            Role::Responder => TcpState::SynAck,
+            Role::Unknown if tcp.has(TcpInfo::RST) => TcpState::Reset,
+            Role::Unknown => TcpState::Established,
+        });
+        self.next_id += 1;
+        Flow {
+            id: self.next_id,
+            key,
+            initiator,
+            responder,
+            first_seen: now,
+            last_seen: now,
+            tx: Counters::default(),
+            rx: Counters::default(),
+            tcp,
+            interfaces: Vec::new(),
+            sni: None,
+            http_host: None,
+            responder_name: None,
+            payload_inspected: false,
+            fin: [false; 2],
+            rates: RateWindow::default(),
+        }
+    }
+
+    /// Evicts the least recently seen 1/64th of the table (at least one flow), so a flood
+    /// costs one partial sort per many new flows rather than one scan per packet.
+    fn evict_oldest(&mut self) {
+        let batch = (self.limits.max_flows / 64).max(1);
+        let mut by_age: Vec<(Timestamp, u64, FlowKey)> =
+            self.flows.values().map(|f| (f.last_seen, f.id, f.key)).collect();
+        if by_age.len() > batch {
+            by_age.select_nth_unstable(batch - 1);
+            by_age.truncate(batch);
+        }
+        for (_, _, key) in by_age {
+            if let Some(flow) = self.flows.remove(&key) {
+                self.evicted_total += 1;
+                self.ended.push((flow, EndReason::Evicted));
+            }
+        }
+    }
+
+    /// Ends flows idle past their timeout at `now`, and forgets stale fragment entries.
+    pub fn advance(&mut self, now: Timestamp) {
+        let limits = self.limits;
+        let expired: Vec<FlowKey> = self
+            .flows
+            .values()
+            .filter(|flow| {
+                let timeout = match flow.tcp {
+                    Some(TcpState::Closed | TcpState::Reset) => limits.closed_timeout,
+                    _ => limits.idle_timeout,
+                };
+                now.since(flow.last_seen) >= timeout
+            })
+            .map(|flow| flow.key)
+            .collect();
+        for key in expired {
+            if let Some(flow) = self.flows.remove(&key) {
+                self.expired_total += 1;
+                self.ended.push((flow, EndReason::Expired));
+            }
+        }
+        self.fragments.retain(|_, (_, seen)| now.since(*seen) < FRAGMENT_TIMEOUT);
+    }
+
+    /// Ends every flow: the input is over.
+    pub fn finish(&mut self) {
+        let mut flows: Vec<Flow> = self.flows.drain().map(|(_, flow)| flow).collect();
+        flows.sort_by_key(|flow| (flow.first_seen, flow.id));
+        self.ended.extend(flows.into_iter().map(|flow| (flow, EndReason::InputEnded)));
+        self.fragments.clear();
+    }
+
+    /// Takes the flows that ended since the last call, in the order they ended.
+    pub fn drain_ended(&mut self) -> Vec<(Flow, EndReason)> {
+        std::mem::take(&mut self.ended)
+    }
+}
+
+impl Fragment {
+    #[must_use]
+    pub fn is_later(self) -> bool {
+        matches!(self, Self::Later { .. })
+    }
+}
+
+fn protocol_number(packet: &Packet<'_>) -> u8 {
+    use crate::flow::key::Protocol;
+    match packet.protocol {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
+        Protocol::Icmp => 1,
+        Protocol::Icmpv6 => 58,
+        Protocol::Other(n) => n,
+    }
+}
+
+fn count(
+    flow: &mut Flow,
+    packet: &Packet<'_>,
+    interface: u16,
+    from_initiator: bool,
+    now: Timestamp,
+) {
+    let counters = if from_initiator { &mut flow.tx } else { &mut flow.rx };
+    counters.packets += 1;
+    counters.bytes += u64::from(packet.ip_len);
+    flow.rates.add(now.whole_secs(), from_initiator, packet.ip_len);
+    if now > flow.last_seen {
+        flow.last_seen = now;
+    }
+    if !flow.interfaces.contains(&interface) {
+        flow.interfaces.push(interface);
+    }
+    if let (Some(tcp), Some(state)) = (packet.tcp, flow.tcp) {
+        flow.tcp = Some(next_tcp_state(flow, state, tcp, from_initiator));
+    }
+}
+
+/// The TCP state machine, as far as a passive observer can follow it.
+fn next_tcp_state(
+    flow: &mut Flow,
+    state: TcpState,
+    tcp: TcpInfo,
+    from_initiator: bool,
+) -> TcpState {
+    if tcp.has(TcpInfo::RST) {
+        return TcpState::Reset;
+    }
+    if tcp.has(TcpInfo::FIN) {
+        flow.fin[usize::from(!from_initiator)] = true;
+        return if flow.fin == [true, true] { TcpState::Closed } else { TcpState::Closing };
+    }
+    match state {
+        TcpState::SynSent if !from_initiator && tcp.has(TcpInfo::SYN) && tcp.has(TcpInfo::ACK) => {
+            TcpState::SynAck
+        }
+        // Any other answer to a SYN (data, a bare ACK) also shows the responder is alive.
+        TcpState::SynSent if !from_initiator => TcpState::Established,
+        TcpState::SynAck if from_initiator && tcp.has(TcpInfo::ACK) => TcpState::Established,
+        other => other,
+    }
+}

@@ -1,0 +1,75 @@
+//! Packet time as plain data: nanoseconds since the Unix epoch.
+//!
+//! Time enters netwatch only as values (packet timestamps, or the clock read by the run loop), so
+//! replays are deterministic. Nothing here reads the wall clock.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// An instant, in nanoseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    #[must_use]
+    pub fn from_secs(secs: u64) -> Self {
+        Self(secs.saturating_mul(1_000_000_000))
+    }
+
+    #[must_use]
+    pub fn from_system_time(time: SystemTime) -> Self {
+        let nanos = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        Self(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    #[must_use]
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.0)
+    }
+
+    #[must_use]
+    pub fn saturating_add(self, duration: Duration) -> Self {
+        Self(self.0.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)))
+    }
+
+    /// Time from `earlier` to `self`; zero if `earlier` is later (packets can arrive slightly
+    /// out of order across interfaces).
+    #[must_use]
+    pub fn since(self, earlier: Self) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Whole seconds since the epoch: the bucket index of rate windows.
+    #[must_use]
+    pub fn whole_secs(self) -> u64 {
+        self.0 / 1_000_000_000
+    }
+
+    /// RFC 3339 with microseconds, UTC: `2026-11-29T10:00:00.123456Z`.
+    #[must_use]
+    pub fn rfc3339(self) -> String {
+        humantime::format_rfc3339_micros(self.to_system_time()).to_string()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.rfc3339())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_as_rfc3339_with_microseconds() {
+        let ts = Timestamp(1_795_946_400_123_456_789);
+        assert_eq!(ts.rfc3339(), "2026-11-29T10:00:00.123456Z");
+    }
+
+    #[test]
+    fn since_never_goes_negative() {
+        assert_eq!(Timestamp(5).since(Timestamp(9)), Duration::ZERO);
+    }
+}
