@@ -302,8 +302,9 @@ impl ClusterView {
     /// The ready backends of a service, from its EndpointSlices.
     pub fn service_backends<'a>(
         &'a self,
-        service: &'a ObjectKey,
+        service: &ObjectKey,
     ) -> impl Iterator<Item = &'a SliceEndpoint> + 'a {
+        let service = service.clone();
         self.endpoint_slices
             .values()
             .filter(move |slice| {

@@ -318,3 +318,182 @@ fn next_tcp_state(
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Packet;
+    use crate::flow::Protocol;
+
+    const CLIENT: &str = "10.244.1.10";
+    const SERVER: &str = "203.0.113.10";
+
+    fn tcp(src: (&str, u16), dst: (&str, u16), flags: u8, len: u32) -> Packet<'static> {
+        let role = match (flags & TcpInfo::SYN != 0, flags & TcpInfo::ACK != 0) {
+            (true, false) => Role::Initiator,
+            (true, true) => Role::Responder,
+            _ => Role::Unknown,
+        };
+        Packet {
+            src: src.0.parse().unwrap(),
+            dst: dst.0.parse().unwrap(),
+            protocol: Protocol::Tcp,
+            src_port: src.1,
+            dst_port: dst.1,
+            ip_len: len,
+            tcp: Some(TcpInfo { flags, seq: 0, ack: 0 }),
+            role,
+            fragment: Fragment::None,
+            ip_id: 0,
+            payload: &[],
+        }
+    }
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp(1_000_000_000_000 + ms * 1_000_000)
+    }
+
+    const SYN: u8 = TcpInfo::SYN;
+    const SYN_ACK: u8 = TcpInfo::SYN | TcpInfo::ACK;
+    const ACK: u8 = TcpInfo::ACK;
+    const FIN_ACK: u8 = TcpInfo::FIN | TcpInfo::ACK;
+
+    fn only_flow(table: &FlowTable) -> &Flow {
+        assert_eq!(table.len(), 1);
+        table.flows().next().unwrap()
+    }
+
+    #[test]
+    fn a_handshake_orients_the_flow_from_the_syn_sender_and_counts_each_direction() {
+        let mut table = FlowTable::new(TableLimits::default());
+        let c = (CLIENT, 43122);
+        let s = (SERVER, 443);
+        table.ingest(&tcp(c, s, SYN, 60), 0, at(0));
+        assert_eq!(only_flow(&table).tcp, Some(TcpState::SynSent));
+        table.ingest(&tcp(s, c, SYN_ACK, 60), 0, at(10));
+        assert_eq!(only_flow(&table).tcp, Some(TcpState::SynAck));
+        table.ingest(&tcp(c, s, ACK, 52), 0, at(11));
+        assert_eq!(only_flow(&table).tcp, Some(TcpState::Established));
+        table.ingest(&tcp(c, s, FIN_ACK, 52), 0, at(20));
+        assert_eq!(only_flow(&table).tcp, Some(TcpState::Closing));
+        table.ingest(&tcp(s, c, FIN_ACK, 52), 0, at(21));
+        let flow = only_flow(&table);
+        assert_eq!(flow.tcp, Some(TcpState::Closed));
+        assert_eq!(flow.initiator.port, 43122);
+        assert_eq!((flow.tx.packets, flow.tx.bytes), (3, 164));
+        assert_eq!((flow.rx.packets, flow.rx.bytes), (2, 112));
+        assert_eq!((flow.first_seen, flow.last_seen), (at(0), at(21)));
+    }
+
+    #[test]
+    fn a_flow_first_seen_at_its_syn_ack_is_oriented_from_the_client() {
+        let mut table = FlowTable::new(TableLimits::default());
+        table.ingest(&tcp((SERVER, 443), (CLIENT, 43122), SYN_ACK, 60), 0, at(0));
+        let flow = only_flow(&table);
+        assert_eq!(flow.initiator.ip.to_string(), CLIENT);
+        assert_eq!(flow.tcp, Some(TcpState::SynAck));
+        assert_eq!(flow.rx.packets, 1);
+    }
+
+    #[test]
+    fn a_flow_seen_mid_stream_is_oriented_towards_the_well_known_port() {
+        let mut table = FlowTable::new(TableLimits::default());
+        table.ingest(&tcp((SERVER, 443), (CLIENT, 43122), ACK, 1500), 0, at(0));
+        let flow = only_flow(&table);
+        assert_eq!(flow.responder.port, 443);
+        assert_eq!(flow.tcp, Some(TcpState::Established));
+    }
+
+    #[test]
+    fn an_unanswered_syn_reads_no_reply_once_the_retransmit_time_has_passed() {
+        let mut table = FlowTable::new(TableLimits::default());
+        let c = (CLIENT, 50000);
+        let s = ("203.0.113.99", 443);
+        table.ingest(&tcp(c, s, SYN, 60), 0, at(0));
+        table.ingest(&tcp(c, s, SYN, 60), 0, at(1000));
+        let flow = only_flow(&table);
+        assert_eq!(flow.tcp_state_at(at(500), false), Some(TcpState::SynSent));
+        assert_eq!(flow.tcp_state_at(at(1500), false), Some(TcpState::NoReply));
+        assert_eq!(flow.tcp_state_at(at(10), true), Some(TcpState::NoReply));
+    }
+
+    #[test]
+    fn a_reset_ends_the_connection_state() {
+        let mut table = FlowTable::new(TableLimits::default());
+        table.ingest(&tcp((CLIENT, 50001), (SERVER, 80), SYN, 60), 0, at(0));
+        table.ingest(&tcp((SERVER, 80), (CLIENT, 50001), TcpInfo::RST | ACK, 40), 0, at(1));
+        assert_eq!(only_flow(&table).tcp, Some(TcpState::Reset));
+    }
+
+    #[test]
+    fn idle_flows_expire_and_closed_ones_sooner() {
+        let limits = TableLimits {
+            max_flows: 10,
+            idle_timeout: Duration::from_secs(60),
+            closed_timeout: Duration::from_secs(5),
+        };
+        let mut table = FlowTable::new(limits);
+        let (c, s) = ((CLIENT, 40000), (SERVER, 443));
+        table.ingest(&tcp(c, s, SYN, 60), 0, at(0));
+        table.ingest(&tcp(s, c, TcpInfo::RST, 40), 0, at(1));
+        table.ingest(&tcp((CLIENT, 40001), s, SYN, 60), 0, at(0));
+        table.advance(at(6_000));
+        let ended = table.drain_ended();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1, EndReason::Expired);
+        assert_eq!(ended[0].0.initiator.port, 40000);
+        table.advance(at(60_000));
+        assert_eq!(table.drain_ended().len(), 1);
+        assert!(table.is_empty());
+        assert_eq!(table.expired_total, 2);
+    }
+
+    #[test]
+    fn at_the_cap_the_least_recently_seen_flows_are_evicted_and_counted() {
+        let limits = TableLimits { max_flows: 4, ..TableLimits::default() };
+        let mut table = FlowTable::new(limits);
+        for port in 0..4u16 {
+            table.ingest(&tcp((CLIENT, 40000 + port), (SERVER, 443), SYN, 60), 0, at(u64::from(port)));
+        }
+        // Port 40000 was seen first but is refreshed, so 40001 is now the oldest.
+        table.ingest(&tcp((CLIENT, 40000), (SERVER, 443), ACK, 52), 0, at(10));
+        table.ingest(&tcp((CLIENT, 40009), (SERVER, 443), SYN, 60), 0, at(11));
+        let ended = table.drain_ended();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].0.initiator.port, 40001);
+        assert_eq!(ended[0].1, EndReason::Evicted);
+        assert_eq!(table.evicted_total, 1);
+        assert_eq!(table.len(), 4);
+    }
+
+    #[test]
+    fn later_fragments_count_against_the_flow_of_their_first_fragment() {
+        let mut table = FlowTable::new(TableLimits::default());
+        let mut first = tcp((CLIENT, 5353), (SERVER, 9999), 0, 1500);
+        first.protocol = Protocol::Udp;
+        first.tcp = None;
+        first.fragment = Fragment::First { id: 77 };
+        let mut later = first;
+        later.src_port = 0;
+        later.dst_port = 0;
+        later.ip_len = 400;
+        later.fragment = Fragment::Later { id: 77 };
+        table.ingest(&first, 0, at(0));
+        assert!(table.ingest(&later, 0, at(1)).is_some());
+        let flow = only_flow(&table);
+        assert_eq!((flow.tx.packets, flow.tx.bytes), (2, 1900));
+        let mut orphan = later;
+        orphan.fragment = Fragment::Later { id: 78 };
+        assert!(table.ingest(&orphan, 0, at(2)).is_none());
+    }
+
+    #[test]
+    fn finishing_hands_out_every_flow_oldest_first() {
+        let mut table = FlowTable::new(TableLimits::default());
+        table.ingest(&tcp((CLIENT, 2), (SERVER, 443), SYN, 60), 0, at(5));
+        table.ingest(&tcp((CLIENT, 1), (SERVER, 443), SYN, 60), 0, at(1));
+        table.finish();
+        let ports: Vec<u16> = table.drain_ended().iter().map(|(f, _)| f.initiator.port).collect();
+        assert_eq!(ports, vec![1, 2]);
+    }
+}
