@@ -28,6 +28,64 @@ pub enum Command {
     Demo(DemoArgs),
     /// Replay a capture file (pcap or pcapng, any of Ethernet, Linux cooked v1/v2, raw IP).
     Replay(ReplayArgs),
+    /// NetworkPolicy answers on a cluster snapshot: explain one connection, audit the cluster.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The verdict for one connection (or a batch of them), with the deciding policies.
+    Explain(ExplainArgs),
+    /// Pods with unrestricted egress or ingress, namespaces without default deny, and more.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Cluster snapshot ('kubectl get … -o yaml' output) holding the pods and policies.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub cluster: PathBuf,
+
+    /// The source: 'namespace/pod' or an IP address.
+    #[arg(long, value_name = "SRC", required_unless_present = "batch", conflicts_with = "batch")]
+    pub from: Option<String>,
+
+    /// The destination: 'namespace/pod', 'namespace/service' or an IP address.
+    #[arg(long, value_name = "DST", required_unless_present = "batch", conflicts_with = "batch")]
+    pub to: Option<String>,
+
+    /// The destination port.
+    #[arg(long, value_name = "N", required_unless_present = "batch", conflicts_with = "batch")]
+    pub port: Option<u16>,
+
+    /// TCP, UDP or SCTP.
+    #[arg(long, value_name = "PROTOCOL", default_value = "TCP")]
+    pub protocol: String,
+
+    /// Answer many: one JSON query per line, '{"from":…,"to":…,"protocol":"TCP","port":80}'; '-' reads stdin.
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+
+    /// Output format (a batch always answers in JSON Lines).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ReportArg::Text)]
+    pub format: ReportArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Cluster snapshot ('kubectl get … -o yaml' output).
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub cluster: PathBuf,
+
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ReportArg::Text)]
+    pub format: ReportArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportArg {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

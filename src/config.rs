@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, OutputArgs, OutputFormat, TableArgs};
+use crate::cli::{Cli, Command, OutputArgs, OutputFormat, PolicyCommand, ReportArg, TableArgs};
 use crate::flow::TableLimits;
 use crate::record::Format;
 
@@ -18,6 +18,34 @@ pub enum Mode {
     /// Live capture on this host (arrives with the live-capture work).
     Live,
     Replay(ReplayConfig),
+    PolicyExplain(ExplainConfig),
+    PolicyAudit(AuditConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExplainInput {
+    One { from: String, to: String, protocol: String, port: u16 },
+    /// A file of JSON queries, or `-` for stdin.
+    Batch(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainConfig {
+    pub cluster: ClusterSource,
+    pub input: ExplainInput,
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    pub cluster: ClusterSource,
+    pub format: ReportFormat,
 }
 
 /// Where packets come from in a replay.
@@ -76,8 +104,37 @@ impl TryFrom<Cli> for Config {
                 view: view(&args.output),
                 limits: limits(&args.table)?,
             }),
+            Some(Command::Policy(PolicyCommand::Explain(args))) => {
+                let input = match (args.batch, args.from, args.to, args.port) {
+                    (Some(path), ..) => ExplainInput::Batch(path),
+                    (None, Some(from), Some(to), Some(port)) => {
+                        ExplainInput::One { from, to, protocol: args.protocol, port }
+                    }
+                    _ => {
+                        return Err(ConfigError(
+                            "policy explain needs --from, --to and --port, or --batch FILE".into(),
+                        ));
+                    }
+                };
+                Mode::PolicyExplain(ExplainConfig {
+                    cluster: ClusterSource::Snapshot(args.cluster),
+                    input,
+                    format: report_format(args.format),
+                })
+            }
+            Some(Command::Policy(PolicyCommand::Audit(args))) => Mode::PolicyAudit(AuditConfig {
+                cluster: ClusterSource::Snapshot(args.cluster),
+                format: report_format(args.format),
+            }),
         };
         Ok(Self { command, log_file: cli.log_file })
+    }
+}
+
+fn report_format(format: ReportArg) -> ReportFormat {
+    match format {
+        ReportArg::Text => ReportFormat::Text,
+        ReportArg::Json => ReportFormat::Json,
     }
 }
 

@@ -3,6 +3,8 @@
 //! Effects live here and in `capture`: reading files, writing stdout and stderr. The engine
 //! stays pure; replay drives it on packet time, so output is the same on every run.
 
+mod policy;
+
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -50,6 +52,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 .into(),
         )),
         Mode::Replay(replay) => run_replay(&replay),
+        Mode::PolicyExplain(explain) => policy::explain(&explain),
+        Mode::PolicyAudit(audit) => policy::audit(&audit),
     }
 }
 
@@ -85,8 +89,18 @@ fn run_replay(config: &ReplayConfig) -> Result<(), RunError> {
 
 /// Loads a cluster snapshot into the engine.
 fn load_cluster(engine: &mut Engine, source: &ClusterSource) -> Result<(), RunError> {
+    let Some(loaded) = load_snapshot(source)? else { return Ok(()) };
+    engine.note_cluster_skips(&loaded.skipped);
+    for event in loaded.events {
+        engine.apply(event);
+    }
+    Ok(())
+}
+
+/// Reads and parses a snapshot; `None` when there is none to read.
+fn load_snapshot(source: &ClusterSource) -> Result<Option<snapshot::LoadedSnapshot>, RunError> {
     let (origin, text) = match source {
-        ClusterSource::None => return Ok(()),
+        ClusterSource::None => return Ok(None),
         ClusterSource::Demo => ("demo-cluster.yaml".to_owned(), demo::CLUSTER.to_owned()),
         ClusterSource::Snapshot(path) => (path.display().to_string(), read_snapshot(path)?),
     };
@@ -95,11 +109,19 @@ fn load_cluster(engine: &mut Engine, source: &ClusterSource) -> Result<(), RunEr
             "{e}; --cluster takes the output of 'kubectl get namespaces,nodes,pods,services,endpointslices,networkpolicies -A -o yaml'"
         ))
     })?;
-    engine.note_cluster_skips(&loaded.skipped);
-    for event in loaded.events {
-        engine.apply(event);
+    Ok(Some(loaded))
+}
+
+/// A cluster view from a snapshot, indexed and ready for lookups.
+fn load_view(source: &ClusterSource) -> Result<crate::cluster::ClusterView, RunError> {
+    let mut view = crate::cluster::ClusterView::new();
+    if let Some(loaded) = load_snapshot(source)? {
+        for event in loaded.events {
+            view.apply(event);
+        }
     }
-    Ok(())
+    view.reindex();
+    Ok(view)
 }
 
 fn read_snapshot(path: &Path) -> Result<String, RunError> {

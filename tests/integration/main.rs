@@ -1,8 +1,11 @@
 //! netwatch's integration tests: one binary, a module per area. Fixtures live in
 //! `tests/fixtures`; every input here is something a user could hand netwatch.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic: that is a failure
+
 mod boundary;
 mod cli;
+mod policy_cli;
 mod snapshot_loading;
 
 use std::path::PathBuf;
