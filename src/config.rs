@@ -30,7 +30,12 @@ pub enum ReportFormat {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExplainInput {
-    One { from: String, to: String, protocol: String, port: u16 },
+    One {
+        from: String,
+        to: String,
+        protocol: String,
+        port: u16,
+    },
     /// A file of JSON queries, or `-` for stdin.
     Batch(PathBuf),
 }

@@ -440,7 +440,10 @@ mod never_panics {
 
     /// Bytes that look enough like IPv4/IPv6 to get past the first checks.
     fn ip_like() -> impl Strategy<Value = Vec<u8>> {
-        (prop_oneof![Just(0x45u8), Just(0x46), Just(0x60), any::<u8>()], proptest::collection::vec(any::<u8>(), 0..200))
+        (
+            prop_oneof![Just(0x45u8), Just(0x46), Just(0x60), any::<u8>()],
+            proptest::collection::vec(any::<u8>(), 0..200),
+        )
             .prop_map(|(first, rest)| {
                 let mut bytes = vec![first];
                 bytes.extend(rest);

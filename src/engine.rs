@@ -9,10 +9,10 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use crate::capture::Frame;
-use crate::cluster::{ClusterEvent, ClusterView};
+use crate::cluster::{ClusterEvent, ClusterView, IpOwner};
 use crate::decode::{self, SkipReason, dns, http, tls};
 use crate::flow::table::EndReason;
-use crate::flow::{Flow, FlowTable, Protocol, TableLimits};
+use crate::flow::{Flow, FlowTable, LearnedName, Protocol, TableLimits};
 use crate::identity::{self, EndpointKind, Identity};
 use crate::names::NameBook;
 use crate::policy::{Connection, Decision, PolicySet, Verdict};
@@ -113,13 +113,15 @@ impl Engine {
                 Some(Err(dns::DnsSkip::Query)) | None => {}
             }
         }
+        // Cheap when nothing changed; names of new flows below need the current pod index.
+        self.view.reindex();
         let Some((flow, ingested)) = self.table.ingest(&packet, frame.interface, frame.ts) else {
             self.skipped[SkipReason::OrphanFragment.index()] += 1;
             return;
         };
         self.decoded += 1;
         if ingested.new_flow {
-            flow.responder_name = self.names.lookup(flow.initiator.ip, flow.responder.ip, frame.ts);
+            flow.responder_name = learned_name(&self.names, &self.view, flow, frame.ts);
         }
         if ingested.from_initiator
             && !flow.payload_inspected
@@ -275,6 +277,30 @@ impl Engine {
             policy_diagnostics: self.policy_diagnostics.clone(),
         }
     }
+}
+
+/// The responder's name as DNS told the initiator. A dual-stack pod may ask over IPv4 and
+/// connect over IPv6, so a lookup from any of the initiator pod's addresses is its own.
+fn learned_name(
+    names: &NameBook,
+    view: &ClusterView,
+    flow: &Flow,
+    now: Timestamp,
+) -> Option<LearnedName> {
+    let found = names.lookup(flow.initiator.ip, flow.responder.ip, now);
+    if found.as_ref().is_some_and(|name| name.own_lookup) {
+        return found;
+    }
+    let pod = view.owners(flow.initiator.ip).iter().find_map(|owner| match owner {
+        IpOwner::Pod(key) => view.pods.get(key),
+        _ => None,
+    });
+    let sibling =
+        pod.into_iter().flat_map(|pod| pod.ips.iter()).filter(|ip| **ip != flow.initiator.ip);
+    sibling
+        .filter_map(|ip| names.lookup(*ip, flow.responder.ip, now))
+        .find(|name| name.own_lookup)
+        .or(found)
 }
 
 fn endpoint_record(ip: std::net::IpAddr, port: Option<u16>, id: Identity) -> EndpointRecord {

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use crate::policy::{Decision, Direction};
-use crate::snapshot::FlowRecord;
+use crate::snapshot::{EndpointRecord, FlowRecord, NameSource};
 
 /// The headless output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl<W: Write> RecordWriter<W> {
                     self.wrote_header = true;
                     writeln!(
                         self.out,
-                        "{:<12} {:<SOURCE_WIDTH$} {:<DESTINATION_WIDTH$} {:<6} {:>5} {:>11} {:>15} {:>8} STATE",
+                        "{:<12} {:<SOURCE_WIDTH$} {:<DESTINATION_WIDTH$} {:<6} {:>5} {:>11} {:>15} {:>8} {:<11} NOTES",
                         "VERDICT",
                         "SOURCE",
                         "DESTINATION",
@@ -50,6 +50,7 @@ impl<W: Write> RecordWriter<W> {
                         "PKTS tx/rx",
                         "BYTES tx/rx",
                         "DURATION",
+                        "STATE",
                     )?;
                 }
                 self.write_row(record)
@@ -64,19 +65,20 @@ impl<W: Write> RecordWriter<W> {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default()
         });
-        writeln!(
-            self.out,
-            "{:<12} {:<SOURCE_WIDTH$} {:<DESTINATION_WIDTH$} {:<6} {:>5} {:>11} {:>15} {:>8} {}",
+        let row = format!(
+            "{:<12} {:<SOURCE_WIDTH$} {:<DESTINATION_WIDTH$} {:<6} {:>5} {:>11} {:>15} {:>8} {:<11} {}",
             verdict_mark(record),
-            elide(&record.src.label(), SOURCE_WIDTH),
-            elide(&destination_label(record), DESTINATION_WIDTH),
+            fit_label(&record.src, SOURCE_WIDTH),
+            fit_label(&record.dst, DESTINATION_WIDTH),
             record.protocol.name(),
             record.dst.port.map_or_else(|| "-".to_owned(), |p| p.to_string()),
             format!("{}/{}", record.packets.tx, record.packets.rx),
             format!("{}/{}", human_bytes(record.bytes.tx), human_bytes(record.bytes.rx)),
             human_duration(record.last_seen.since(record.first_seen)),
             state.unwrap_or_default(),
-        )
+            notes(record),
+        );
+        writeln!(self.out, "{}", row.trim_end())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -86,34 +88,53 @@ impl<W: Write> RecordWriter<W> {
 
 /// The verdict column: the strongest thing to say about a flow.
 #[must_use]
-pub fn verdict_mark(record: &FlowRecord) -> String {
-    let mut mark = match record.violation {
-        Some(Direction::Egress) if record.leak => "LEAK-egress".to_owned(),
-        Some(Direction::Ingress) if record.leak => "LEAK-ingress".to_owned(),
-        Some(Direction::Egress) => "DENY-egress".to_owned(),
-        Some(Direction::Ingress) => "DENY-ingress".to_owned(),
+pub fn verdict_mark(record: &FlowRecord) -> &'static str {
+    match record.violation {
+        Some(Direction::Egress) if record.leak => "LEAK-egress",
+        Some(Direction::Ingress) if record.leak => "LEAK-ingress",
+        Some(Direction::Egress) => "DENY-egress",
+        Some(Direction::Ingress) => "DENY-ingress",
         None => {
             let sides = [record.verdict.egress.decision, record.verdict.ingress.decision];
             if sides.contains(&Decision::Partial) {
-                "partial".to_owned()
+                "partial"
             } else if sides.contains(&Decision::Allow) {
-                "allow".to_owned()
+                "allow"
             } else if sides.contains(&Decision::Unrestricted) {
-                "open".to_owned()
+                "open"
             } else {
-                "-".to_owned()
+                "-"
             }
         }
-    };
-    if record.direct_ip {
-        mark.push('!');
     }
-    mark
 }
 
-fn destination_label(record: &FlowRecord) -> String {
-    let label = record.dst.label();
-    if record.direct_ip { format!("{label} [direct IP]") } else { label }
+/// An endpoint's label cut to `width`; a name shown with its address keeps the address whole.
+#[must_use]
+pub fn fit_label(endpoint: &EndpointRecord, width: usize) -> String {
+    let label = endpoint.label();
+    if label.chars().count() <= width {
+        return label;
+    }
+    let address = format!(" ({})", endpoint.ip);
+    match label.strip_suffix(&address) {
+        Some(name) if width > address.len() + 3 => {
+            format!("{}{address}", elide(name, width - address.len()))
+        }
+        _ => elide(&label, width),
+    }
+}
+
+/// Notes that do not fit a verdict: direct-IP egress, a name learned from another client.
+fn notes(record: &FlowRecord) -> String {
+    let mut notes = Vec::new();
+    if record.direct_ip {
+        notes.push("direct-ip");
+    }
+    if record.dst.dns_source == Some(NameSource::Other) {
+        notes.push("name-from-other-client");
+    }
+    notes.join(",")
 }
 
 /// Cuts a label to `width` characters, keeping both ends (`kube-system/core…-7d8f`).

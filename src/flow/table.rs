@@ -453,7 +453,11 @@ mod tests {
         let limits = TableLimits { max_flows: 4, ..TableLimits::default() };
         let mut table = FlowTable::new(limits);
         for port in 0..4u16 {
-            table.ingest(&tcp((CLIENT, 40000 + port), (SERVER, 443), SYN, 60), 0, at(u64::from(port)));
+            table.ingest(
+                &tcp((CLIENT, 40000 + port), (SERVER, 443), SYN, 60),
+                0,
+                at(u64::from(port)),
+            );
         }
         // Port 40000 was seen first but is refreshed, so 40001 is now the oldest.
         table.ingest(&tcp((CLIENT, 40000), (SERVER, 443), ACK, 52), 0, at(10));

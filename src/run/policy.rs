@@ -39,7 +39,12 @@ pub fn explain(config: &ExplainConfig) -> Result<(), RunError> {
     let mut out = stdout.lock();
     match &config.input {
         ExplainInput::One { from, to, protocol, port } => {
-            let query = Query { from: from.clone(), to: to.clone(), protocol: protocol.clone(), port: *port };
+            let query = Query {
+                from: from.clone(),
+                to: to.clone(),
+                protocol: protocol.clone(),
+                port: *port,
+            };
             let answer = answer(&view, &set, &query).map_err(RunError::BadInput)?;
             let written = match config.format {
                 ReportFormat::Json => writeln!(out, "{}", answer.json),
@@ -110,7 +115,10 @@ fn answer(view: &ClusterView, set: &PolicySet, query: &Query) -> Result<Answer, 
     let (src, src_label) = endpoint(view, &query.from, "from")?;
     let (dst, dst_label) = endpoint(view, &query.to, "to")?;
     if src.is_ipv4() != dst.is_ipv4() {
-        return Err(format!("'{}' ({src}) and '{}' ({dst}) are of different IP families", query.from, query.to));
+        return Err(format!(
+            "'{}' ({src}) and '{}' ({dst}) are of different IP families",
+            query.from, query.to
+        ));
     }
     let connection = Connection { src, dst, protocol, dst_port: Some(query.port) };
     let verdict = set.evaluate(view, &connection);
@@ -150,7 +158,10 @@ fn denied_sides(verdict: &Verdict) -> String {
 }
 
 fn side_text(side: &policy::SideVerdict) -> String {
-    let decision = serde_json::to_value(side.decision).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let decision = serde_json::to_value(side.decision)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
     if side.policies.is_empty() {
         format!("{decision} — {}", side.reason)
     } else {
@@ -168,7 +179,9 @@ fn endpoint(view: &ClusterView, text: &str, which: &str) -> Result<(IpAddr, Stri
     };
     let key = ObjectKey::namespaced(namespace, name);
     if let Some(pod) = view.pods.get(&key) {
-        let ip = pod.ips.first().ok_or_else(|| format!("pod '{text}' has no IP in the snapshot (phase {:?})", pod.phase))?;
+        let ip = pod.ips.first().ok_or_else(|| {
+            format!("pod '{text}' has no IP in the snapshot (phase {:?})", pod.phase)
+        })?;
         return Ok((*ip, format!("{text} ({ip})")));
     }
     if let Some(ip) = view.services.get(&key).and_then(|service| service.cluster_ips.first()) {

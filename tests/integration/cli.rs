@@ -64,7 +64,8 @@ fn bad_flag_values_are_usage_errors() {
 
 #[test]
 fn the_kubectl_plugin_binary_runs_the_same_program() {
-    let output = Command::new(env!("CARGO_BIN_EXE_kubectl-netwatch")).arg("--help").output().unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_kubectl-netwatch")).arg("--help").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("kubectl netwatch"));
 }

@@ -5,7 +5,9 @@
 
 mod boundary;
 mod cli;
+mod decode_frames;
 mod policy_cli;
+mod replay;
 mod snapshot_loading;
 
 use std::path::PathBuf;

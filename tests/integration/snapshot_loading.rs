@@ -25,7 +25,13 @@ fn a_kubectl_list_loads_every_kind_netwatch_uses_and_counts_the_rest() {
     assert_eq!(loaded.skipped.unknown_kinds.get("ServiceAccount"), Some(&1));
 
     let web = &view.pods[&ObjectKey::namespaced("shop", "web-7c9d8b6f5d-x2k9p")];
-    assert_eq!(web.ips, vec!["10.244.1.10".parse::<std::net::IpAddr>().unwrap(), "fd00:10:244:1::a".parse().unwrap()]);
+    assert_eq!(
+        web.ips,
+        vec![
+            "10.244.1.10".parse::<std::net::IpAddr>().unwrap(),
+            "fd00:10:244:1::a".parse().unwrap()
+        ]
+    );
     assert_eq!(web.node.as_deref(), Some("n1"));
     assert_eq!(web.labels["app"], "web");
     assert_eq!(web.ports.len(), 2);
@@ -34,7 +40,10 @@ fn a_kubectl_list_loads_every_kind_netwatch_uses_and_counts_the_rest() {
     let service = &view.services[&ObjectKey::namespaced("shop", "web")];
     assert_eq!(service.ports[0].node_port, Some(30080));
     assert_eq!(service.ports[0].target_port, Some(TargetPort::Name("http".into())));
-    assert_eq!(service.load_balancer_ips, vec!["198.51.100.40".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(
+        service.load_balancer_ips,
+        vec!["198.51.100.40".parse::<std::net::IpAddr>().unwrap()]
+    );
 
     let node = &view.nodes["n1"];
     assert_eq!(node.pod_cidrs.len(), 2);
@@ -52,8 +61,14 @@ fn the_ip_index_knows_host_network_pods_and_ignores_finished_ones() {
     let (view, _) = load("cluster/kubectl-list.yaml").unwrap();
     let owners = view.owners("10.0.0.11".parse().unwrap());
     assert!(owners.contains(&IpOwner::Node("n1".into())));
-    assert!(owners.contains(&IpOwner::HostNetworkPod(ObjectKey::namespaced("kube-system", "kube-proxy-4vbfd"))));
-    assert!(view.owners("10.244.1.77".parse().unwrap()).is_empty(), "a Succeeded pod's IP may be reused");
+    assert!(owners.contains(&IpOwner::HostNetworkPod(ObjectKey::namespaced(
+        "kube-system",
+        "kube-proxy-4vbfd"
+    ))));
+    assert!(
+        view.owners("10.244.1.77".parse().unwrap()).is_empty(),
+        "a Succeeded pod's IP may be reused"
+    );
 }
 
 #[test]
@@ -77,7 +92,11 @@ fn several_yaml_documents_load_and_a_headless_service_has_no_cluster_ip() {
     let (view, loaded) = load("cluster/multi-document.yaml").unwrap();
     assert_eq!(loaded.object_count, 2);
     assert!(view.services[&ObjectKey::namespaced("shop", "api")].cluster_ips.is_empty());
-    assert_eq!(view.pods[&ObjectKey::namespaced("shop", "api-0")].ips.len(), 1, "podIP alone is read");
+    assert_eq!(
+        view.pods[&ObjectKey::namespaced("shop", "api-0")].ips.len(),
+        1,
+        "podIP alone is read"
+    );
 }
 
 #[test]
