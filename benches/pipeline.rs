@@ -1,1 +1,72 @@
-fn main() {}
+//! The pipeline's per-packet cost, from memory: decode alone, and decode → flow table → names →
+//! identity → records with the demo cluster loaded. The whole-file comparison with the pcap
+//! floor and tshark is `scripts/bench-replay.sh`.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+use netwatch::capture::Frame;
+use netwatch::cluster::snapshot;
+use netwatch::decode::{LinkType, decode};
+use netwatch::engine::Engine;
+use netwatch::flow::TableLimits;
+use netwatch::synth::{TimedFrame, bench_capture};
+use netwatch::time::Timestamp;
+
+const PACKETS: usize = 200_000;
+
+fn frames() -> Vec<TimedFrame> {
+    bench_capture(PACKETS, 7).collect()
+}
+
+fn pipeline(c: &mut Criterion) {
+    let frames = frames();
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(PACKETS as u64));
+    group.sample_size(10);
+    group.bench_function("decode", |b| {
+        b.iter(|| {
+            let mut decoded = 0usize;
+            for frame in &frames {
+                decoded += usize::from(decode(Some(LinkType::Ethernet), &frame.frame).is_ok());
+            }
+            decoded
+        });
+    });
+    let cluster =
+        snapshot::parse("demo-cluster.yaml", netwatch::demo::CLUSTER).expect("demo cluster loads");
+    group.bench_function("ingest_and_records", |b| {
+        b.iter(|| {
+            let mut engine = Engine::new(TableLimits::default());
+            for event in cluster.events.clone() {
+                engine.apply(event);
+            }
+            let mut records = 0usize;
+            let mut last = Timestamp::default();
+            for (i, frame) in frames.iter().enumerate() {
+                let ts = Timestamp(frame.ts_nanos);
+                if i % 4096 == 0 {
+                    let _ = engine.advance(ts, |_| {
+                        records += 1;
+                        Ok::<(), ()>(())
+                    });
+                }
+                engine.ingest(&Frame {
+                    ts,
+                    interface: 0,
+                    linktype: Some(LinkType::Ethernet),
+                    data: &frame.frame,
+                });
+                last = ts;
+            }
+            let _ = engine.finish(last, |_| {
+                records += 1;
+                Ok::<(), ()>(())
+            });
+            records
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);

@@ -479,3 +479,61 @@ mod never_panics {
         }
     }
 }
+
+/// What a packet's payload said, read where the packet was decoded (on the capture thread), so
+/// the flow stage gets a small owned value and never the frame bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AppData {
+    #[default]
+    None,
+    /// A DNS response from port 53 and what it resolved.
+    Dns(Vec<dns::Resolution>),
+    /// A payload on port 53 that is not DNS.
+    DnsMalformed,
+    /// A TLS ClientHello's server name.
+    TlsSni(Box<str>),
+    /// An HTTP/1.x request's Host header.
+    HttpHost(Box<str>),
+}
+
+const DNS_PORT: u16 = 53;
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// A decoded packet with its payload read and dropped: owned, `Send`, a few dozen bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The header facts; `payload` is always empty here.
+    pub packet: Packet<'static>,
+    pub payload_len: usize,
+    pub app: AppData,
+}
+
+/// Reads what matters from a packet's payload: DNS answers from port 53, a TLS ClientHello's SNI
+/// or an HTTP request's Host (which the flow stage keeps only from a flow's first payload).
+#[must_use]
+pub fn summarize(packet: &Packet<'_>) -> Summary {
+    let payload = packet.payload;
+    let app = if payload.is_empty() || packet.fragment.is_later() {
+        AppData::None
+    } else if packet.src_port == DNS_PORT
+        && matches!(packet.protocol, Protocol::Udp | Protocol::Tcp)
+    {
+        let parsed = if packet.protocol == Protocol::Udp {
+            dns::parse_udp(payload)
+        } else {
+            dns::parse_tcp(payload)
+        };
+        match parsed {
+            Ok(resolutions) => AppData::Dns(resolutions),
+            Err(dns::DnsSkip::Malformed) => AppData::DnsMalformed,
+            Err(dns::DnsSkip::Query) => AppData::None,
+        }
+    } else if packet.protocol == Protocol::Tcp && payload[0] == TLS_HANDSHAKE {
+        tls::client_hello_sni(payload).map_or(AppData::None, |sni| AppData::TlsSni(sni.into()))
+    } else if packet.protocol == Protocol::Tcp {
+        http::request_host(payload).map_or(AppData::None, |host| AppData::HttpHost(host.into()))
+    } else {
+        AppData::None
+    };
+    Summary { packet: Packet { payload: &[], ..*packet }, payload_len: payload.len(), app }
+}

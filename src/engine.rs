@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 
 use crate::capture::Frame;
 use crate::cluster::{ClusterEvent, ClusterView, IpOwner};
-use crate::decode::{self, SkipReason, dns, http, tls};
+use crate::decode::{self, AppData, SkipReason};
 use crate::flow::table::EndReason;
 use crate::flow::{Flow, FlowTable, LearnedName, Protocol, TableLimits};
 use crate::identity::{self, EndpointKind, Identity};
@@ -18,8 +18,6 @@ use crate::names::NameBook;
 use crate::policy::{Connection, Decision, PolicySet, Verdict};
 use crate::snapshot::{EndpointRecord, FlowRecord, NameSource, Stats, TxRx};
 use crate::time::Timestamp;
-
-const DNS_PORT: u16 = 53;
 
 /// How often (packet time) idle flows and stale names are swept.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -87,69 +85,88 @@ impl Engine {
         }
     }
 
-    /// Folds one captured frame into the flows.
+    /// Folds one captured frame into the flows (decoding it here: the single-threaded path).
     pub fn ingest(&mut self, frame: &Frame<'_>) {
+        let decoded =
+            decode::decode(frame.linktype, frame.data).map(|packet| decode::summarize(&packet));
+        self.ingest_decoded(frame.ts, frame.interface, decoded);
+    }
+
+    /// Folds one packet decoded elsewhere (a capture or reader thread) into the flows.
+    pub fn ingest_decoded(
+        &mut self,
+        ts: Timestamp,
+        interface: u16,
+        decoded: Result<decode::Summary, SkipReason>,
+    ) {
         self.frames += 1;
-        let packet = match decode::decode(frame.linktype, frame.data) {
-            Ok(packet) => packet,
+        let summary = match decoded {
+            Ok(summary) => summary,
             Err(reason) => {
                 self.skipped[reason.index()] += 1;
                 return;
             }
         };
-        if packet.src_port == DNS_PORT && !packet.payload.is_empty() && !packet.fragment.is_later()
-        {
-            let parsed = match packet.protocol {
-                Protocol::Udp => Some(dns::parse_udp(packet.payload)),
-                Protocol::Tcp => Some(dns::parse_tcp(packet.payload)),
-                _ => None,
-            };
-            match parsed {
-                Some(Ok(resolutions)) => {
-                    self.dns_responses += 1;
-                    self.names.learn(packet.dst, &resolutions, frame.ts);
-                }
-                Some(Err(dns::DnsSkip::Malformed)) => self.dns_malformed += 1,
-                Some(Err(dns::DnsSkip::Query)) | None => {}
+        let packet = &summary.packet;
+        match &summary.app {
+            AppData::Dns(resolutions) => {
+                self.dns_responses += 1;
+                self.names.learn(packet.dst, resolutions, ts);
             }
+            AppData::DnsMalformed => self.dns_malformed += 1,
+            _ => {}
         }
         // Cheap when nothing changed; names of new flows below need the current pod index.
         self.view.reindex();
-        let Some((flow, ingested)) = self.table.ingest(&packet, frame.interface, frame.ts) else {
+        let Some((flow, ingested)) = self.table.ingest(packet, interface, ts) else {
             self.skipped[SkipReason::OrphanFragment.index()] += 1;
             return;
         };
         self.decoded += 1;
         if ingested.new_flow {
-            flow.responder_name = learned_name(&self.names, &self.view, flow, frame.ts);
+            flow.responder_name = learned_name(&self.names, &self.view, flow, ts);
         }
         if ingested.from_initiator
             && !flow.payload_inspected
-            && !packet.payload.is_empty()
+            && summary.payload_len > 0
             && packet.protocol == Protocol::Tcp
         {
             // Only the first payload: SNI and Host are at the very start of a connection.
             flow.payload_inspected = true;
-            flow.sni = tls::client_hello_sni(packet.payload).map(String::into_boxed_str);
-            if flow.sni.is_none() {
-                flow.http_host = http::request_host(packet.payload).map(String::into_boxed_str);
+            match summary.app {
+                AppData::TlsSni(sni) => flow.sni = Some(sni),
+                AppData::HttpHost(host) => flow.http_host = Some(host),
+                _ => {}
             }
         }
     }
 
-    /// Moves time to `now`: idle flows end, stale names are forgotten. Returns the records of
-    /// the flows that ended (expired, or evicted since the last call).
-    pub fn advance(&mut self, now: Timestamp) -> Vec<FlowRecord> {
+    /// Moves time to `now`: idle flows end, stale names are forgotten. Hands `emit` the record
+    /// of each flow that ended (expired, or evicted since the last call), one at a time so that
+    /// memory does not grow with the number of ended flows.
+    pub fn advance<E>(
+        &mut self,
+        now: Timestamp,
+        emit: impl FnMut(&FlowRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
         self.table.advance(now);
         self.names.expire(now);
-        self.collect_ended(now)
+        self.emit_ended(now, emit)
     }
 
-    /// The input is over: every remaining flow ends. Returns their records, oldest first.
-    pub fn finish(&mut self, now: Timestamp) -> Vec<FlowRecord> {
+    /// The input is over: every remaining flow ends, and `emit` gets their records, oldest first.
+    pub fn finish<E>(
+        &mut self,
+        now: Timestamp,
+        mut emit: impl FnMut(&FlowRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
         self.input_ended = true;
-        self.table.finish();
-        self.collect_ended(now)
+        let remaining = self.table.finish();
+        self.emit_ended(now, &mut emit)?;
+        for flow in &remaining {
+            emit(&self.record(flow, now))?;
+        }
+        Ok(())
     }
 
     /// Records of the flows still in the table, for views that show the live state.
@@ -159,20 +176,22 @@ impl Engine {
         flows.iter().map(|flow| self.record(flow, now)).collect()
     }
 
-    fn collect_ended(&mut self, now: Timestamp) -> Vec<FlowRecord> {
+    fn emit_ended<E>(
+        &mut self,
+        now: Timestamp,
+        mut emit: impl FnMut(&FlowRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
         let ended = self.table.drain_ended();
         if ended.is_empty() {
-            return Vec::new();
+            return Ok(());
         }
         self.refresh_cluster();
-        ended
-            .iter()
-            .map(|(flow, reason)| {
-                // An evicted flow is reported as of its last packet, not of the flood.
-                let at = if *reason == EndReason::Evicted { flow.last_seen } else { now };
-                self.record(flow, at)
-            })
-            .collect()
+        for (flow, reason) in &ended {
+            // An evicted flow is reported as of its last packet, not of the flood.
+            let at = if *reason == EndReason::Evicted { flow.last_seen } else { now };
+            emit(&self.record(flow, at))?;
+        }
+        Ok(())
     }
 
     /// Rebuilds the IP index and recompiles policies if the cluster view changed.

@@ -7,10 +7,13 @@ mod policy;
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
 
 use crate::capture::{CaptureError, FileSource, Next, PacketSource};
 use crate::cluster::snapshot;
 use crate::config::{ClusterSource, Config, Input, Mode, ReplayConfig, View};
+use crate::decode;
 use crate::demo;
 use crate::engine::{Engine, SWEEP_INTERVAL};
 use crate::record::{Format, RecordWriter};
@@ -60,7 +63,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
 fn run_replay(config: &ReplayConfig) -> Result<(), RunError> {
     let mut engine = Engine::new(config.limits);
     load_cluster(&mut engine, &config.cluster)?;
-    let mut source = match &config.input {
+    let source = match &config.input {
         Input::File(path) => FileSource::open(path)?,
         Input::Demo => FileSource::from_bytes("demo.pcap", demo::CAPTURE)?,
     };
@@ -72,11 +75,13 @@ fn run_replay(config: &ReplayConfig) -> Result<(), RunError> {
     };
     let stdout = io::stdout();
     let mut writer = RecordWriter::new(BufWriter::with_capacity(1 << 16, stdout.lock()), format);
-    let result = replay(&mut source, &mut engine, |record| writer.write(record));
-    let flushed = result.and_then(|()| writer.flush());
-    for warning in source.take_warnings() {
-        eprintln!("netwatch: warning: {warning}");
-    }
+    let result = replay(source, &mut engine, |record| writer.write(record));
+    let flushed = result.and_then(|mut source| {
+        for warning in source.take_warnings() {
+            eprintln!("netwatch: warning: {warning}");
+        }
+        writer.flush()
+    });
     match flushed {
         // A reader that went away (`| head`) is not a failure.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
@@ -130,37 +135,76 @@ fn read_snapshot(path: &Path) -> Result<String, RunError> {
     })
 }
 
+/// Frames decoded per message from the reader thread: large enough that channel costs vanish,
+/// small enough that the engine starts at once.
+const BATCH: usize = 1024;
+
+type Decoded = (Timestamp, u16, Result<decode::Summary, decode::SkipReason>);
+
 /// Replays a source through the engine on packet time, handing each ended flow's record to
-/// `emit` as it ends and every remaining flow at the end, oldest first.
-pub fn replay(
-    source: &mut dyn PacketSource,
+/// `emit` as it ends and every remaining flow at the end, oldest first. Reading and decoding run
+/// on their own thread, as live capture threads do, so the two cores share the work.
+pub fn replay<S: PacketSource + Send + 'static>(
+    source: S,
     engine: &mut Engine,
     mut emit: impl FnMut(&FlowRecord) -> io::Result<()>,
-) -> io::Result<()> {
+) -> io::Result<S> {
+    let (sender, batches) = mpsc::sync_channel::<Vec<Decoded>>(8);
+    let reader = thread::Builder::new()
+        .name("netwatch-read".into())
+        .spawn(move || read_all(source, &sender))?;
     let mut next_sweep: Option<Timestamp> = None;
     let mut last_ts = Timestamp::default();
+    let mut result = Ok(());
+    'batches: for batch in batches.iter() {
+        for (ts, interface, decoded) in batch {
+            if next_sweep.is_none_or(|at| ts >= at) {
+                if let Err(e) = engine.advance(ts, &mut emit) {
+                    result = Err(e);
+                    break 'batches;
+                }
+                next_sweep = Some(ts.saturating_add(SWEEP_INTERVAL));
+            }
+            last_ts = last_ts.max(ts);
+            engine.ingest_decoded(ts, interface, decoded);
+        }
+    }
+    // Dropping the receiver (on error) makes the reader stop at its next send.
+    drop(batches);
+    let source =
+        reader.join().map_err(|_| io::Error::other("the capture reader thread panicked"))?;
+    result?;
+    engine.finish(last_ts, emit)?;
+    Ok(source)
+}
+
+/// The reader thread: frames → decoded summaries, in batches, until the source ends or the
+/// engine side hangs up. Returns the source so its warnings can be shown.
+fn read_all<S: PacketSource>(mut source: S, sender: &mpsc::SyncSender<Vec<Decoded>>) -> S {
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         match source.next_frame() {
             Next::Packet(frame) => {
-                let due = next_sweep.is_none_or(|at| frame.ts >= at);
-                if due {
-                    for record in engine.advance(frame.ts) {
-                        emit(&record)?;
-                    }
-                    next_sweep = Some(frame.ts.saturating_add(SWEEP_INTERVAL));
+                let decoded =
+                    decode::decode(frame.linktype, frame.data).map(|p| decode::summarize(&p));
+                batch.push((frame.ts, frame.interface, decoded));
+                if batch.len() == BATCH
+                    && sender
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                        .is_err()
+                {
+                    return source;
                 }
-                last_ts = last_ts.max(frame.ts);
-                engine.ingest(&frame);
             }
             // A file never idles; a live source would be waited on by the interactive loop.
             Next::Idle => {}
             Next::End => break,
         }
     }
-    for record in engine.finish(last_ts) {
-        emit(&record)?;
+    if !batch.is_empty() {
+        let _ = sender.send(batch);
     }
-    Ok(())
+    source
 }
 
 fn print_summary(stats: &Stats) {

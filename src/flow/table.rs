@@ -40,8 +40,6 @@ impl Default for TableLimits {
 pub enum EndReason {
     Expired,
     Evicted,
-    /// The input (a file) ended with the flow still open.
-    InputEnded,
 }
 
 /// What one packet did to the table.
@@ -66,7 +64,10 @@ const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct FlowTable {
     limits: TableLimits,
-    flows: FxHashMap<FlowKey, Flow>,
+    /// Flows stored densely; `index` maps a key to its slot. Growing a table of small index
+    /// entries (rather than one of whole flows) keeps rehashing cheap under a burst of new flows.
+    flows: Vec<Flow>,
+    index: FxHashMap<FlowKey, u32>,
     fragments: FxHashMap<FragmentKey, (FlowKey, Timestamp)>,
     next_id: u64,
     /// Flows that left the table and were not yet collected by [`drain_ended`](Self::drain_ended).
@@ -98,12 +99,22 @@ impl FlowTable {
     }
 
     pub fn flows(&self) -> impl Iterator<Item = &Flow> {
-        self.flows.values()
+        self.flows.iter()
     }
 
     #[must_use]
     pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
-        self.flows.get(key)
+        self.index.get(key).map(|slot| &self.flows[*slot as usize])
+    }
+
+    /// Removes a flow, moving the last one into its slot.
+    fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
+        let slot = self.index.remove(key)? as usize;
+        let flow = self.flows.swap_remove(slot);
+        if let Some(moved) = self.flows.get(slot) {
+            self.index.insert(moved.key, u32::try_from(slot).unwrap_or(u32::MAX));
+        }
+        Some(flow)
     }
 
     /// Folds one packet into its flow. Returns `None` for a later fragment whose first
@@ -140,15 +151,20 @@ impl FlowTable {
             }
             Fragment::None => FlowKey::canonical(packet.protocol, src, dst).0,
         };
-        let new_flow = !self.flows.contains_key(&key);
-        if new_flow {
-            if self.flows.len() >= self.limits.max_flows {
-                self.evict_oldest();
+        let (slot, new_flow) = match self.index.get(&key) {
+            Some(slot) => (*slot as usize, false),
+            None => {
+                if self.flows.len() >= self.limits.max_flows {
+                    self.evict_oldest();
+                }
+                let flow = self.start_flow(key, packet, src, dst, now);
+                self.flows.push(flow);
+                let slot = self.flows.len() - 1;
+                self.index.insert(key, u32::try_from(slot).ok()?);
+                (slot, true)
             }
-            let flow = self.start_flow(key, packet, src, dst, now);
-            self.flows.insert(key, flow);
-        }
-        let flow = self.flows.get_mut(&key)?;
+        };
+        let flow = &mut self.flows[slot];
         let from_initiator = flow.initiator.ip == packet.src
             && (flow.initiator.port == packet.src_port || packet.fragment.is_later());
         count(flow, packet, interface, from_initiator, now);
@@ -202,13 +218,13 @@ impl FlowTable {
     fn evict_oldest(&mut self) {
         let batch = (self.limits.max_flows / 64).max(1);
         let mut by_age: Vec<(Timestamp, u64, FlowKey)> =
-            self.flows.values().map(|f| (f.last_seen, f.id, f.key)).collect();
+            self.flows.iter().map(|f| (f.last_seen, f.id, f.key)).collect();
         if by_age.len() > batch {
             by_age.select_nth_unstable(batch - 1);
             by_age.truncate(batch);
         }
         for (_, _, key) in by_age {
-            if let Some(flow) = self.flows.remove(&key) {
+            if let Some(flow) = self.remove(&key) {
                 self.evicted_total += 1;
                 self.ended.push((flow, EndReason::Evicted));
             }
@@ -218,9 +234,9 @@ impl FlowTable {
     /// Ends flows idle past their timeout at `now`, and forgets stale fragment entries.
     pub fn advance(&mut self, now: Timestamp) {
         let limits = self.limits;
-        let expired: Vec<FlowKey> = self
+        let mut expired: Vec<(Timestamp, u64, FlowKey)> = self
             .flows
-            .values()
+            .iter()
             .filter(|flow| {
                 let timeout = match flow.tcp {
                     Some(TcpState::Closed | TcpState::Reset) => limits.closed_timeout,
@@ -228,10 +244,12 @@ impl FlowTable {
                 };
                 now.since(flow.last_seen) >= timeout
             })
-            .map(|flow| flow.key)
+            .map(|flow| (flow.last_seen, flow.id, flow.key))
             .collect();
-        for key in expired {
-            if let Some(flow) = self.flows.remove(&key) {
+        // Ended flows go out in the order they went quiet: the same on every run.
+        expired.sort_unstable();
+        for (_, _, key) in expired {
+            if let Some(flow) = self.remove(&key) {
                 self.expired_total += 1;
                 self.ended.push((flow, EndReason::Expired));
             }
@@ -239,12 +257,14 @@ impl FlowTable {
         self.fragments.retain(|_, (_, seen)| now.since(*seen) < FRAGMENT_TIMEOUT);
     }
 
-    /// Ends every flow: the input is over.
-    pub fn finish(&mut self) {
-        let mut flows: Vec<Flow> = self.flows.drain().map(|(_, flow)| flow).collect();
-        flows.sort_by_key(|flow| (flow.first_seen, flow.id));
-        self.ended.extend(flows.into_iter().map(|flow| (flow, EndReason::InputEnded)));
+    /// Ends every flow: the input is over. Returns them oldest first (sorted in place: no copy of
+    /// the table), after any that ended earlier and were not yet collected.
+    pub fn finish(&mut self) -> Vec<Flow> {
+        self.index.clear();
         self.fragments.clear();
+        let mut flows = std::mem::take(&mut self.flows);
+        flows.sort_unstable_by_key(|flow| (flow.first_seen, flow.id));
+        flows
     }
 
     /// Takes the flows that ended since the last call, in the order they ended.
@@ -496,8 +516,7 @@ mod tests {
         let mut table = FlowTable::new(TableLimits::default());
         table.ingest(&tcp((CLIENT, 2), (SERVER, 443), SYN, 60), 0, at(5));
         table.ingest(&tcp((CLIENT, 1), (SERVER, 443), SYN, 60), 0, at(1));
-        table.finish();
-        let ports: Vec<u16> = table.drain_ended().iter().map(|(f, _)| f.initiator.port).collect();
+        let ports: Vec<u16> = table.finish().iter().map(|f| f.initiator.port).collect();
         assert_eq!(ports, vec![1, 2]);
     }
 }
