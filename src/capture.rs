@@ -7,7 +7,7 @@
 
 pub mod file;
 
-use crate::decode::LinkType;
+use crate::decode::{LinkType, SkipReason, Summary};
 use crate::time::Timestamp;
 
 pub use file::FileSource;
@@ -21,6 +21,25 @@ pub struct Frame<'a> {
     /// `None` when the capture's link type is one netwatch cannot decode (counted, not fatal).
     pub linktype: Option<LinkType>,
     pub data: &'a [u8],
+}
+
+/// A frame decoded where it was captured (a capture or reader thread): what the run loop hands
+/// the engine. Owned and `Send`; the frame bytes stay behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedFrame {
+    pub ts: Timestamp,
+    pub interface: u16,
+    pub decoded: Result<Summary, SkipReason>,
+}
+
+impl DecodedFrame {
+    /// Decodes a borrowed frame into an owned one.
+    #[must_use]
+    pub fn from_frame(frame: &Frame<'_>) -> Self {
+        let decoded =
+            crate::decode::decode(frame.linktype, frame.data).map(|p| crate::decode::summarize(&p));
+        Self { ts: frame.ts, interface: frame.interface, decoded }
+    }
 }
 
 /// What a source has to say when asked for the next frame.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use crate::capture::Frame;
+use crate::capture::{DecodedFrame, Frame};
 use crate::cluster::{ClusterEvent, ClusterView, IpOwner};
 use crate::decode::{self, AppData, SkipReason};
 use crate::flow::table::EndReason;
@@ -87,9 +87,8 @@ impl Engine {
 
     /// Folds one captured frame into the flows (decoding it here: the single-threaded path).
     pub fn ingest(&mut self, frame: &Frame<'_>) {
-        let decoded =
-            decode::decode(frame.linktype, frame.data).map(|packet| decode::summarize(&packet));
-        self.ingest_decoded(frame.ts, frame.interface, decoded);
+        let DecodedFrame { ts, interface, decoded } = DecodedFrame::from_frame(frame);
+        self.ingest_decoded(ts, interface, decoded);
     }
 
     /// Folds one packet decoded elsewhere (a capture or reader thread) into the flows.

@@ -10,10 +10,9 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 
-use crate::capture::{CaptureError, FileSource, Next, PacketSource};
+use crate::capture::{CaptureError, DecodedFrame, FileSource, Next, PacketSource};
 use crate::cluster::snapshot;
 use crate::config::{ClusterSource, Config, Input, Mode, ReplayConfig, View};
-use crate::decode;
 use crate::demo;
 use crate::engine::{Engine, SWEEP_INTERVAL};
 use crate::record::{Format, RecordWriter};
@@ -139,8 +138,6 @@ fn read_snapshot(path: &Path) -> Result<String, RunError> {
 /// small enough that the engine starts at once.
 const BATCH: usize = 1024;
 
-type Decoded = (Timestamp, u16, Result<decode::Summary, decode::SkipReason>);
-
 /// Replays a source through the engine on packet time, handing each ended flow's record to
 /// `emit` as it ends and every remaining flow at the end, oldest first. Reading and decoding run
 /// on their own thread, as live capture threads do, so the two cores share the work.
@@ -149,7 +146,7 @@ pub fn replay<S: PacketSource + Send + 'static>(
     engine: &mut Engine,
     mut emit: impl FnMut(&FlowRecord) -> io::Result<()>,
 ) -> io::Result<S> {
-    let (sender, batches) = mpsc::sync_channel::<Vec<Decoded>>(8);
+    let (sender, batches) = mpsc::sync_channel::<Vec<DecodedFrame>>(8);
     let reader = thread::Builder::new()
         .name("netwatch-read".into())
         .spawn(move || read_all(source, &sender))?;
@@ -157,7 +154,7 @@ pub fn replay<S: PacketSource + Send + 'static>(
     let mut last_ts = Timestamp::default();
     let mut result = Ok(());
     'batches: for batch in batches.iter() {
-        for (ts, interface, decoded) in batch {
+        for DecodedFrame { ts, interface, decoded } in batch {
             if next_sweep.is_none_or(|at| ts >= at) {
                 if let Err(e) = engine.advance(ts, &mut emit) {
                     result = Err(e);
@@ -180,14 +177,12 @@ pub fn replay<S: PacketSource + Send + 'static>(
 
 /// The reader thread: frames → decoded summaries, in batches, until the source ends or the
 /// engine side hangs up. Returns the source so its warnings can be shown.
-fn read_all<S: PacketSource>(mut source: S, sender: &mpsc::SyncSender<Vec<Decoded>>) -> S {
+fn read_all<S: PacketSource>(mut source: S, sender: &mpsc::SyncSender<Vec<DecodedFrame>>) -> S {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         match source.next_frame() {
             Next::Packet(frame) => {
-                let decoded =
-                    decode::decode(frame.linktype, frame.data).map(|p| decode::summarize(&p));
-                batch.push((frame.ts, frame.interface, decoded));
+                batch.push(DecodedFrame::from_frame(&frame));
                 if batch.len() == BATCH
                     && sender
                         .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
