@@ -73,6 +73,18 @@ impl Engine {
         &self.view
     }
 
+    /// The cluster view's generation: it changes whenever the view does.
+    #[must_use]
+    pub fn cluster_generation(&self) -> u64 {
+        self.view.generation()
+    }
+
+    /// The indexed view and the policies compiled from it, brought up to date.
+    pub fn cluster_and_policies(&mut self) -> (&ClusterView, &PolicySet) {
+        self.refresh_cluster();
+        (&self.view, &self.policies)
+    }
+
     /// Applies a cluster change. Verdicts and identities follow on the next records.
     pub fn apply(&mut self, event: ClusterEvent) {
         self.view.apply(event);

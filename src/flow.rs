@@ -44,6 +44,22 @@ pub enum TcpState {
     NoReply,
 }
 
+impl TcpState {
+    /// The name used in records and tables.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SynSent => "syn_sent",
+            Self::SynAck => "syn_ack",
+            Self::Established => "established",
+            Self::Closing => "closing",
+            Self::Closed => "closed",
+            Self::Reset => "reset",
+            Self::NoReply => "no_reply",
+        }
+    }
+}
+
 /// How long a SYN may stay unanswered before the flow reads "no reply": Linux retransmits the
 /// first SYN after one second.
 pub const NO_REPLY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);

@@ -38,3 +38,4 @@ pub mod run;
 pub mod snapshot;
 pub mod synth;
 pub mod time;
+pub mod tui;

@@ -42,6 +42,7 @@ use serde::Serialize;
 
 pub use audit::{AuditReport, NamedPortFinding, OpenEgressRule, audit};
 pub use compile::{NAMESPACE_NAME_LABEL, PolicySet};
+pub use selector::Selector;
 
 use crate::flow::key::Protocol;
 

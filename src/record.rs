@@ -59,12 +59,7 @@ impl<W: Write> RecordWriter<W> {
     }
 
     fn write_row(&mut self, record: &FlowRecord) -> io::Result<()> {
-        let state = record.tcp.map(|s| {
-            serde_json::to_value(s)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        });
+        let state = record.tcp.map_or("", crate::flow::TcpState::name);
         let row = format!(
             "{:<12} {:<SOURCE_WIDTH$} {:<DESTINATION_WIDTH$} {:<6} {:>5} {:>11} {:>15} {:>8} {:<11} {}",
             verdict_mark(record),
@@ -75,7 +70,7 @@ impl<W: Write> RecordWriter<W> {
             format!("{}/{}", record.packets.tx, record.packets.rx),
             format!("{}/{}", human_bytes(record.bytes.tx), human_bytes(record.bytes.rx)),
             human_duration(record.last_seen.since(record.first_seen)),
-            state.unwrap_or_default(),
+            state,
             notes(record),
         );
         writeln!(self.out, "{}", row.trim_end())
@@ -109,7 +104,9 @@ pub fn verdict_mark(record: &FlowRecord) -> &'static str {
     }
 }
 
-/// An endpoint's label cut to `width`; a name shown with its address keeps the address whole.
+/// An endpoint's label cut to `width`, keeping what identifies it: a name shown with its address
+/// keeps the address while the name stays readable, else drops it; `namespace/name` shortens the
+/// namespace before the name.
 #[must_use]
 pub fn fit_label(endpoint: &EndpointRecord, width: usize) -> String {
     let label = endpoint.label();
@@ -117,12 +114,30 @@ pub fn fit_label(endpoint: &EndpointRecord, width: usize) -> String {
         return label;
     }
     let address = format!(" ({})", endpoint.ip);
-    match label.strip_suffix(&address) {
-        Some(name) if width > address.len() + 3 => {
-            format!("{}{address}", elide(name, width - address.len()))
-        }
-        _ => elide(&label, width),
+    if let Some(name) = label.strip_suffix(&address) {
+        let address_len = address.chars().count();
+        return if width >= address_len + 12 {
+            format!("{}{address}", elide(name, width - address_len))
+        } else {
+            elide(name, width)
+        };
     }
+    elide_qualified(&label, width)
+}
+
+/// Shortens `namespace/name` by cutting the namespace first (`kube-s…/coredns-674b8`), then
+/// dropping it (`…/coredns-674b8`), then eliding the middle of the name.
+fn elide_qualified(text: &str, width: usize) -> String {
+    let Some((head, tail)) = text.split_once('/') else { return elide(text, width) };
+    let tail_len = tail.chars().count();
+    if tail_len + 5 <= width {
+        let head: String = head.chars().take(width - tail_len - 2).collect();
+        return format!("{head}…/{tail}");
+    }
+    if tail_len + 2 <= width {
+        return format!("…/{tail}");
+    }
+    elide(tail, width)
 }
 
 /// Notes that do not fit a verdict: direct-IP egress, a name learned from another client.
@@ -184,6 +199,13 @@ pub fn human_duration(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qualified_names_lose_their_namespace_first() {
+        assert_eq!(elide_qualified("monitoring/prometheus-0", 17), "mon…/prometheus-0");
+        assert_eq!(elide_qualified("monitoring/prometheus-0", 15), "…/prometheus-0");
+        assert_eq!(elide_qualified("kube-system/coredns-674b8bbfcf-4xk8m", 20), "coredns-674…bf-4xk8m");
+    }
 
     #[test]
     fn long_labels_keep_both_ends() {

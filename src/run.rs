@@ -3,6 +3,7 @@
 //! Effects live here and in `capture`: reading files, writing stdout and stderr. The engine
 //! stays pure; replay drives it on packet time, so output is the same on every run.
 
+mod interactive;
 mod policy;
 
 use std::io::{self, BufWriter, Write};
@@ -15,7 +16,7 @@ use crate::cluster::snapshot;
 use crate::config::{ClusterSource, Config, Input, Mode, ReplayConfig, View};
 use crate::demo;
 use crate::engine::{Engine, SWEEP_INTERVAL};
-use crate::record::{Format, RecordWriter};
+use crate::record::RecordWriter;
 use crate::snapshot::{FlowRecord, Stats};
 use crate::time::Timestamp;
 
@@ -67,10 +68,19 @@ fn run_replay(config: &ReplayConfig) -> Result<(), RunError> {
         Input::Demo => FileSource::from_bytes("demo.pcap", demo::CAPTURE)?,
     };
     engine.set_interfaces(source.interfaces());
-    // The interactive view arrives with the TUI; until then both print, in the chosen format.
     let format = match config.view {
         View::Headless(format) => format,
-        View::Interactive => Format::Table,
+        View::Interactive => {
+            let session = interactive::Session {
+                source_label: source.interfaces().join(","),
+                cluster_label: match &config.cluster {
+                    ClusterSource::None => "none".to_owned(),
+                    ClusterSource::Demo => "snapshot demo-cluster.yaml".to_owned(),
+                    ClusterSource::Snapshot(path) => format!("snapshot {}", path.display()),
+                },
+            };
+            return interactive::run(engine, source, &session);
+        }
     };
     let stdout = io::stdout();
     let mut writer = RecordWriter::new(BufWriter::with_capacity(1 << 16, stdout.lock()), format);

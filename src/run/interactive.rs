@@ -1,0 +1,289 @@
+//! The interactive loop: the terminal, the replay clock and the channels, around the pure engine
+//! and App. One owner: this loop holds the engine and the App; a reader thread sends decoded
+//! frames, a terminal thread sends events, a ticker paces redraws. The terminal is restored on
+//! every way out: q, Ctrl-C, SIGTERM, an error, a panic.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event};
+use tokio::sync::mpsc;
+
+use super::RunError;
+use crate::capture::{DecodedFrame, FileSource, Next, PacketSource};
+use crate::engine::{Engine, SWEEP_INTERVAL};
+use crate::snapshot::FlowRecord;
+use crate::time::Timestamp;
+use crate::tui::app::{Action, App, Feed, ReplayPosition, Source, Speed};
+use crate::tui::theme::Theme;
+use crate::tui::{ClusterFacts, keymap, views};
+
+/// Redraws per second when nothing else happens.
+const TICK: Duration = Duration::from_millis(250);
+/// Most frames ingested per tick at `max` speed, so keys stay responsive.
+const MAX_FRAMES_PER_TICK: usize = 500_000;
+
+/// What the loop is told, from every producer.
+enum Input {
+    Terminal(Event),
+    TerminalGone(String),
+    Quit,
+}
+
+/// Packet time for a replay: anchored to the wall clock, scaled by the speed.
+struct ReplayClock {
+    anchor_wall: Instant,
+    anchor_packet: Option<Timestamp>,
+    speed: Speed,
+    paused: bool,
+}
+
+impl ReplayClock {
+    fn now(&self, wall: Instant) -> Option<Timestamp> {
+        let anchor = self.anchor_packet?;
+        if self.paused {
+            return Some(anchor);
+        }
+        match self.speed {
+            Speed::Max => Some(Timestamp(u64::MAX)),
+            Speed::Times(x) => Some(anchor.saturating_add(wall.duration_since(self.anchor_wall).mul_f64(x))),
+        }
+    }
+
+    /// Re-anchors at the current packet time, so speed and pause changes take effect from now.
+    fn reanchor(&mut self, wall: Instant, reached: Timestamp) {
+        self.anchor_packet = Some(reached.max(self.anchor_packet.unwrap_or_default()));
+        self.anchor_wall = wall;
+    }
+}
+
+pub struct Session {
+    pub source_label: String,
+    pub cluster_label: String,
+}
+
+/// Runs the TUI over a replayed file until the user quits.
+pub fn run(engine: Engine, source: FileSource, session: &Session) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Runtime(format!("cannot start the event loop: {e}")))?;
+    let theme = Theme::new(std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
+    let mut terminal = ratatui::init();
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(io::stdout(), DisableMouseCapture);
+        previous_hook(info);
+    }));
+    let _ = crossterm::execute!(io::stdout(), EnableMouseCapture);
+    let result = runtime.block_on(event_loop(&mut terminal, engine, source, session, theme));
+    let _ = crossterm::execute!(io::stdout(), DisableMouseCapture);
+    ratatui::restore();
+    result
+}
+
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    mut engine: Engine,
+    source: FileSource,
+    session: &Session,
+    theme: Theme,
+) -> Result<(), RunError> {
+    let (frame_sender, mut frames) = mpsc::channel::<Vec<DecodedFrame>>(16);
+    let reader = std::thread::Builder::new()
+        .name("netwatch-read".into())
+        .spawn(move || read_into(source, &frame_sender))
+        .map_err(|e| RunError::Runtime(format!("cannot start the capture reader: {e}")))?;
+    let (input_sender, mut inputs) = mpsc::unbounded_channel::<Input>();
+    spawn_terminal_reader(input_sender.clone());
+    spawn_signal_watch(input_sender);
+
+    let mut app = App::new(true);
+    let mut clock = ReplayClock { anchor_wall: Instant::now(), anchor_packet: None, speed: Speed::Times(1.0), paused: false };
+    let mut pending: VecDeque<DecodedFrame> = VecDeque::new();
+    let mut input_done = false;
+    let mut reached = Timestamp::default();
+    let mut next_sweep: Option<Timestamp> = None;
+    let mut facts = Arc::new(ClusterFacts::default());
+    let mut ticker = tokio::time::interval(TICK);
+    let mut last_tick = Instant::now();
+    let mut ended: Vec<FlowRecord> = Vec::new();
+    let mut step_to: Option<Timestamp> = None;
+
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            input = inputs.recv() => match input {
+                Some(Input::Terminal(event)) => {
+                    if matches!(event, Event::Resize(..)) {
+                        draw(terminal, &app, theme)?;
+                        continue;
+                    }
+                    let Some(action) = keymap::action_for(&event, app.filter_input.is_some()) else { continue };
+                    let now = Instant::now();
+                    match action {
+                        Action::Faster | Action::Slower | Action::TogglePause => clock.reanchor(now, reached),
+                        Action::Step if app.paused => step_to = Some(reached.saturating_add(Duration::from_secs(1))),
+                        _ => {}
+                    }
+                    app.update(action);
+                    clock.speed = app.speed;
+                    clock.paused = app.paused;
+                    if app.quit {
+                        break;
+                    }
+                    if step_to.is_none() {
+                        draw(terminal, &app, theme)?;
+                        continue;
+                    }
+                }
+                Some(Input::TerminalGone(reason)) => {
+                    app.status = Some(format!("terminal input failed: {reason}"));
+                }
+                Some(Input::Quit) | None => break,
+            },
+        }
+        // Pull what has arrived, then ingest every frame that is due on the replay clock.
+        while pending.len() < MAX_FRAMES_PER_TICK {
+            match frames.try_recv() {
+                Ok(batch) => pending.extend(batch),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    input_done = true;
+                    break;
+                }
+            }
+        }
+        let wall = Instant::now();
+        if clock.anchor_packet.is_none() {
+            if let Some(first) = pending.front() {
+                clock.anchor_packet = Some(first.ts);
+                clock.anchor_wall = wall;
+            }
+        }
+        let target = step_to.take().or_else(|| clock.now(wall)).unwrap_or_default();
+        let mut ingested = 0usize;
+        while let Some(frame) = pending.front() {
+            if frame.ts > target || ingested >= MAX_FRAMES_PER_TICK {
+                break;
+            }
+            let Some(frame) = pending.pop_front() else { break };
+            if next_sweep.is_none_or(|at| frame.ts >= at) {
+                let _ = engine.advance(frame.ts, |record| {
+                    ended.push(record.clone());
+                    Ok::<(), ()>(())
+                });
+                next_sweep = Some(frame.ts.saturating_add(SWEEP_INTERVAL));
+            }
+            reached = reached.max(frame.ts);
+            engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
+            ingested += 1;
+        }
+        if app.paused {
+            clock.reanchor(wall, reached);
+        }
+        let finished = input_done && pending.is_empty();
+        if engine.cluster_generation() != facts.generation || facts.policies.is_empty() && !engine.view().policies.is_empty() {
+            let (view, set) = engine.cluster_and_policies();
+            facts = Arc::new(ClusterFacts::from_view(view, set));
+        }
+        let elapsed = wall.duration_since(last_tick).as_secs_f64().max(1e-3);
+        last_tick = wall;
+        #[allow(clippy::cast_precision_loss)] // a rate for display
+        let packets_per_sec = ingested as f64 / elapsed;
+        let feed = Feed {
+            now: reached,
+            live: engine.live_records(reached),
+            ended: std::mem::take(&mut ended),
+            stats: engine.stats(),
+            source: Source {
+                host: "replay".to_owned(),
+                captures: vec![session.source_label.clone()],
+                cluster: session.cluster_label.clone(),
+                recording: None,
+                replay: Some(ReplayPosition { at: reached, speed: clock.speed, finished }),
+                drops: 0,
+            },
+            cluster: facts.clone(),
+            packets_per_sec,
+        };
+        app.apply_feed(feed);
+        draw(terminal, &app, theme)?;
+    }
+    drop(frames);
+    if reader.join().is_err() {
+        return Err(RunError::Runtime("the capture reader thread panicked".into()));
+    }
+    Ok(())
+}
+
+fn draw(terminal: &mut ratatui::DefaultTerminal, app: &App, theme: Theme) -> Result<(), RunError> {
+    terminal
+        .draw(|frame| views::render(app, theme, frame))
+        .map(|_| ())
+        .map_err(|e| RunError::Runtime(format!("cannot draw on the terminal: {e}")))
+}
+
+/// The reader thread: the file's frames, decoded, in batches, until the end or until the loop
+/// hangs up.
+fn read_into(mut source: FileSource, sender: &mpsc::Sender<Vec<DecodedFrame>>) {
+    const BATCH: usize = 1024;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        match source.next_frame() {
+            Next::Packet(frame) => {
+                batch.push(DecodedFrame::from_frame(&frame));
+                if batch.len() == BATCH && sender.blocking_send(std::mem::take(&mut batch)).is_err() {
+                    return;
+                }
+            }
+            Next::Idle => {}
+            Next::End => break,
+        }
+    }
+    if !batch.is_empty() {
+        let _ = sender.blocking_send(batch);
+    }
+}
+
+/// Terminal events come from a blocking read on their own thread.
+fn spawn_terminal_reader(sender: mpsc::UnboundedSender<Input>) {
+    let spawned = std::thread::Builder::new().name("netwatch-keys".into()).spawn(move || {
+        loop {
+            match crossterm::event::read() {
+                Ok(event) => {
+                    if sender.send(Input::Terminal(event)).is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    let _ = sender.send(Input::TerminalGone(error.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::warn!("cannot read the terminal: {error}");
+    }
+}
+
+/// SIGTERM and SIGINT end the loop like `q` does, so the terminal is restored.
+fn spawn_signal_watch(sender: mpsc::UnboundedSender<Input>) {
+    tokio::spawn(async move {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!("cannot watch SIGTERM: {error}");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        let _ = sender.send(Input::Quit);
+    });
+}

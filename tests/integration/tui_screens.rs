@@ -1,0 +1,74 @@
+//! Every screen of the TUI, rendered from the demo data on ratatui's TestBackend, at 80×24 and
+//! 160×48, compared with the stored snapshots.
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use netwatch::tui::app::{Action, App, Screen};
+use netwatch::tui::fixtures::demo_app;
+use netwatch::tui::theme::Theme;
+use netwatch::tui::views;
+
+fn screen(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| views::render(app, Theme::new(true), frame)).unwrap();
+    terminal.backend().to_string()
+}
+
+fn app_after(actions: &[Action]) -> App {
+    let mut app = demo_app();
+    for action in actions {
+        app.update(action.clone());
+    }
+    app
+}
+
+macro_rules! both_sizes {
+    ($name:ident, $actions:expr) => {
+        #[test]
+        fn $name() {
+            let app = app_after(&$actions);
+            insta::assert_snapshot!(concat!(stringify!($name), "_80x24"), screen(&app, 80, 24));
+            insta::assert_snapshot!(concat!(stringify!($name), "_160x48"), screen(&app, 160, 48));
+        }
+    };
+}
+
+both_sizes!(flows_screen, []);
+both_sizes!(detail_screen, [Action::Enter]);
+both_sizes!(pods_screen, [Action::Show(Screen::Pods)]);
+both_sizes!(namespaces_screen, [Action::Show(Screen::Namespaces)]);
+both_sizes!(policies_screen, [Action::Show(Screen::Policies)]);
+both_sizes!(help_screen, [Action::Show(Screen::Help)]);
+both_sizes!(
+    filtered_flows_screen,
+    [Action::StartFilter, Action::FilterInput('n'), Action::FilterInput('s'), Action::FilterInput(':'),
+     Action::FilterInput('p'), Action::FilterInput('a'), Action::FilterInput('y'), Action::FilterInput('m'),
+     Action::FilterInput('e'), Action::FilterInput('n'), Action::FilterInput('t'), Action::FilterInput('s'),
+     Action::FilterSubmit]
+);
+
+#[test]
+fn the_leak_of_web_a_to_stripe_is_on_the_first_screen_and_marked() {
+    let text = screen(&demo_app(), 160, 48);
+    let line = text.lines().find(|l| l.contains("shop/web-a") && l.contains("api.stripe.example")).unwrap();
+    assert!(line.contains("LEAK"), "{line}");
+}
+
+#[test]
+fn a_too_small_terminal_says_so() {
+    let text = screen(&demo_app(), 40, 10);
+    assert!(text.contains("terminal too small"), "{text}");
+}
+
+#[test]
+fn control_characters_from_the_wire_never_reach_the_terminal() {
+    let mut app = demo_app();
+    app.rows[0].record.dst.sni = Some("evil\u{1b}[2J.example".into());
+    app.rows[0].record.dst.dns = Some("evil\u{1b}]0;pwned\u{7}.example".into());
+    app.selected = Some(app.rows[0].record.flow_id);
+    app.update(Action::Enter);
+    let text = screen(&app, 160, 48);
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text}");
+    assert!(text.contains("evil?[2J.example") || text.contains("evil?]0;pwned?.example"), "{text}");
+}
