@@ -204,7 +204,10 @@ mod tests {
     fn qualified_names_lose_their_namespace_first() {
         assert_eq!(elide_qualified("monitoring/prometheus-0", 17), "mon…/prometheus-0");
         assert_eq!(elide_qualified("monitoring/prometheus-0", 15), "…/prometheus-0");
-        assert_eq!(elide_qualified("kube-system/coredns-674b8bbfcf-4xk8m", 20), "coredns-674…bf-4xk8m");
+        assert_eq!(
+            elide_qualified("kube-system/coredns-674b8bbfcf-4xk8m", 20),
+            "coredns-6…bfcf-4xk8m"
+        );
     }
 
     #[test]

@@ -59,7 +59,8 @@ impl ClusterFacts {
             .pods
             .values()
             .map(|pod| {
-                let text: Vec<String> = pod.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let text: Vec<String> =
+                    pod.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 (pod.key().to_string(), text.join(", "))
             })
             .collect();

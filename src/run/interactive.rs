@@ -48,7 +48,9 @@ impl ReplayClock {
         }
         match self.speed {
             Speed::Max => Some(Timestamp(u64::MAX)),
-            Speed::Times(x) => Some(anchor.saturating_add(wall.duration_since(self.anchor_wall).mul_f64(x))),
+            Speed::Times(x) => {
+                Some(anchor.saturating_add(wall.duration_since(self.anchor_wall).mul_f64(x)))
+            }
         }
     }
 
@@ -101,7 +103,12 @@ async fn event_loop(
     spawn_signal_watch(input_sender);
 
     let mut app = App::new(true);
-    let mut clock = ReplayClock { anchor_wall: Instant::now(), anchor_packet: None, speed: Speed::Times(1.0), paused: false };
+    let mut clock = ReplayClock {
+        anchor_wall: Instant::now(),
+        anchor_packet: None,
+        speed: Speed::Times(1.0),
+        paused: false,
+    };
     let mut pending: VecDeque<DecodedFrame> = VecDeque::new();
     let mut input_done = false;
     let mut reached = Timestamp::default();
@@ -157,11 +164,11 @@ async fn event_loop(
             }
         }
         let wall = Instant::now();
-        if clock.anchor_packet.is_none() {
-            if let Some(first) = pending.front() {
-                clock.anchor_packet = Some(first.ts);
-                clock.anchor_wall = wall;
-            }
+        if clock.anchor_packet.is_none()
+            && let Some(first) = pending.front()
+        {
+            clock.anchor_packet = Some(first.ts);
+            clock.anchor_wall = wall;
         }
         let target = step_to.take().or_else(|| clock.now(wall)).unwrap_or_default();
         let mut ingested = 0usize;
@@ -185,7 +192,9 @@ async fn event_loop(
             clock.reanchor(wall, reached);
         }
         let finished = input_done && pending.is_empty();
-        if engine.cluster_generation() != facts.generation || facts.policies.is_empty() && !engine.view().policies.is_empty() {
+        if engine.cluster_generation() != facts.generation
+            || facts.policies.is_empty() && !engine.view().policies.is_empty()
+        {
             let (view, set) = engine.cluster_and_policies();
             facts = Arc::new(ClusterFacts::from_view(view, set));
         }
@@ -235,7 +244,8 @@ fn read_into(mut source: FileSource, sender: &mpsc::Sender<Vec<DecodedFrame>>) {
         match source.next_frame() {
             Next::Packet(frame) => {
                 batch.push(DecodedFrame::from_frame(&frame));
-                if batch.len() == BATCH && sender.blocking_send(std::mem::take(&mut batch)).is_err() {
+                if batch.len() == BATCH && sender.blocking_send(std::mem::take(&mut batch)).is_err()
+                {
                     return;
                 }
             }
@@ -273,13 +283,14 @@ fn spawn_terminal_reader(sender: mpsc::UnboundedSender<Input>) {
 /// SIGTERM and SIGINT end the loop like `q` does, so the terminal is restored.
 fn spawn_signal_watch(sender: mpsc::UnboundedSender<Input>) {
     tokio::spawn(async move {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!("cannot watch SIGTERM: {error}");
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!("cannot watch SIGTERM: {error}");
+                    return;
+                }
+            };
         tokio::select! {
             _ = terminate.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

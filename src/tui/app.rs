@@ -53,8 +53,15 @@ pub enum SortColumn {
 }
 
 impl SortColumn {
-    const ORDER: [Self; 7] =
-        [Self::Verdict, Self::Rate, Self::Bytes, Self::Packets, Self::Age, Self::Source, Self::Destination];
+    const ORDER: [Self; 7] = [
+        Self::Verdict,
+        Self::Rate,
+        Self::Bytes,
+        Self::Packets,
+        Self::Age,
+        Self::Source,
+        Self::Destination,
+    ];
 
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -117,7 +124,9 @@ impl Speed {
     #[must_use]
     pub fn faster(self) -> Self {
         match self {
-            Self::Times(x) => Self::STEPS.iter().find(|s| **s > x).map_or(Self::Max, |s| Self::Times(*s)),
+            Self::Times(x) => {
+                Self::STEPS.iter().find(|s| **s > x).map_or(Self::Max, |s| Self::Times(*s))
+            }
             Self::Max => Self::Max,
         }
     }
@@ -125,7 +134,9 @@ impl Speed {
     #[must_use]
     pub fn slower(self) -> Self {
         match self {
-            Self::Times(x) => Self::Times(Self::STEPS.iter().rev().find(|s| **s < x).copied().unwrap_or(x)),
+            Self::Times(x) => {
+                Self::Times(Self::STEPS.iter().rev().find(|s| **s < x).copied().unwrap_or(x))
+            }
             Self::Max => Self::Times(100.0),
         }
     }
@@ -301,7 +312,13 @@ impl App {
             .live
             .into_iter()
             .map(|record| Row { record, ended: false })
-            .chain(self.ended.iter().filter(|r| !live_ids.contains(&r.flow_id)).cloned().map(|record| Row { record, ended: true }))
+            .chain(
+                self.ended
+                    .iter()
+                    .filter(|r| !live_ids.contains(&r.flow_id))
+                    .cloned()
+                    .map(|record| Row { record, ended: true }),
+            )
             .collect();
         // Keep the selection on its flow; if that flow is gone, select the first row.
         if self.selected.is_none_or(|id| !self.rows.iter().any(|row| row.record.flow_id == id)) {
@@ -350,17 +367,20 @@ impl App {
             Action::ToggleSortDirection => self.descending = !self.descending,
             Action::TogglePause => {
                 self.paused = !self.paused;
-                if !self.paused {
-                    if let Some(feed) = self.held.take() {
-                        self.show(*feed);
-                    }
+                if !self.paused
+                    && let Some(feed) = self.held.take()
+                {
+                    self.show(*feed);
                 }
             }
             Action::Faster => self.speed = self.speed.faster(),
             Action::Slower => self.speed = self.speed.slower(),
             // Stepping is the run loop's: it moves the replay clock.
             Action::Step => {}
-            Action::FilterInput(_) | Action::FilterBackspace | Action::FilterSubmit | Action::FilterCancel => {}
+            Action::FilterInput(_)
+            | Action::FilterBackspace
+            | Action::FilterSubmit
+            | Action::FilterCancel => {}
         }
     }
 
@@ -407,11 +427,11 @@ impl App {
             Screen::Flows if self.selected.is_some() => self.screen = Screen::Detail,
             Screen::Pods | Screen::Namespaces => {
                 let filter = super::views::aggregate_filter(self, self.list_index);
-                if let Some(text) = filter {
-                    if let Ok(filter) = Filter::parse(&text) {
-                        self.filter = filter;
-                        self.switch_to(Screen::Flows);
-                    }
+                if let Some(text) = filter
+                    && let Ok(filter) = Filter::parse(&text)
+                {
+                    self.filter = filter;
+                    self.switch_to(Screen::Flows);
                 }
             }
             _ => {}
@@ -427,7 +447,9 @@ impl App {
                     self.selected = None;
                     return;
                 }
-                let at = self.selected.and_then(|id| order.iter().position(|i| self.rows[*i].record.flow_id == id));
+                let at = self
+                    .selected
+                    .and_then(|id| order.iter().position(|i| self.rows[*i].record.flow_id == id));
                 let at = at.map_or(0, |at| clamp_add(at, delta, order.len()));
                 self.selected = Some(self.rows[order[at]].record.flow_id);
             }
@@ -451,6 +473,9 @@ impl App {
     /// Indices of rows passing the filter and the violations toggle, unordered.
     #[must_use]
     pub fn filtered(&self) -> Vec<usize> {
+        if self.filter.is_empty() && !self.violations_only {
+            return (0..self.rows.len()).collect();
+        }
         (0..self.rows.len())
             .filter(|i| {
                 let record = &self.rows[*i].record;
@@ -484,4 +509,141 @@ impl App {
 fn clamp_add(at: usize, delta: isize, len: usize) -> usize {
     let target = isize::try_from(at).unwrap_or(0).saturating_add(delta);
     usize::try_from(target.max(0)).unwrap_or(0).min(len.saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixtures::demo_app;
+
+    fn selected_label(app: &App) -> String {
+        let row = app.selected_row().unwrap();
+        format!("{} -> {}", row.record.src.label(), row.record.dst.label())
+    }
+
+    #[test]
+    fn moving_the_selection_follows_the_display_order_and_stops_at_the_ends() {
+        let mut app = demo_app();
+        let order = app.visible_flows();
+        assert_eq!(
+            app.selected,
+            Some(app.rows[order[0]].record.flow_id),
+            "the first row starts selected"
+        );
+        app.update(Action::Down);
+        app.update(Action::Down);
+        assert_eq!(app.selected, Some(app.rows[order[2]].record.flow_id));
+        app.update(Action::Top);
+        app.update(Action::Up);
+        assert_eq!(app.selected, Some(app.rows[order[0]].record.flow_id));
+        app.update(Action::Bottom);
+        assert_eq!(app.selected, Some(app.rows[*order.last().unwrap()].record.flow_id));
+    }
+
+    #[test]
+    fn the_selection_stays_on_its_flow_when_the_order_changes() {
+        let mut app = demo_app();
+        app.update(Action::Down);
+        let before = selected_label(&app);
+        let id = app.selected;
+        app.update(Action::CycleSort);
+        app.update(Action::ToggleSortDirection);
+        assert_eq!(app.selected, id);
+        assert_eq!(selected_label(&app), before);
+    }
+
+    #[test]
+    fn the_filter_line_edits_and_applies_a_filter_and_esc_clears_it() {
+        let mut app = demo_app();
+        let all = app.visible_flows().len();
+        app.update(Action::StartFilter);
+        for c in "port:9090".chars() {
+            app.update(Action::FilterInput(c));
+        }
+        app.update(Action::Quit);
+        assert!(app.quit, "q typed into the filter line is text, but the Quit action still quits");
+        app.quit = false;
+        app.update(Action::FilterSubmit);
+        assert_eq!(app.filter_input, None);
+        assert_eq!(app.visible_flows().len(), 4);
+        app.update(Action::Back);
+        assert_eq!(app.visible_flows().len(), all);
+    }
+
+    #[test]
+    fn a_bad_filter_keeps_the_line_open_with_the_error() {
+        let mut app = demo_app();
+        app.update(Action::StartFilter);
+        for c in "color:red".chars() {
+            app.update(Action::FilterInput(c));
+        }
+        app.update(Action::FilterSubmit);
+        assert!(app.filter_input.is_some());
+        assert!(app.filter_error.as_deref().unwrap().contains("'color'"));
+    }
+
+    #[test]
+    fn violations_only_keeps_violations_and_direct_ip_egress() {
+        let mut app = demo_app();
+        app.update(Action::ToggleViolationsOnly);
+        let order = app.visible_flows();
+        assert!(!order.is_empty());
+        assert!(order.iter().all(|i| {
+            let record = &app.rows[*i].record;
+            record.violation.is_some() || record.direct_ip
+        }));
+    }
+
+    #[test]
+    fn enter_opens_the_detail_and_esc_returns_to_the_tab() {
+        let mut app = demo_app();
+        app.update(Action::Show(Screen::Pods));
+        app.update(Action::Show(Screen::Flows));
+        app.update(Action::Enter);
+        assert_eq!(app.screen, Screen::Detail);
+        app.update(Action::Back);
+        assert_eq!(app.screen, Screen::Flows);
+        app.update(Action::NextTab);
+        assert_eq!(app.screen, Screen::Pods);
+        app.update(Action::PreviousTab);
+        app.update(Action::PreviousTab);
+        assert_eq!(app.screen, Screen::Policies);
+    }
+
+    #[test]
+    fn enter_on_a_namespace_filters_the_flows_to_it() {
+        let mut app = demo_app();
+        app.update(Action::Show(Screen::Namespaces));
+        app.update(Action::Enter);
+        assert_eq!(app.screen, Screen::Flows);
+        let namespace = app.filter.text().strip_prefix("ns:").unwrap().to_owned();
+        assert!(app.visible_flows().iter().all(|i| {
+            let record = &app.rows[*i].record;
+            record.src.namespace.as_deref() == Some(namespace.as_str())
+                || record.dst.namespace.as_deref() == Some(namespace.as_str())
+        }));
+    }
+
+    #[test]
+    fn a_live_pause_freezes_the_display_and_resuming_shows_the_newest_feed() {
+        let mut app = demo_app();
+        app.is_replay = false;
+        app.update(Action::TogglePause);
+        let shown = app.rows.len();
+        app.apply_feed(Feed { live: Vec::new(), ..Feed::default() });
+        assert_eq!(app.rows.len(), shown, "paused: nothing changes");
+        app.update(Action::TogglePause);
+        assert!(app.rows.is_empty(), "resumed: the held feed is shown");
+    }
+
+    #[test]
+    fn replay_speed_steps_up_to_max_and_back() {
+        let mut app = demo_app();
+        for _ in 0..10 {
+            app.update(Action::Faster);
+        }
+        assert_eq!(app.speed, Speed::Max);
+        app.update(Action::Slower);
+        assert_eq!(app.speed, Speed::Times(100.0));
+    }
 }

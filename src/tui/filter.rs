@@ -40,7 +40,9 @@ pub struct Filter {
 
 /// A term the filter cannot use, quoted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown filter field '{0}': use ns, pod, svc, node, ip, port, proto, dns, kind or verdict")]
+#[error(
+    "unknown filter field '{0}': use ns, pod, svc, node, ip, port, proto, dns, kind or verdict"
+)]
 pub struct FilterError(pub String);
 
 impl Filter {
@@ -53,7 +55,8 @@ impl Filter {
                 None => (false, word),
             };
             // An IPv6 address has colons but is a free word, not a field term.
-            let field_term = word.split_once(':').filter(|_| word.parse::<std::net::IpAddr>().is_err());
+            let field_term =
+                word.split_once(':').filter(|_| word.parse::<std::net::IpAddr>().is_err());
             let (field, value) = match field_term {
                 Some((name, value)) => {
                     let field = match name.to_ascii_lowercase().as_str() {
@@ -109,7 +112,9 @@ fn either(record: &FlowRecord, test: impl Fn(&EndpointRecord) -> bool) -> bool {
 fn term_matches(term: &Term, record: &FlowRecord) -> bool {
     let value = term.value.as_str();
     match term.field {
-        Field::Namespace => either(record, |e| e.namespace.as_deref().is_some_and(|ns| ns.eq_ignore_ascii_case(value))),
+        Field::Namespace => either(record, |e| {
+            e.namespace.as_deref().is_some_and(|ns| ns.eq_ignore_ascii_case(value))
+        }),
         Field::Pod => either(record, |e| {
             e.kind == crate::identity::EndpointKind::Pod && contains(e.name.as_deref(), value)
         }),
@@ -126,7 +131,10 @@ fn term_matches(term: &Term, record: &FlowRecord) -> bool {
                 || contains(e.http_host.as_deref(), value)
         }),
         Field::Kind => either(record, |e| {
-            serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(|s| s == value)).unwrap_or(false)
+            serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(|s| s == value))
+                .unwrap_or(false)
         }),
         Field::Verdict => verdict_matches(record, value),
         Field::Any => {
@@ -152,7 +160,9 @@ fn verdict_matches(record: &FlowRecord, value: &str) -> bool {
         "leak" => record.leak,
         "direct" | "direct-ip" => record.direct_ip,
         "allow" | "allowed" => record.violation.is_none() && sides.contains(&Decision::Allow),
-        "open" | "unrestricted" => sides.contains(&Decision::Unrestricted) && record.violation.is_none(),
+        "open" | "unrestricted" => {
+            sides.contains(&Decision::Unrestricted) && record.violation.is_none()
+        }
         "partial" => sides.contains(&Decision::Partial),
         "n/a" | "na" => sides.iter().all(|d| *d == Decision::NotApplicable),
         _ => false,

@@ -17,7 +17,8 @@ use super::app::{App, Feed, ReplayPosition, Source, Speed};
 #[must_use]
 pub fn demo_engine() -> (Engine, Timestamp) {
     let mut engine = Engine::new(TableLimits::default());
-    let loaded = snapshot::parse("demo-cluster.yaml", crate::demo::CLUSTER).expect("the demo cluster loads");
+    let loaded =
+        snapshot::parse("demo-cluster.yaml", crate::demo::CLUSTER).expect("the demo cluster loads");
     for event in loaded.events {
         engine.apply(event);
     }
@@ -25,7 +26,12 @@ pub fn demo_engine() -> (Engine, Timestamp) {
     let mut last = Timestamp::default();
     for frame in crate::synth::scenario::demo() {
         let ts = Timestamp(frame.ts_nanos);
-        engine.ingest(&Frame { ts, interface: 0, linktype: Some(LinkType::Ethernet), data: &frame.frame });
+        engine.ingest(&Frame {
+            ts,
+            interface: 0,
+            linktype: Some(LinkType::Ethernet),
+            data: &frame.frame,
+        });
         last = ts;
     }
     (engine, last)

@@ -86,7 +86,12 @@ mod tests {
     use crossterm::event::KeyEventState;
 
     fn key(code: KeyCode) -> Event {
-        Event::Key(KeyEvent { code, modifiers: KeyModifiers::NONE, kind: KeyEventKind::Press, state: KeyEventState::NONE })
+        Event::Key(KeyEvent {
+            code,
+            modifiers: KeyModifiers::NONE,
+            kind: KeyEventKind::Press,
+            state: KeyEventState::NONE,
+        })
     }
 
     #[test]

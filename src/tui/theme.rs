@@ -36,7 +36,11 @@ impl Theme {
 
     #[must_use]
     pub fn ingress_violation(self) -> Style {
-        self.fg(Color::LightMagenta).add_modifier(if self.color { Modifier::empty() } else { Modifier::UNDERLINED })
+        self.fg(Color::LightMagenta).add_modifier(if self.color {
+            Modifier::empty()
+        } else {
+            Modifier::UNDERLINED
+        })
     }
 
     #[must_use]
@@ -51,7 +55,11 @@ impl Theme {
 
     #[must_use]
     pub fn ended(self) -> Style {
-        self.fg(Color::DarkGray).add_modifier(if self.color { Modifier::empty() } else { Modifier::DIM })
+        self.fg(Color::DarkGray).add_modifier(if self.color {
+            Modifier::empty()
+        } else {
+            Modifier::DIM
+        })
     }
 
     #[must_use]

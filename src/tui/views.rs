@@ -47,7 +47,9 @@ pub fn render(app: &App, theme: Theme, frame: &mut Frame<'_>) {
     match app.screen {
         Screen::Flows => flows::render(app, theme, frame, body),
         Screen::Detail => detail::render(app, theme, frame, body),
-        Screen::Pods | Screen::Namespaces | Screen::Policies => lists::render(app, theme, frame, body),
+        Screen::Pods | Screen::Namespaces | Screen::Policies => {
+            lists::render(app, theme, frame, body)
+        }
         Screen::Help => render_help(theme, frame, body),
     }
     render_footer(app, theme, frame, footer);
@@ -120,7 +122,11 @@ fn render_tabs(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
 
 fn render_footer(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
     let line = if let Some(text) = &app.filter_input {
-        let mut spans = vec![Span::styled("/", theme.header()), Span::raw(clean(text)), Span::styled("▏", theme.dim())];
+        let mut spans = vec![
+            Span::styled("/", theme.header()),
+            Span::raw(clean(text)),
+            Span::styled("▏", theme.dim()),
+        ];
         if let Some(error) = &app.filter_error {
             spans.push(Span::styled(format!("  {error}"), theme.warning()));
         }
@@ -130,7 +136,9 @@ fn render_footer(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
     } else {
         let hints = match app.screen {
             Screen::Detail | Screen::Help => " Esc back · q quit",
-            _ => " Enter detail · / filter · v violations · s/S sort · p pause · Tab screens · ? help · q quit",
+            _ => {
+                " Enter detail · / filter · v violations · s/S sort · p pause · Tab screens · ? help · q quit"
+            }
         };
         Line::from(Span::styled(hints, theme.dim()))
     };
@@ -140,7 +148,10 @@ fn render_footer(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
 fn render_help(theme: Theme, frame: &mut Frame<'_>, area: Rect) {
     let mut lines = vec![Line::from(Span::styled(" Keys", theme.title())), Line::raw("")];
     for (keys, what) in KEYS {
-        lines.push(Line::from(vec![Span::styled(format!(" {keys:<15}"), theme.header()), Span::raw(*what)]));
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {keys:<15}"), theme.header()),
+            Span::raw(*what),
+        ]));
     }
     lines.push(Line::raw(""));
     lines.push(Line::from(Span::styled(
@@ -174,10 +185,14 @@ pub fn compact(value: f64) -> String {
 pub fn sort_key_cmp(column: SortColumn, a: &Row, b: &Row) -> std::cmp::Ordering {
     let (ra, rb) = (&a.record, &b.record);
     match column {
-        SortColumn::Verdict => severity(a).cmp(&severity(b)).then((ra.bytes.tx + ra.bytes.rx).cmp(&(rb.bytes.tx + rb.bytes.rx))),
+        SortColumn::Verdict => severity(a)
+            .cmp(&severity(b))
+            .then((ra.bytes.tx + ra.bytes.rx).cmp(&(rb.bytes.tx + rb.bytes.rx))),
         SortColumn::Rate => (ra.rates.0 + ra.rates.1).total_cmp(&(rb.rates.0 + rb.rates.1)),
         SortColumn::Bytes => (ra.bytes.tx + ra.bytes.rx).cmp(&(rb.bytes.tx + rb.bytes.rx)),
-        SortColumn::Packets => (ra.packets.tx + ra.packets.rx).cmp(&(rb.packets.tx + rb.packets.rx)),
+        SortColumn::Packets => {
+            (ra.packets.tx + ra.packets.rx).cmp(&(rb.packets.tx + rb.packets.rx))
+        }
         // Older flows have the greater age.
         SortColumn::Age => rb.first_seen.cmp(&ra.first_seen),
         SortColumn::Source => ra.src.label().cmp(&rb.src.label()),
@@ -186,7 +201,7 @@ pub fn sort_key_cmp(column: SortColumn, a: &Row, b: &Row) -> std::cmp::Ordering 
 }
 
 /// How much a row needs attention: leaks, then egress and ingress violations, then direct IP.
-fn severity(row: &Row) -> u8 {
+pub(crate) fn severity(row: &Row) -> u8 {
     let record = &row.record;
     let base = match (record.leak, record.violation) {
         (true, Some(_)) => 4,

@@ -9,6 +9,7 @@ mod decode_frames;
 mod policy_cli;
 mod replay;
 mod snapshot_loading;
+mod terminal;
 mod tui_screens;
 
 use std::path::PathBuf;

@@ -42,16 +42,30 @@ both_sizes!(policies_screen, [Action::Show(Screen::Policies)]);
 both_sizes!(help_screen, [Action::Show(Screen::Help)]);
 both_sizes!(
     filtered_flows_screen,
-    [Action::StartFilter, Action::FilterInput('n'), Action::FilterInput('s'), Action::FilterInput(':'),
-     Action::FilterInput('p'), Action::FilterInput('a'), Action::FilterInput('y'), Action::FilterInput('m'),
-     Action::FilterInput('e'), Action::FilterInput('n'), Action::FilterInput('t'), Action::FilterInput('s'),
-     Action::FilterSubmit]
+    [
+        Action::StartFilter,
+        Action::FilterInput('n'),
+        Action::FilterInput('s'),
+        Action::FilterInput(':'),
+        Action::FilterInput('p'),
+        Action::FilterInput('a'),
+        Action::FilterInput('y'),
+        Action::FilterInput('m'),
+        Action::FilterInput('e'),
+        Action::FilterInput('n'),
+        Action::FilterInput('t'),
+        Action::FilterInput('s'),
+        Action::FilterSubmit
+    ]
 );
 
 #[test]
 fn the_leak_of_web_a_to_stripe_is_on_the_first_screen_and_marked() {
     let text = screen(&demo_app(), 160, 48);
-    let line = text.lines().find(|l| l.contains("shop/web-a") && l.contains("api.stripe.example")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("shop/web-a") && l.contains("api.stripe.example"))
+        .unwrap();
     assert!(line.contains("LEAK"), "{line}");
 }
 

@@ -10,32 +10,104 @@ use super::{bytes, clean, compact};
 use crate::policy::{Decision, Direction};
 use crate::record::{elide, fit_label, human_duration};
 use crate::snapshot::FlowRecord;
-use crate::tui::app::{App, Row};
+use crate::tui::app::{App, Row, SortColumn};
 use crate::tui::theme::Theme;
 
 /// The rows to draw for a table `height` rows tall: indices into `app.rows` in display order,
 /// the position of the selection among them, and how many rows pass the filter. Selects the
-/// window rather than sorting every row: O(n + k log k) for a window ending at rank k.
+/// window rather than sorting every row: O(n + k log k) for a window ending at rank k, on small
+/// precomputed keys.
 #[must_use]
 pub fn visible_window(app: &App, height: usize) -> (Vec<usize>, Option<usize>, usize) {
-    let mut filtered = app.filtered();
+    let filtered = app.filtered();
     let total = filtered.len();
     if total == 0 || height == 0 {
         return (Vec::new(), None, total);
     }
-    let selected = app.selected.and_then(|id| filtered.iter().copied().find(|i| app.rows[*i].record.flow_id == id));
-    // The selection's rank is the number of rows that sort before it.
-    let rank = selected.map_or(0, |s| filtered.iter().filter(|i| app.compare(**i, s).is_lt()).count());
+    let window = match numeric_key(app, 0) {
+        Some(_) => {
+            let mut keyed: Vec<(Key, usize)> =
+                filtered.iter().map(|i| (numeric_key(app, *i).unwrap_or_default(), *i)).collect();
+            let selected_key = app.selected.and_then(|id| {
+                keyed.iter().find(|(_, i)| app.rows[*i].record.flow_id == id).copied()
+            });
+            window_of(&mut keyed, selected_key, height, |a, b| a.cmp(b))
+        }
+        None => {
+            let mut plain: Vec<usize> = filtered;
+            let selected = app
+                .selected
+                .and_then(|id| plain.iter().copied().find(|i| app.rows[*i].record.flow_id == id));
+            window_of(&mut plain, selected, height, |a, b| app.compare(*a, *b))
+        }
+    };
+    let indices: Vec<usize> = window.0;
+    (indices, window.1, total)
+}
+
+/// A row's position under a numeric sort: the primary key (already in display direction), then
+/// live before ended, then oldest first, then by id.
+type Key = (u64, bool, u64, u64);
+
+fn numeric_key(app: &App, index: usize) -> Option<Key> {
+    let row = app.rows.get(index)?;
+    let record = &row.record;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    // rates are ≥ 0; milli-B/s resolution is plenty
+    let primary = match app.sort {
+        SortColumn::Verdict => {
+            (u64::from(super::severity(row)) << 56)
+                | ((record.bytes.tx + record.bytes.rx) & ((1 << 56) - 1))
+        }
+        SortColumn::Rate => ((record.rates.0 + record.rates.1) * 1000.0) as u64,
+        SortColumn::Bytes => record.bytes.tx + record.bytes.rx,
+        SortColumn::Packets => record.packets.tx + record.packets.rx,
+        SortColumn::Age => u64::MAX - record.first_seen.0,
+        SortColumn::Source | SortColumn::Destination => return None,
+    };
+    let primary = if app.descending { u64::MAX - primary } else { primary };
+    Some((primary, row.ended, record.first_seen.0, record.flow_id))
+}
+
+/// The window of `items` in sorted order that shows `selected`, and where it is in it.
+fn window_of<T: Copy + PartialEq>(
+    items: &mut Vec<T>,
+    selected: Option<T>,
+    height: usize,
+    compare: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> (Vec<usize>, Option<usize>)
+where
+    T: IndexOf,
+{
+    // The selection's rank is the number of items that sort before it.
+    let rank = selected.map_or(0, |s| items.iter().filter(|i| compare(i, &s).is_lt()).count());
     let offset = rank.saturating_sub(height - 1);
-    let end = (offset + height).min(total);
-    if end < total {
-        filtered.select_nth_unstable_by(end - 1, |a, b| app.compare(*a, *b));
-        filtered.truncate(end);
+    let end = (offset + height).min(items.len());
+    if end < items.len() {
+        items.select_nth_unstable_by(end - 1, &compare);
+        items.truncate(end);
     }
-    filtered.sort_unstable_by(|a, b| app.compare(*a, *b));
-    let window: Vec<usize> = filtered.get(offset..).map(<[usize]>::to_vec).unwrap_or_default();
-    let cursor = selected.and_then(|s| window.iter().position(|i| *i == s));
-    (window, cursor, total)
+    items.sort_unstable_by(&compare);
+    let window: Vec<usize> = items.iter().skip(offset).map(|item| item.index()).collect();
+    let cursor = selected.and_then(|s| window.iter().position(|i| *i == s.index()));
+    (window, cursor)
+}
+
+/// Items that know which row they stand for.
+trait IndexOf {
+    fn index(&self) -> usize;
+}
+
+impl IndexOf for usize {
+    fn index(&self) -> usize {
+        *self
+    }
+}
+
+impl IndexOf for (Key, usize) {
+    fn index(&self) -> usize {
+        self.1
+    }
 }
 
 /// The verdict cell's word and style.
@@ -98,7 +170,11 @@ pub fn render(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
         .block(Block::new().borders(Borders::TOP).title(title).border_style(theme.dim()));
     frame.render_widget(table, area);
     if total == 0 {
-        let empty = if app.rows.is_empty() { " waiting for packets…" } else { " no flow matches the filter (Esc clears it)" };
+        let empty = if app.rows.is_empty() {
+            " waiting for packets…"
+        } else {
+            " no flow matches the filter (Esc clears it)"
+        };
         let line_area = Rect { y: area.y + 2, height: 1, ..area };
         frame.render_widget(Line::from(Span::styled(empty, theme.dim())), line_area);
     }
@@ -116,13 +192,19 @@ fn flow_row<'a>(
     let (word, verdict_style) = verdict_label(record, theme);
     let marker = if record.direct_ip && record.violation.is_some() { " !IP" } else { "" };
     let destination = fit_label(&record.dst, destination_width.saturating_sub(marker.len()));
-    let port = record.dst.port.map_or_else(|| record.protocol.name().into_owned(), |p| format!("{}/{p}", record.protocol.name()));
+    let port = record.dst.port.map_or_else(
+        || record.protocol.name().into_owned(),
+        |p| format!("{}/{p}", record.protocol.name()),
+    );
     let rate = format!("{}/{}", compact(record.rates.0), compact(record.rates.1));
     let age = human_duration(app.now.since(record.first_seen));
     let mut cells = vec![
         Cell::new(word).style(verdict_style),
         Cell::new(clean(&fit_label(&record.src, source_width))),
-        Cell::new(Line::from(vec![Span::raw(clean(&destination)), Span::styled(marker, theme.direct_ip())])),
+        Cell::new(Line::from(vec![
+            Span::raw(clean(&destination)),
+            Span::styled(marker, theme.direct_ip()),
+        ])),
         Cell::new(port),
         Cell::new(rate),
         Cell::new(elide(&age, 6)),

@@ -30,7 +30,8 @@ pub struct Aggregate {
 /// Aggregates the flow rows by pod (`ns/name`) or by namespace, busiest first.
 #[must_use]
 pub fn aggregates(app: &App, by_namespace: bool) -> Vec<Aggregate> {
-    let mut groups: BTreeMap<String, (Aggregate, std::collections::BTreeSet<std::net::IpAddr>)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, (Aggregate, std::collections::BTreeSet<std::net::IpAddr>)> =
+        BTreeMap::new();
     for row in &app.rows {
         let record = &row.record;
         for (endpoint, is_source) in [(&record.src, true), (&record.dst, false)] {
@@ -46,7 +47,11 @@ pub fn aggregates(app: &App, by_namespace: bool) -> Vec<Aggregate> {
             let (aggregate, external) = groups.entry(key.clone()).or_default();
             aggregate.name = key;
             aggregate.flows += 1;
-            let (sent, received) = if is_source { (record.bytes.tx, record.bytes.rx) } else { (record.bytes.rx, record.bytes.tx) };
+            let (sent, received) = if is_source {
+                (record.bytes.tx, record.bytes.rx)
+            } else {
+                (record.bytes.rx, record.bytes.tx)
+            };
             aggregate.sent += sent;
             aggregate.received += received;
             if !row.ended {
@@ -68,7 +73,10 @@ pub fn aggregates(app: &App, by_namespace: bool) -> Vec<Aggregate> {
         })
         .collect();
     list.sort_by(|a, b| {
-        b.violations.cmp(&a.violations).then((b.sent + b.received).cmp(&(a.sent + a.received))).then(a.name.cmp(&b.name))
+        b.violations
+            .cmp(&a.violations)
+            .then((b.sent + b.received).cmp(&(a.sent + a.received)))
+            .then(a.name.cmp(&b.name))
     });
     list
 }
@@ -115,7 +123,13 @@ fn scroll(app: &App, height: usize) -> usize {
     app.list_index.saturating_sub(height.saturating_sub(1))
 }
 
-fn render_aggregates(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect, by_namespace: bool) {
+fn render_aggregates(
+    app: &App,
+    theme: Theme,
+    frame: &mut Frame<'_>,
+    area: Rect,
+    by_namespace: bool,
+) {
     let list = aggregates(app, by_namespace);
     let height = usize::from(area.height.saturating_sub(3));
     let skip = scroll(app, height);
@@ -151,14 +165,24 @@ fn render_aggregates(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect,
             Constraint::Length(10),
         ],
     )
-    .header(TableRow::new(["NAME", "FLOWS", "SENT", "RECEIVED", "B/S", "EXTERNAL", "VIOLATIONS"]).style(theme.title()))
-    .block(Block::new().borders(Borders::TOP).title(format!("{title}({}) — Enter shows their flows ", list.len())).border_style(theme.dim()));
+    .header(
+        TableRow::new(["NAME", "FLOWS", "SENT", "RECEIVED", "B/S", "EXTERNAL", "VIOLATIONS"])
+            .style(theme.title()),
+    )
+    .block(
+        Block::new()
+            .borders(Borders::TOP)
+            .title(format!("{title}({}) — Enter shows their flows ", list.len()))
+            .border_style(theme.dim()),
+    );
     frame.render_widget(table, area);
 }
 
 fn render_policies(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
-    let audit_height = u16::try_from(app.cluster.audit.len() + 1).unwrap_or(u16::MAX).min(area.height / 2).max(3);
-    let [top, bottom] = Layout::vertical([Constraint::Min(4), Constraint::Length(audit_height)]).areas(area);
+    let audit_height =
+        u16::try_from(app.cluster.audit.len() + 1).unwrap_or(u16::MAX).min(area.height / 2).max(3);
+    let [top, bottom] =
+        Layout::vertical([Constraint::Min(4), Constraint::Length(audit_height)]).areas(area);
     let height = usize::from(top.height.saturating_sub(3));
     let skip = scroll(app, height);
     let rows: Vec<TableRow<'_>> = app
@@ -174,9 +198,9 @@ fn render_policies(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
                     .iter()
                     .filter(|r| {
                         let verdict = &r.record.verdict;
-                        [&verdict.egress, &verdict.ingress]
-                            .iter()
-                            .any(|side| side.decision == decision && side.policies.contains(&policy.key))
+                        [&verdict.egress, &verdict.ingress].iter().any(|side| {
+                            side.decision == decision && side.policies.contains(&policy.key)
+                        })
                     })
                     .count()
             };
@@ -192,12 +216,24 @@ fn render_policies(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
         .collect();
     let table = Table::new(
         rows,
-        [Constraint::Fill(1), Constraint::Length(16), Constraint::Length(6), Constraint::Length(8), Constraint::Length(8)],
+        [
+            Constraint::Fill(1),
+            Constraint::Length(16),
+            Constraint::Length(6),
+            Constraint::Length(8),
+            Constraint::Length(8),
+        ],
     )
     .header(TableRow::new(["POLICY", "TYPES", "PODS", "ALLOWED", "DENIED"]).style(theme.title()))
-    .block(Block::new().borders(Borders::TOP).title(format!(" Policies ({}) ", app.cluster.policies.len())).border_style(theme.dim()));
+    .block(
+        Block::new()
+            .borders(Borders::TOP)
+            .title(format!(" Policies ({}) ", app.cluster.policies.len()))
+            .border_style(theme.dim()),
+    );
     frame.render_widget(table, top);
-    let lines: Vec<Line<'_>> = app.cluster.audit.iter().map(|line| Line::raw(format!(" {}", clean(line)))).collect();
+    let lines: Vec<Line<'_>> =
+        app.cluster.audit.iter().map(|line| Line::raw(format!(" {}", clean(line)))).collect();
     let audit = Paragraph::new(lines)
         .wrap(Wrap { trim: false })
         .block(Block::new().borders(Borders::TOP).title(" Audit ").border_style(theme.dim()));
