@@ -70,15 +70,12 @@ fn numeric_key(app: &App, index: usize) -> Option<Key> {
 }
 
 /// The window of `items` in sorted order that shows `selected`, and where it is in it.
-fn window_of<T: Copy + PartialEq>(
+fn window_of<T: Copy + IndexOf>(
     items: &mut Vec<T>,
     selected: Option<T>,
     height: usize,
     compare: impl Fn(&T, &T) -> std::cmp::Ordering,
-) -> (Vec<usize>, Option<usize>)
-where
-    T: IndexOf,
-{
+) -> (Vec<usize>, Option<usize>) {
     // The selection's rank is the number of items that sort before it.
     let rank = selected.map_or(0, |s| items.iter().filter(|i| compare(i, &s).is_lt()).count());
     let offset = rank.saturating_sub(height - 1);
