@@ -175,7 +175,7 @@ impl Engine {
         let remaining = self.table.finish();
         self.emit_ended(now, &mut emit)?;
         for flow in &remaining {
-            emit(&self.record(flow, now))?;
+            emit(&record(&mut self.record_context(), flow, now))?;
         }
         Ok(())
     }
@@ -183,8 +183,14 @@ impl Engine {
     /// Records of the flows still in the table, for views that show the live state.
     pub fn live_records(&mut self, now: Timestamp) -> Vec<FlowRecord> {
         self.refresh_cluster();
-        let flows: Vec<Flow> = self.table.flows().cloned().collect();
-        flows.iter().map(|flow| self.record(flow, now)).collect()
+        let mut ctx = RecordContext {
+            view: &self.view,
+            policies: &self.policies,
+            verdicts: &mut self.verdicts,
+            interface_names: &self.interface_names,
+            input_ended: self.input_ended,
+        };
+        self.table.flows().map(|flow| record(&mut ctx, flow, now)).collect()
     }
 
     fn emit_ended<E>(
@@ -200,9 +206,19 @@ impl Engine {
         for (flow, reason) in &ended {
             // An evicted flow is reported as of its last packet, not of the flood.
             let at = if *reason == EndReason::Evicted { flow.last_seen } else { now };
-            emit(&self.record(flow, at))?;
+            emit(&record(&mut self.record_context(), flow, at))?;
         }
         Ok(())
+    }
+
+    fn record_context(&mut self) -> RecordContext<'_> {
+        RecordContext {
+            view: &self.view,
+            policies: &self.policies,
+            verdicts: &mut self.verdicts,
+            interface_names: &self.interface_names,
+            input_ended: self.input_ended,
+        }
     }
 
     /// Rebuilds the IP index and recompiles policies if the cluster view changed.
@@ -213,75 +229,6 @@ impl Engine {
             self.policies = policies;
             self.policy_diagnostics = diagnostics.iter().map(ToString::to_string).collect();
             self.verdicts.clear();
-        }
-    }
-
-    fn record(&mut self, flow: &Flow, now: Timestamp) -> FlowRecord {
-        let protocol = flow.key.protocol;
-        let src_id =
-            identity::resolve(&self.view, flow.initiator.ip, flow.initiator.port, protocol);
-        let dst_id =
-            identity::resolve(&self.view, flow.responder.ip, flow.responder.port, protocol);
-        let port = |p: u16| protocol.has_ports().then_some(p);
-        let connection = Connection {
-            src: flow.initiator.ip,
-            dst: flow.responder.ip,
-            protocol,
-            dst_port: port(flow.responder.port),
-        };
-        let verdict = match self.verdicts.get(&connection) {
-            Some(verdict) => verdict.clone(),
-            None => {
-                let verdict = self.policies.evaluate(&self.view, &connection);
-                self.verdicts.insert(connection, verdict.clone());
-                verdict
-            }
-        };
-        let violation = verdict.violation();
-        let denied =
-            verdict.egress.decision == Decision::Deny || verdict.ingress.decision == Decision::Deny;
-        let dst_external = dst_id.kind == EndpointKind::External;
-        let own_lookup = flow.responder_name.as_ref().is_some_and(|n| n.own_lookup);
-        let direct_ip = dst_external && src_id.kind != EndpointKind::External && !own_lookup;
-        let service =
-            (dst_id.kind == EndpointKind::Service).then(|| dst_id.qualified_name()).flatten();
-        let mut src = endpoint_record(flow.initiator.ip, port(flow.initiator.port), src_id);
-        let mut dst = endpoint_record(flow.responder.ip, port(flow.responder.port), dst_id);
-        src.dns = None;
-        if let Some(name) = &flow.responder_name {
-            dst.dns = Some(name.name.to_string());
-            dst.dns_source =
-                Some(if name.own_lookup { NameSource::Own } else { NameSource::Other });
-        }
-        dst.sni = flow.sni.as_deref().map(str::to_owned);
-        dst.http_host = flow.http_host.as_deref().map(str::to_owned);
-        let rates = flow.rates.rates(now.whole_secs());
-        FlowRecord {
-            first_seen: flow.first_seen,
-            last_seen: flow.last_seen,
-            protocol,
-            src,
-            dst,
-            service,
-            packets: TxRx { tx: flow.tx.packets, rx: flow.rx.packets },
-            bytes: TxRx { tx: flow.tx.bytes, rx: flow.rx.bytes },
-            tcp: flow.tcp_state_at(now, self.input_ended),
-            interfaces: flow
-                .interfaces
-                .iter()
-                .map(|i| {
-                    self.interface_names
-                        .get(usize::from(*i))
-                        .cloned()
-                        .unwrap_or_else(|| format!("if{i}"))
-                })
-                .collect(),
-            leak: denied && flow.got_replies(),
-            violation,
-            verdict,
-            direct_ip,
-            flow_id: flow.id,
-            rates: (rates.tx_bytes_per_sec, rates.rx_bytes_per_sec),
         }
     }
 
@@ -311,6 +258,81 @@ impl Engine {
 
 /// The responder's name as DNS told the initiator. A dual-stack pod may ask over IPv4 and
 /// connect over IPv6, so a lookup from any of the initiator pod's addresses is its own.
+/// What turning a flow into a record reads (and the verdict cache it fills): borrowed field by
+/// field, so records can be made while the flow table is being read.
+struct RecordContext<'a> {
+    view: &'a ClusterView,
+    policies: &'a PolicySet,
+    verdicts: &'a mut FxHashMap<Connection, Verdict>,
+    interface_names: &'a [String],
+    input_ended: bool,
+}
+
+fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecord {
+    let protocol = flow.key.protocol;
+    let src_id = identity::resolve(&ctx.view, flow.initiator.ip, flow.initiator.port, protocol);
+    let dst_id = identity::resolve(&ctx.view, flow.responder.ip, flow.responder.port, protocol);
+    let port = |p: u16| protocol.has_ports().then_some(p);
+    let connection = Connection {
+        src: flow.initiator.ip,
+        dst: flow.responder.ip,
+        protocol,
+        dst_port: port(flow.responder.port),
+    };
+    let verdict = match ctx.verdicts.get(&connection) {
+        Some(verdict) => verdict.clone(),
+        None => {
+            let verdict = ctx.policies.evaluate(&ctx.view, &connection);
+            ctx.verdicts.insert(connection, verdict.clone());
+            verdict
+        }
+    };
+    let violation = verdict.violation();
+    let denied =
+        verdict.egress.decision == Decision::Deny || verdict.ingress.decision == Decision::Deny;
+    let dst_external = dst_id.kind == EndpointKind::External;
+    let own_lookup = flow.responder_name.as_ref().is_some_and(|n| n.own_lookup);
+    let direct_ip = dst_external && src_id.kind != EndpointKind::External && !own_lookup;
+    let service = (dst_id.kind == EndpointKind::Service).then(|| dst_id.qualified_name()).flatten();
+    let mut src = endpoint_record(flow.initiator.ip, port(flow.initiator.port), src_id);
+    let mut dst = endpoint_record(flow.responder.ip, port(flow.responder.port), dst_id);
+    src.dns = None;
+    if let Some(name) = &flow.responder_name {
+        dst.dns = Some(name.name.to_string());
+        dst.dns_source = Some(if name.own_lookup { NameSource::Own } else { NameSource::Other });
+    }
+    dst.sni = flow.sni.as_deref().map(str::to_owned);
+    dst.http_host = flow.http_host.as_deref().map(str::to_owned);
+    let rates = flow.rates.rates(now.whole_secs());
+    FlowRecord {
+        first_seen: flow.first_seen,
+        last_seen: flow.last_seen,
+        protocol,
+        src,
+        dst,
+        service,
+        packets: TxRx { tx: flow.tx.packets, rx: flow.rx.packets },
+        bytes: TxRx { tx: flow.tx.bytes, rx: flow.rx.bytes },
+        tcp: flow.tcp_state_at(now, ctx.input_ended),
+        interfaces: flow
+            .interfaces
+            .iter()
+            .map(|i| {
+                ctx.interface_names
+                    .get(usize::from(*i))
+                    .cloned()
+                    .unwrap_or_else(|| format!("if{i}"))
+            })
+            .collect(),
+        leak: denied && flow.got_replies(),
+        violation,
+        verdict,
+        direct_ip,
+        flow_id: flow.id,
+        rates: (rates.tx_bytes_per_sec, rates.rx_bytes_per_sec),
+    }
+}
+
 fn learned_name(
     names: &NameBook,
     view: &ClusterView,
