@@ -270,8 +270,8 @@ struct RecordContext<'a> {
 
 fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecord {
     let protocol = flow.key.protocol;
-    let src_id = identity::resolve(&ctx.view, flow.initiator.ip, flow.initiator.port, protocol);
-    let dst_id = identity::resolve(&ctx.view, flow.responder.ip, flow.responder.port, protocol);
+    let src_id = identity::resolve(ctx.view, flow.initiator.ip, flow.initiator.port, protocol);
+    let dst_id = identity::resolve(ctx.view, flow.responder.ip, flow.responder.port, protocol);
     let port = |p: u16| protocol.has_ports().then_some(p);
     let connection = Connection {
         src: flow.initiator.ip,
@@ -282,7 +282,7 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
     let verdict = match ctx.verdicts.get(&connection) {
         Some(verdict) => verdict.clone(),
         None => {
-            let verdict = ctx.policies.evaluate(&ctx.view, &connection);
+            let verdict = ctx.policies.evaluate(ctx.view, &connection);
             ctx.verdicts.insert(connection, verdict.clone());
             verdict
         }
