@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 
-use crate::capture::{CaptureError, DecodedFrame, FileSource, Next, PacketSource};
+use crate::capture::{CaptureError, DecodedFrame, FRAME_BATCH, FileSource, Next, PacketSource};
 use crate::cluster::snapshot;
 use crate::config::{ClusterSource, Config, Input, Mode, ReplayConfig, View};
 use crate::demo;
@@ -144,10 +144,6 @@ fn read_snapshot(path: &Path) -> Result<String, RunError> {
     })
 }
 
-/// Frames decoded per message from the reader thread: large enough that channel costs vanish,
-/// small enough that the engine starts at once.
-const BATCH: usize = 1024;
-
 /// Replays a source through the engine on packet time, handing each ended flow's record to
 /// `emit` as it ends and every remaining flow at the end, oldest first. Reading and decoding run
 /// on their own thread, as live capture threads do, so the two cores share the work.
@@ -188,14 +184,14 @@ pub fn replay<S: PacketSource + Send + 'static>(
 /// The reader thread: frames → decoded summaries, in batches, until the source ends or the
 /// engine side hangs up. Returns the source so its warnings can be shown.
 fn read_all<S: PacketSource>(mut source: S, sender: &mpsc::SyncSender<Vec<DecodedFrame>>) -> S {
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Vec::with_capacity(FRAME_BATCH);
     loop {
         match source.next_frame() {
             Next::Packet(frame) => {
                 batch.push(DecodedFrame::from_frame(&frame));
-                if batch.len() == BATCH
+                if batch.len() == FRAME_BATCH
                     && sender
-                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(FRAME_BATCH)))
                         .is_err()
                 {
                     return source;

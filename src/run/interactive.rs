@@ -12,7 +12,7 @@ use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event};
 use tokio::sync::mpsc;
 
 use super::RunError;
-use crate::capture::{DecodedFrame, FileSource, Next, PacketSource};
+use crate::capture::{DecodedFrame, FRAME_BATCH, FileSource, Next, PacketSource};
 use crate::engine::{Engine, SWEEP_INTERVAL};
 use crate::snapshot::FlowRecord;
 use crate::time::Timestamp;
@@ -238,13 +238,13 @@ fn draw(terminal: &mut ratatui::DefaultTerminal, app: &App, theme: Theme) -> Res
 /// The reader thread: the file's frames, decoded, in batches, until the end or until the loop
 /// hangs up.
 fn read_into(mut source: FileSource, sender: &mpsc::Sender<Vec<DecodedFrame>>) {
-    const BATCH: usize = 1024;
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Vec::with_capacity(FRAME_BATCH);
     loop {
         match source.next_frame() {
             Next::Packet(frame) => {
                 batch.push(DecodedFrame::from_frame(&frame));
-                if batch.len() == BATCH && sender.blocking_send(std::mem::take(&mut batch)).is_err()
+                if batch.len() == FRAME_BATCH
+                    && sender.blocking_send(std::mem::take(&mut batch)).is_err()
                 {
                     return;
                 }
