@@ -14,6 +14,9 @@
 //! cannot be read are skipped with a warning; packets on an interface the file never described
 //! are counted and reported once.
 
+mod cluster_blocks;
+mod fields;
+
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -25,9 +28,11 @@ use crate::decode::LinkType;
 use crate::record::pcapng::{
     BLOCK_CUSTOM_COPY, BLOCK_CUSTOM_NO_COPY, BLOCK_ENHANCED_PACKET, BLOCK_INTERFACE,
     BLOCK_PACKET_OBSOLETE, BLOCK_SECTION_HEADER, BLOCK_SIMPLE_PACKET, BYTE_ORDER_MAGIC,
-    KIND_CLUSTER_EVENTS, NETWATCH_BLOCK_VERSION, NETWATCH_PEN, NETWATCH_TAG,
 };
 use crate::time::Timestamp;
+
+use cluster_blocks::ClusterBlocks;
+use fields::{Endian, Resolution, block_name, options, read_up_to};
 
 /// Blocks larger than this are taken for damage rather than allocated.
 const MAX_BLOCK_BYTES: u32 = 64 << 20;
@@ -43,74 +48,6 @@ pub fn is_pcapng(prefix: &[u8]) -> bool {
 pub struct TimedClusterEvent {
     pub ts: Timestamp,
     pub event: ClusterEvent,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endian {
-    Little,
-    Big,
-}
-
-impl Endian {
-    fn u16(self, bytes: &[u8], at: usize) -> Option<u16> {
-        let raw: [u8; 2] = bytes.get(at..at + 2)?.try_into().ok()?;
-        Some(match self {
-            Self::Little => u16::from_le_bytes(raw),
-            Self::Big => u16::from_be_bytes(raw),
-        })
-    }
-
-    fn u32(self, bytes: &[u8], at: usize) -> Option<u32> {
-        let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        Some(match self {
-            Self::Little => u32::from_le_bytes(raw),
-            Self::Big => u32::from_be_bytes(raw),
-        })
-    }
-
-    fn u64(self, bytes: &[u8], at: usize) -> Option<u64> {
-        let raw: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
-        Some(match self {
-            Self::Little => u64::from_le_bytes(raw),
-            Self::Big => u64::from_be_bytes(raw),
-        })
-    }
-
-    fn timestamp(self, bytes: &[u8], at: usize) -> Option<u64> {
-        let high = u64::from(self.u32(bytes, at)?);
-        let low = u64::from(self.u32(bytes, at + 4)?);
-        Some((high << 32) | low)
-    }
-}
-
-/// How an interface counts time: units per second as a power of ten or of two, plus an offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resolution {
-    Decimal(u8),
-    Binary(u8),
-}
-
-impl Resolution {
-    fn from_option(value: u8) -> Self {
-        if value & 0x80 == 0 { Self::Decimal(value) } else { Self::Binary(value & 0x7f) }
-    }
-
-    fn to_nanos(self, units: u64) -> u64 {
-        match self {
-            Self::Decimal(9) => units,
-            Self::Decimal(exponent) if exponent < 9 => {
-                units.saturating_mul(10u64.pow(u32::from(9 - exponent)))
-            }
-            Self::Decimal(exponent) => {
-                let divisor = 10u128.checked_pow(u32::from(exponent - 9)).unwrap_or(u128::MAX);
-                u64::try_from(u128::from(units) / divisor).unwrap_or(u64::MAX)
-            }
-            Self::Binary(exponent) => {
-                let nanos = (u128::from(units) * 1_000_000_000) >> exponent.min(127);
-                u64::try_from(nanos).unwrap_or(u64::MAX)
-            }
-        }
-    }
 }
 
 /// An interface of the current section.
@@ -134,16 +71,6 @@ struct FoundFrame {
     len: usize,
 }
 
-/// A batch of events whose payload spans several blocks, gathered until its last fragment.
-#[derive(Debug)]
-struct Fragments {
-    ts: Timestamp,
-    next: u16,
-    count: u16,
-    payload: Vec<u8>,
-    offset: u64,
-}
-
 enum Step {
     Packet(FoundFrame),
     Continue,
@@ -165,13 +92,11 @@ pub struct PcapngSource<R: Read = BufReader<File>> {
     pending: Option<FoundFrame>,
     /// The first block's type was read to recognise the file.
     magic_read: bool,
-    fragments: Option<Fragments>,
+    cluster_blocks: ClusterBlocks,
     events: VecDeque<TimedClusterEvent>,
-    netwatch_blocks: u64,
     packets_read: u64,
     last_ts: Option<Timestamp>,
     unknown_interface_packets: u64,
-    newer_blocks_warned: bool,
     warnings: Vec<String>,
     ended: bool,
 }
@@ -219,13 +144,11 @@ impl<R: Read> PcapngSource<R> {
             keys: Vec::new(),
             pending: None,
             magic_read: true,
-            fragments: None,
+            cluster_blocks: ClusterBlocks::default(),
             events: VecDeque::new(),
-            netwatch_blocks: 0,
             packets_read: 0,
             last_ts: None,
             unknown_interface_packets: 0,
-            newer_blocks_warned: false,
             warnings: Vec::new(),
             ended: false,
         };
@@ -248,7 +171,7 @@ impl<R: Read> PcapngSource<R> {
     /// Whether the file carried netwatch cluster events (so far: after opening, in its head).
     #[must_use]
     pub fn has_netwatch_blocks(&self) -> bool {
-        self.netwatch_blocks > 0
+        self.cluster_blocks.seen() > 0
     }
 
     /// Every cluster event read so far, in file order. Blocks are read in order, so after
@@ -331,7 +254,7 @@ impl<R: Read> PcapngSource<R> {
         }
         let body_len = body_len - 4;
         match block_type {
-            BLOCK_SECTION_HEADER => self.read_section_header(start, body_len),
+            BLOCK_SECTION_HEADER => self.read_section_header(start),
             BLOCK_INTERFACE => {
                 self.read_interface(body_len);
                 Step::Continue
@@ -354,20 +277,19 @@ impl<R: Read> PcapngSource<R> {
         }
     }
 
-    fn read_section_header(&mut self, start: u64, body_len: usize) -> Step {
+    fn read_section_header(&mut self, start: u64) -> Step {
         let major = self.endian.u16(&self.block, 4).unwrap_or(0);
         if major != 1 {
             return self.damaged(start, &format!("a section of pcapng version {major}, not 1"));
         }
-        if self.fragments.take().is_some() {
+        if let Some(from) = self.cluster_blocks.abandon() {
             self.warnings.push(format!(
-                "{}: cluster events cut short before the section at byte {start}; they are skipped",
+                "{}: cluster events from byte {from} end before the section at byte {start}; they are skipped",
                 self.label
             ));
         }
         // Interface ids start again in every section.
         self.section.clear();
-        let _ = body_len;
         Step::Continue
     }
 
@@ -506,79 +428,10 @@ impl<R: Read> PcapngSource<R> {
 
     /// A custom block: netwatch's are gathered into cluster events; others are skipped.
     fn read_custom(&mut self, start: u64, body_len: usize) {
-        let endian = self.endian;
-        let body = &self.block[..body_len];
-        if endian.u32(body, 0) != Some(NETWATCH_PEN) || body.get(4..12) != Some(&NETWATCH_TAG[..]) {
-            return;
-        }
-        self.netwatch_blocks += 1;
-        let version = endian.u16(body, 12).unwrap_or(0);
-        let kind = endian.u16(body, 14).unwrap_or(0);
-        if version != NETWATCH_BLOCK_VERSION || kind != KIND_CLUSTER_EVENTS {
-            if !self.newer_blocks_warned {
-                self.newer_blocks_warned = true;
-                self.warnings.push(format!(
-                    "{}: netwatch blocks of version {version} kind {kind} (from byte {start}) are from a newer netwatch; they are skipped — replay with that version, or pass --cluster",
-                    self.label
-                ));
-            }
-            return;
-        }
-        let fields = (
-            endian.u16(body, 16),
-            endian.u16(body, 18),
-            endian.timestamp(body, 20),
-            endian.u32(body, 28),
-        );
-        let (Some(index), Some(count), Some(ts), Some(len)) = fields else {
-            self.warnings.push(format!(
-                "{}: a netwatch block at byte {start} is too short for its fields; skipped",
-                self.label
-            ));
-            return;
-        };
-        let Some(payload) = body.get(32..32 + len as usize) else {
-            self.warnings.push(format!(
-                "{}: a netwatch block at byte {start} claims more payload than it holds; skipped",
-                self.label
-            ));
-            return;
-        };
-        let ts = Timestamp(ts);
-        let fragments = match self.fragments.take() {
-            Some(f) if index == f.next && count == f.count && ts == f.ts => f,
-            previous => {
-                if let Some(f) = previous {
-                    self.warnings.push(format!(
-                        "{}: cluster events from byte {} end before their last part; they are skipped",
-                        self.label, f.offset
-                    ));
-                }
-                if index != 0 {
-                    self.warnings.push(format!(
-                        "{}: the netwatch block at byte {start} continues cluster events that never began; skipped",
-                        self.label
-                    ));
-                    return;
-                }
-                Fragments { ts, next: 0, count, payload: Vec::new(), offset: start }
-            }
-        };
-        let mut fragments = fragments;
-        fragments.payload.extend_from_slice(payload);
-        fragments.next = index.saturating_add(1);
-        if fragments.next < fragments.count {
-            self.fragments = Some(fragments);
-            return;
-        }
-        match serde_json::from_slice::<Vec<ClusterEvent>>(&fragments.payload) {
-            Ok(events) => self.events.extend(
-                events.into_iter().map(|event| TimedClusterEvent { ts: fragments.ts, event }),
-            ),
-            Err(e) => self.warnings.push(format!(
-                "{}: cluster events at byte {} cannot be read ({e}); they are skipped",
-                self.label, fragments.offset
-            )),
+        let outcome = self.cluster_blocks.read(self.endian, &self.block[..body_len], start);
+        self.events.extend(outcome.events);
+        for warning in outcome.warnings {
+            self.warnings.push(format!("{}: {warning}", self.label));
         }
     }
 
@@ -625,12 +478,13 @@ impl<R: Read> PcapngSource<R> {
             return;
         }
         self.ended = true;
-        if let Some(fragments) = self.fragments.take()
+        let abandoned = self.cluster_blocks.abandon();
+        if let Some(from) = abandoned
             && !self.warnings.iter().any(|w| w.contains("cut short"))
         {
             self.warnings.push(format!(
-                "{}: cluster events from byte {} end before their last part; they are skipped",
-                self.label, fragments.offset
+                "{}: cluster events from byte {from} end before their last part; they are skipped",
+                self.label
             ));
         }
         if self.unknown_interface_packets > 0 {
@@ -681,47 +535,6 @@ impl<R: Read> PcapngSource<R> {
             data,
         })
     }
-}
-
-/// The options of a block body: `(code, value)` until the end option or the first that does
-/// not fit.
-fn options(endian: Endian, mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let code = endian.u16(bytes, 0)?;
-        let len = usize::from(endian.u16(bytes, 2)?);
-        if code == 0 {
-            return None;
-        }
-        let value = bytes.get(4..4 + len)?;
-        bytes = bytes.get(4 + ((len + 3) & !3)..).unwrap_or(&[]);
-        Some((code, value))
-    })
-}
-
-fn block_name(block_type: u32) -> &'static str {
-    match block_type {
-        BLOCK_SECTION_HEADER => "a Section Header Block",
-        BLOCK_INTERFACE => "an Interface Description Block",
-        BLOCK_ENHANCED_PACKET => "an Enhanced Packet Block",
-        BLOCK_SIMPLE_PACKET => "a Simple Packet Block",
-        BLOCK_PACKET_OBSOLETE => "a Packet Block",
-        BLOCK_CUSTOM_COPY | BLOCK_CUSTOM_NO_COPY => "a custom block",
-        _ => "a block",
-    }
-}
-
-/// Reads until `buf` is full or the input ends; returns how much was read.
-fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

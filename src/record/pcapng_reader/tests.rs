@@ -5,7 +5,9 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::cluster::{Labels, Namespace, Object};
-use crate::record::pcapng::{InterfaceDesc, PcapngWriter, WriterOptions};
+use crate::record::pcapng::{
+    InterfaceDesc, NETWATCH_PEN, NETWATCH_TAG, PcapngWriter, WriterOptions,
+};
 
 const T0: Timestamp = Timestamp(1_795_946_400_123_456_789);
 
