@@ -117,6 +117,7 @@ impl InterfaceDesc {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriterOptions {
     /// Bytes kept of each packet (`--snaplen`); longer packets keep their original length.
+    /// At most [`DEFAULT_SNAPLEN`], the largest packet Wireshark reads.
     pub snaplen: u32,
     /// The most data, in packet or clock time, a crash may lose.
     pub flush_interval: Duration,
@@ -242,7 +243,10 @@ impl<D: Destination> PcapngWriter<D> {
         let mut writer = Self {
             dest: Some(dest),
             label: label.to_owned(),
-            options: WriterOptions { snaplen: options.snaplen.max(1), ..options },
+            options: WriterOptions {
+                snaplen: options.snaplen.clamp(1, DEFAULT_SNAPLEN),
+                ..options
+            },
             buffer: Vec::with_capacity(options.buffer_bytes.max(4096)),
             written: 0,
             interfaces: Vec::new(),
@@ -294,17 +298,14 @@ impl<D: Destination> PcapngWriter<D> {
         }
         push_packet_block(&mut self.buffer, interface, ts, data, orig_len, self.options.snaplen);
         self.packets_buffered += 1;
-        match self.packet_flush_at {
-            Some(at) if ts >= at => {
-                self.flush()?;
-                self.packet_flush_at = Some(ts.saturating_add(self.options.flush_interval));
-            }
-            Some(_) => {
-                if self.buffer.len() >= self.options.buffer_bytes {
-                    self.drain()?;
-                }
-            }
-            None => self.packet_flush_at = Some(ts.saturating_add(self.options.flush_interval)),
+        let due = self.packet_flush_at.is_some_and(|at| ts >= at);
+        if due || self.packet_flush_at.is_none() {
+            self.packet_flush_at = Some(ts.saturating_add(self.options.flush_interval));
+        }
+        if due {
+            self.flush()?;
+        } else if self.buffer.len() >= self.options.buffer_bytes {
+            self.drain()?;
         }
         Ok(())
     }

@@ -430,3 +430,63 @@ fn the_demo_flow_records_read_back_and_write_out_identically() {
         records.iter().map(|record| serde_json::to_string(record).unwrap()).collect();
     assert_eq!(rewritten, text.lines().collect::<Vec<_>>());
 }
+
+#[test]
+fn a_recording_stops_before_passing_max_size_or_duration_and_leaves_a_valid_file() {
+    let frames = scenario::demo();
+    let limits = [
+        Limits { max_bytes: Some(50_000), duration: None },
+        Limits { max_bytes: None, duration: Some(std::time::Duration::from_secs(10)) },
+    ];
+    for limits in limits {
+        let dir = TempDir::new("limits");
+        let path = dir.join("limited.pcapng");
+        let plan =
+            RecordingPlan { rotation: Rotation::default(), limits, writer: Default::default() };
+        let mut recorder =
+            Recorder::create(&path, &interfaces(), &demo_cluster(), start(&frames), plan).unwrap();
+        let mut written = 0;
+        for (index, frame) in frames.iter().enumerate() {
+            let len = frame.frame.len() as u32;
+            let ts = Timestamp(frame.ts_nanos);
+            match recorder.write_frame(interface_of(index), ts, &frame.frame, len).unwrap() {
+                Progress::Continue => written += 1,
+                Progress::Stopped(reason) => {
+                    let text = reason.to_string();
+                    assert!(text.contains("--max-size") || text.contains("--duration"), "{text}");
+                    break;
+                }
+            }
+        }
+        assert!(0 < written && written < frames.len(), "{limits:?}: {written}");
+        let summary = recorder.finish().unwrap();
+        assert!(summary.stopped.is_some());
+        let read = read_source(PcapngSource::open(&path).unwrap());
+        assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+        assert_eq!(read.frames, expected_frames(&frames)[..written]);
+        if let Some(max) = limits.max_bytes {
+            assert!(std::fs::metadata(&path).unwrap().len() <= max);
+        }
+        if let Some(duration) = limits.duration {
+            assert!(read.frames.last().unwrap().0 < start(&frames).saturating_add(duration));
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_a_clear_error() {
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let error = PcapngWriter::new(
+        full,
+        "/dev/full",
+        &interfaces(),
+        &demo_cluster(),
+        Timestamp(0),
+        WriterOptions::default(),
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(message.starts_with("cannot write '/dev/full': No space left on device"), "{message}");
+    assert!(message.contains("the file is valid"), "{message}");
+}

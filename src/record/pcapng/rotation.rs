@@ -326,10 +326,10 @@ impl Recorder {
         let previous = std::mem::replace(&mut self.writer, next);
         self.closed_bytes += previous.len_bytes();
         self.closed_packets += previous.packets();
-        previous.finish()?;
         self.files.push(path);
         self.file_index = index;
         self.file_started = now;
+        previous.finish()?;
         if let Some(expired) = self.plan.rotation.expired(index) {
             let old = self.plan.rotation.file_path(&self.base, expired);
             if let Some(position) = self.files.iter().position(|f| *f == old) {
