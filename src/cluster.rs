@@ -23,7 +23,9 @@ use crate::flow::key::Protocol;
 pub type Labels = BTreeMap<String, String>;
 
 /// `namespace/name` of a namespaced object, or just `name` for cluster-scoped ones.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ObjectKey {
     pub namespace: Option<String>,
     pub name: String,
@@ -50,13 +52,13 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Namespace {
     pub name: String,
     pub labels: Labels,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PodPhase {
     Pending,
     Running,
@@ -73,14 +75,14 @@ impl PodPhase {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerPort {
     pub name: Option<String>,
     pub port: u16,
     pub protocol: Protocol,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pod {
     pub namespace: String,
     pub name: String,
@@ -100,13 +102,13 @@ impl Pod {
 }
 
 /// A Service port's `targetPort`: a number or the name of a container port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TargetPort {
     Number(u16),
     Name(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServicePort {
     pub name: Option<String>,
     pub port: u16,
@@ -115,7 +117,7 @@ pub struct ServicePort {
     pub target_port: Option<TargetPort>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Service {
     pub namespace: String,
     pub name: String,
@@ -135,7 +137,7 @@ impl Service {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SliceEndpoint {
     pub addresses: Vec<IpAddr>,
     pub ready: bool,
@@ -144,14 +146,14 @@ pub struct SliceEndpoint {
     pub node: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SlicePort {
     pub name: Option<String>,
     pub port: Option<u16>,
     pub protocol: Protocol,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndpointSlice {
     pub namespace: String,
     pub name: String,
@@ -161,14 +163,14 @@ pub struct EndpointSlice {
     pub ports: Vec<SlicePort>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeAddress {
     /// `InternalIP`, `ExternalIP`, `Hostname`, …
     pub kind: String,
     pub ip: IpAddr,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     pub name: String,
     pub labels: Labels,
@@ -177,7 +179,7 @@ pub struct Node {
 }
 
 /// A NetworkPolicy: identity plus the spec, kept as the API defines it for the policy engine.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkPolicy {
     pub namespace: String,
     pub name: String,

@@ -25,7 +25,7 @@ pub struct Counters {
 }
 
 /// TCP connection state as seen from the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TcpState {
     /// The initiator sent SYN; nothing came back yet.

@@ -11,7 +11,9 @@ use serde::Serialize;
 use crate::cluster::{ClusterView, IpOwner, ObjectKey};
 use crate::flow::key::Protocol;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EndpointKind {
     Pod,

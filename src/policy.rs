@@ -47,7 +47,7 @@ pub use selector::Selector;
 use crate::flow::key::Protocol;
 
 /// The outcome for one side of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// The pod is isolated for this direction and some rule allows the connection.
@@ -73,7 +73,7 @@ impl Decision {
 
 /// The decision for one direction, with the deciding policies (`namespace/name`, sorted) and a
 /// sentence saying why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SideVerdict {
     pub decision: Decision,
     pub policies: Vec<String>,
@@ -88,7 +88,7 @@ impl SideVerdict {
 }
 
 /// Both sides of one connection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Verdict {
     pub egress: SideVerdict,
     pub ingress: SideVerdict,
@@ -117,7 +117,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Egress,

@@ -2,6 +2,10 @@
 //! people. Both stream: a record is written when its flow ends, so memory stays flat however
 //! long the input.
 
+pub mod jsonl;
+pub mod pcapng;
+pub mod pcapng_reader;
+
 use std::io::{self, Write};
 use std::time::Duration;
 

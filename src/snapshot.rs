@@ -13,7 +13,7 @@ use crate::policy::{Direction, Verdict};
 use crate::time::Timestamp;
 
 /// One end of a flow as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointRecord {
     pub ip: std::net::IpAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,11 +52,11 @@ pub struct TxRx {
 }
 
 /// One flow, as the headless printer, the recorder and every view see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowRecord {
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "crate::time::deserialize_rfc3339")]
     pub first_seen: Timestamp,
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "crate::time::deserialize_rfc3339")]
     pub last_seen: Timestamp,
     pub protocol: Protocol,
     pub src: EndpointRecord,

@@ -50,6 +50,23 @@ impl Timestamp {
     pub fn rfc3339(self) -> String {
         humantime::format_rfc3339_micros(self.to_system_time()).to_string()
     }
+
+    /// Parses RFC 3339 in UTC (`2026-11-29T10:00:00.123456Z`, up to nanoseconds), as flow
+    /// records carry it. The error quotes the text and says what was expected.
+    pub fn parse_rfc3339(text: &str) -> Result<Self, String> {
+        let time = humantime::parse_rfc3339(text).map_err(|e| {
+            format!("'{text}' is not an RFC 3339 UTC time like 2026-11-29T10:00:00.123456Z ({e})")
+        })?;
+        Ok(Self::from_system_time(time))
+    }
+}
+
+/// Serde `deserialize_with` for RFC 3339 timestamps (the flow record contract).
+pub fn deserialize_rfc3339<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Timestamp, D::Error> {
+    let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+    Timestamp::parse_rfc3339(&text).map_err(serde::de::Error::custom)
 }
 
 impl fmt::Display for Timestamp {
@@ -66,6 +83,18 @@ mod tests {
     fn formats_as_rfc3339_with_microseconds() {
         let ts = Timestamp(1_795_946_400_123_456_789);
         assert_eq!(ts.rfc3339(), "2026-11-29T10:00:00.123456Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_back_to_the_same_instant() {
+        let ts = Timestamp(1_795_946_400_123_456_000);
+        assert_eq!(Timestamp::parse_rfc3339(&ts.rfc3339()), Ok(ts));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-29T10:00:00.123456789Z"),
+            Ok(Timestamp(1_795_946_400_123_456_789))
+        );
+        let error = Timestamp::parse_rfc3339("yesterday").unwrap_err();
+        assert!(error.contains("'yesterday'"), "{error}");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::fmt;
 use super::{ClusterView, EndpointSlice, Namespace, NetworkPolicy, Node, ObjectKey, Pod, Service};
 
 /// The six kinds netwatch watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ResourceKind {
     Namespace,
     Pod,
@@ -49,7 +51,7 @@ impl fmt::Display for ResourceKind {
 }
 
 /// One trimmed object of a watched kind.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Object {
     Namespace(Namespace),
     Pod(Pod),
@@ -86,7 +88,7 @@ impl Object {
 }
 
 /// A change to the cluster view.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ClusterEvent {
     /// A (re)list: every object of this kind is replaced by these, atomically.
     Reset(ResourceKind, Vec<Object>),
