@@ -55,6 +55,7 @@ fn pipeline(c: &mut Criterion) {
                     interface: 0,
                     linktype: Some(LinkType::Ethernet),
                     data: &frame.frame,
+                    wire_len: u32::try_from(frame.frame.len()).unwrap_or(u32::MAX),
                 });
                 last = ts;
             }

@@ -123,7 +123,8 @@ fn replay<S: PacketSource + Send + 'static>(source: S, events: Vec<ClusterEvent>
     }
     engine.set_interfaces(source.interfaces());
     let mut records = 0;
-    netwatch::run::replay(source, &mut engine, |_| {
+    let gate = netwatch::run::ClusterGate { recorded: true, pinned_policies: false };
+    netwatch::run::replay(source, &mut engine, gate, |_| {
         records += 1;
         Ok(())
     })

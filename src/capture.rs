@@ -21,6 +21,8 @@ pub struct Frame<'a> {
     /// `None` when the capture's link type is one netwatch cannot decode (counted, not fatal).
     pub linktype: Option<LinkType>,
     pub data: &'a [u8],
+    /// The packet's length on the wire (more than `data` when the snap length cut it).
+    pub wire_len: u32,
 }
 
 /// A frame decoded where it was captured (a capture or reader thread): what the run loop hands
@@ -76,4 +78,9 @@ pub trait PacketSource {
     fn interfaces(&self) -> Vec<String>;
     /// Problems met while reading (a damaged file, a vanished interface), each once, taken.
     fn take_warnings(&mut self) -> Vec<String>;
+    /// Cluster changes recorded in the input ahead of the frames read so far (a netwatch
+    /// recording carries them), taken. Sources without any return none.
+    fn take_cluster_events(&mut self) -> Vec<crate::cluster::ClusterEvent> {
+        Vec::new()
+    }
 }

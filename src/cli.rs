@@ -26,7 +26,7 @@ pub struct Cli {
 pub enum Command {
     /// The bundled demo: a node's capture and its cluster, replayed. No root, no cluster.
     Demo(DemoArgs),
-    /// Replay a capture file (pcap or pcapng, any of Ethernet, Linux cooked v1/v2, raw IP).
+    /// Replay a capture (pcap, pcapng, a netwatch recording) or flow records (JSON Lines).
     Replay(ReplayArgs),
     /// NetworkPolicy answers on a cluster snapshot: explain one connection, audit the cluster.
     #[command(subcommand)]
@@ -102,9 +102,13 @@ pub struct ReplayArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
-    /// Cluster snapshot: what 'kubectl get namespaces,nodes,pods,services,endpointslices,networkpolicies -A -o yaml' prints.
+    /// Cluster snapshot: what 'kubectl get namespaces,nodes,pods,services,endpointslices,networkpolicies -A -o yaml' prints. Replaces the view a netwatch recording carries.
     #[arg(long, value_name = "SNAPSHOT")]
     pub cluster: Option<PathBuf>,
+
+    /// What-if: evaluate against these NetworkPolicies (a YAML file or a directory of them) instead of the recorded or snapshot ones.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub policies: Option<PathBuf>,
 
     #[command(flatten)]
     pub output: OutputArgs,

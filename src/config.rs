@@ -82,6 +82,8 @@ pub enum View {
 pub struct ReplayConfig {
     pub input: Input,
     pub cluster: ClusterSource,
+    /// NetworkPolicies that replace the recorded or snapshot ones (what-if).
+    pub policies: Option<PathBuf>,
     pub view: View,
     pub limits: TableLimits,
 }
@@ -100,12 +102,14 @@ impl TryFrom<Cli> for Config {
             Some(Command::Demo(args)) => Mode::Replay(ReplayConfig {
                 input: Input::Demo,
                 cluster: ClusterSource::Demo,
+                policies: None,
                 view: view(&args.output),
                 limits: limits(&args.table)?,
             }),
             Some(Command::Replay(args)) => Mode::Replay(ReplayConfig {
                 input: Input::File(args.file),
                 cluster: args.cluster.map_or(ClusterSource::None, ClusterSource::Snapshot),
+                policies: args.policies,
                 view: view(&args.output),
                 limits: limits(&args.table)?,
             }),

@@ -52,6 +52,20 @@ impl LinkType {
     }
 }
 
+impl LinkType {
+    /// The LINKTYPE number a capture file records for this framing.
+    #[must_use]
+    pub fn number(self) -> u16 {
+        match self {
+            Self::Ethernet => 1,
+            Self::LinuxSll => 113,
+            Self::LinuxSll2 => 276,
+            Self::RawIp => 101,
+            Self::Null => 0,
+        }
+    }
+}
+
 /// TCP header facts the flow table needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpInfo {

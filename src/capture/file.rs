@@ -96,7 +96,13 @@ impl PacketSource for FileSource {
                 let ts = Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
                 self.packets_read += 1;
                 self.last_ts = Some(ts);
-                Next::Packet(Frame { ts, interface: 0, linktype: self.linktype, data: packet.data })
+                Next::Packet(Frame {
+                    ts,
+                    interface: 0,
+                    linktype: self.linktype,
+                    data: packet.data,
+                    wire_len: header.len,
+                })
             }
             Err(pcap::Error::NoMorePackets) => {
                 self.ended = true;

@@ -69,6 +69,7 @@ struct FoundFrame {
     linktype: Option<LinkType>,
     start: usize,
     len: usize,
+    wire_len: u32,
 }
 
 enum Step {
@@ -357,6 +358,7 @@ impl<R: Read> PcapngSource<R> {
         units: Option<u64>,
         data_start: usize,
         captured: usize,
+        original: usize,
     ) -> Step {
         let Some(interface) = self.section.get(local) else {
             self.unknown_interface_packets += 1;
@@ -379,6 +381,7 @@ impl<R: Read> PcapngSource<R> {
             linktype: interface.linktype,
             start: data_start,
             len: captured,
+            wire_len: u32::try_from(original.max(captured)).unwrap_or(u32::MAX),
         })
     }
 
@@ -392,11 +395,12 @@ impl<R: Read> PcapngSource<R> {
         let (Some(interface), Some(units), Some(captured)) = fields else {
             return self.damaged(start, "an Enhanced Packet Block too short for its fields");
         };
+        let original = endian.u32(&self.block, 16).unwrap_or(captured) as usize;
         let captured = captured as usize;
         if 20 + captured > body_len {
             return self.damaged(start, "a packet longer than its block");
         }
-        self.packet(interface as usize, Some(units), 20, captured)
+        self.packet(interface as usize, Some(units), 20, captured, original)
     }
 
     fn read_obsolete_packet(&mut self, start: u64, body_len: usize) -> Step {
@@ -409,11 +413,12 @@ impl<R: Read> PcapngSource<R> {
         let (Some(interface), Some(units), Some(captured)) = fields else {
             return self.damaged(start, "a Packet Block too short for its fields");
         };
+        let original = endian.u32(&self.block, 16).unwrap_or(captured) as usize;
         let captured = captured as usize;
         if 20 + captured > body_len {
             return self.damaged(start, "a packet longer than its block");
         }
-        self.packet(usize::from(interface), Some(units), 20, captured)
+        self.packet(usize::from(interface), Some(units), 20, captured, original)
     }
 
     fn read_simple_packet(&mut self, body_len: usize) -> Step {
@@ -423,7 +428,7 @@ impl<R: Read> PcapngSource<R> {
         if snaplen > 0 {
             captured = captured.min(snaplen);
         }
-        self.packet(0, None, 4, captured)
+        self.packet(0, None, 4, captured, original)
     }
 
     /// A custom block: netwatch's are gathered into cluster events; others are skipped.
@@ -520,6 +525,10 @@ impl<R: Read> PacketSource for PcapngSource<R> {
         self.names.clone()
     }
 
+    fn take_cluster_events(&mut self) -> Vec<crate::cluster::ClusterEvent> {
+        self.events.drain(..).map(|timed| timed.event).collect()
+    }
+
     fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
     }
@@ -533,6 +542,7 @@ impl<R: Read> PcapngSource<R> {
             interface: found.interface,
             linktype: found.linktype,
             data,
+            wire_len: found.wire_len,
         })
     }
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event};
 use tokio::sync::mpsc;
 
-use super::RunError;
-use crate::capture::{DecodedFrame, FRAME_BATCH, FileSource, Next, PacketSource};
+use super::{ClusterGate, ReaderItem, RunError, read_source};
+use crate::capture::{DecodedFrame, PacketSource};
+use crate::cluster::ClusterEvent;
 use crate::engine::{Engine, SWEEP_INTERVAL};
 use crate::snapshot::FlowRecord;
 use crate::time::Timestamp;
@@ -64,10 +65,16 @@ impl ReplayClock {
 pub struct Session {
     pub source_label: String,
     pub cluster_label: String,
+    /// Which recorded cluster changes to apply as the replay reaches them.
+    pub gate: ClusterGate,
 }
 
 /// Runs the TUI over a replayed file until the user quits.
-pub fn run(engine: Engine, source: FileSource, session: &Session) -> Result<(), RunError> {
+pub fn run<S: PacketSource + Send + 'static>(
+    engine: Engine,
+    source: S,
+    session: &Session,
+) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -86,17 +93,19 @@ pub fn run(engine: Engine, source: FileSource, session: &Session) -> Result<(), 
     result
 }
 
-async fn event_loop(
+async fn event_loop<S: PacketSource + Send + 'static>(
     terminal: &mut ratatui::DefaultTerminal,
     mut engine: Engine,
-    source: FileSource,
+    source: S,
     session: &Session,
     theme: Theme,
 ) -> Result<(), RunError> {
-    let (frame_sender, mut frames) = mpsc::channel::<Vec<DecodedFrame>>(16);
+    let (item_sender, mut items) = mpsc::channel::<ReaderItem>(16);
     let reader = std::thread::Builder::new()
         .name("netwatch-read".into())
-        .spawn(move || read_into(source, &frame_sender))
+        .spawn(move || {
+            read_source(source, |item| item_sender.blocking_send(item).is_ok());
+        })
         .map_err(|e| RunError::Runtime(format!("cannot start the capture reader: {e}")))?;
     let (input_sender, mut inputs) = mpsc::unbounded_channel::<Input>();
     spawn_terminal_reader(input_sender.clone());
@@ -109,7 +118,8 @@ async fn event_loop(
         speed: Speed::Times(1.0),
         paused: false,
     };
-    let mut pending: VecDeque<DecodedFrame> = VecDeque::new();
+    // Frames and recorded cluster changes in file order, waiting for the replay clock.
+    let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut input_done = false;
     let mut reached = Timestamp::default();
     let mut next_sweep: Option<Timestamp> = None;
@@ -154,8 +164,11 @@ async fn event_loop(
         }
         // Pull what has arrived, then ingest every frame that is due on the replay clock.
         while pending.len() < MAX_FRAMES_PER_TICK {
-            match frames.try_recv() {
-                Ok(batch) => pending.extend(batch),
+            match items.try_recv() {
+                Ok(ReaderItem::Frames(batch)) => {
+                    pending.extend(batch.into_iter().map(Pending::Frame))
+                }
+                Ok(ReaderItem::Cluster(events)) => pending.push_back(Pending::Cluster(events)),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     input_done = true;
@@ -165,18 +178,27 @@ async fn event_loop(
         }
         let wall = Instant::now();
         if clock.anchor_packet.is_none()
-            && let Some(first) = pending.front()
+            && let Some(first) = pending.iter().find_map(Pending::ts)
         {
-            clock.anchor_packet = Some(first.ts);
+            clock.anchor_packet = Some(first);
             clock.anchor_wall = wall;
         }
         let target = step_to.take().or_else(|| clock.now(wall)).unwrap_or_default();
         let mut ingested = 0usize;
-        while let Some(frame) = pending.front() {
-            if frame.ts > target || ingested >= MAX_FRAMES_PER_TICK {
+        while let Some(next) = pending.front() {
+            if next.ts().is_some_and(|ts| ts > target) || ingested >= MAX_FRAMES_PER_TICK {
                 break;
             }
-            let Some(frame) = pending.pop_front() else { break };
+            let frame = match pending.pop_front() {
+                Some(Pending::Frame(frame)) => frame,
+                Some(Pending::Cluster(events)) => {
+                    for event in events.into_iter().filter(|e| session.gate.admit(e)) {
+                        engine.apply(event);
+                    }
+                    continue;
+                }
+                None => break,
+            };
             if next_sweep.is_none_or(|at| frame.ts >= at) {
                 let _ = engine.advance(frame.ts, |record| {
                     ended.push(record.clone());
@@ -221,7 +243,7 @@ async fn event_loop(
         app.apply_feed(feed);
         draw(terminal, &app, theme)?;
     }
-    drop(frames);
+    drop(items);
     if reader.join().is_err() {
         return Err(RunError::Runtime("the capture reader thread panicked".into()));
     }
@@ -235,27 +257,52 @@ fn draw(terminal: &mut ratatui::DefaultTerminal, app: &App, theme: Theme) -> Res
         .map_err(|e| RunError::Runtime(format!("cannot draw on the terminal: {e}")))
 }
 
-/// The reader thread: the file's frames, decoded, in batches, until the end or until the loop
-/// hangs up.
-fn read_into(mut source: FileSource, sender: &mpsc::Sender<Vec<DecodedFrame>>) {
-    let mut batch = Vec::with_capacity(FRAME_BATCH);
-    loop {
-        match source.next_frame() {
-            Next::Packet(frame) => {
-                batch.push(DecodedFrame::from_frame(&frame));
-                if batch.len() == FRAME_BATCH
-                    && sender.blocking_send(std::mem::take(&mut batch)).is_err()
-                {
-                    return;
-                }
-            }
-            Next::Idle => {}
-            Next::End => break,
+/// A frame, or recorded cluster changes, waiting for the replay clock.
+enum Pending {
+    Frame(DecodedFrame),
+    Cluster(Vec<ClusterEvent>),
+}
+
+impl Pending {
+    /// Cluster changes have no time of their own: they apply before the next frame.
+    fn ts(&self) -> Option<Timestamp> {
+        match self {
+            Self::Frame(frame) => Some(frame.ts),
+            Self::Cluster(_) => None,
         }
     }
-    if !batch.is_empty() {
-        let _ = sender.blocking_send(batch);
-    }
+}
+
+/// Shows flow records read from a file: the same screens, nothing moving.
+pub fn show_records(records: Vec<FlowRecord>, origin: &str) -> Result<(), RunError> {
+    let theme = Theme::new(std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
+    let now = records.iter().map(|r| r.last_seen).max().unwrap_or_default();
+    let mut app = App::new(true);
+    app.apply_feed(Feed {
+        now,
+        ended: records,
+        source: Source {
+            host: "flow records".to_owned(),
+            captures: vec![origin.to_owned()],
+            cluster: "as recorded".to_owned(),
+            ..Source::default()
+        },
+        ..Feed::default()
+    });
+    let mut terminal = ratatui::init();
+    let result = (|| loop {
+        draw(&mut terminal, &app, theme)?;
+        let event = crossterm::event::read()
+            .map_err(|e| RunError::Runtime(format!("cannot read the terminal: {e}")))?;
+        if let Some(action) = keymap::action_for(&event, app.filter_input.is_some()) {
+            app.update(action);
+        }
+        if app.quit {
+            return Ok(());
+        }
+    })();
+    ratatui::restore();
+    result
 }
 
 /// Terminal events come from a blocking read on their own thread.

@@ -31,6 +31,7 @@ pub fn demo_engine() -> (Engine, Timestamp) {
             interface: 0,
             linktype: Some(LinkType::Ethernet),
             data: &frame.frame,
+            wire_len: u32::try_from(frame.frame.len()).unwrap_or(u32::MAX),
         });
         last = ts;
     }

@@ -400,7 +400,8 @@ fn replaying_the_recording_with_its_own_cluster_view_names_endpoints_as_the_demo
     }
     engine.set_interfaces(source.interfaces());
     let mut lines = Vec::new();
-    netwatch::run::replay(source, &mut engine, |record| {
+    let gate = netwatch::run::ClusterGate { recorded: true, pinned_policies: false };
+    netwatch::run::replay(source, &mut engine, gate, |record| {
         lines.push(serde_json::to_string(record).unwrap());
         Ok(())
     })
