@@ -28,6 +28,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Replay a capture (pcap, pcapng, a netwatch recording) or flow records (JSON Lines).
     Replay(ReplayArgs),
+    /// Record headless: packets into pcapng with the cluster view inside, flow records into JSON Lines.
+    Record(RecordArgs),
     /// NetworkPolicy answers on a cluster snapshot: explain one connection, audit the cluster.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -112,6 +114,58 @@ pub struct ReplayArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub table: TableArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The pcapng file to write (with --rotate: the name its numbered files are made from).
+    #[arg(
+        short = 'w',
+        long = "write",
+        value_name = "FILE.pcapng",
+        required_unless_present = "flows"
+    )]
+    pub write: Option<PathBuf>,
+
+    /// Also write flow records (JSON Lines) as flows end, and the rest at the end; '-' is stdout.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub flows: Option<PathBuf>,
+
+    /// Record packets from this capture file instead of live interfaces (like tcpdump -r):
+    /// turns any capture plus a snapshot into a self-contained recording.
+    #[arg(short = 'r', long = "read", value_name = "CAPTURE")]
+    pub read: Option<PathBuf>,
+
+    /// Cluster snapshot to embed ('kubectl get … -o yaml' output).
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub cluster: Option<PathBuf>,
+
+    /// Bytes kept of each packet (default: all of it).
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
+    pub snaplen: u32,
+
+    /// Stop after this long (packet time), e.g. 10m.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Stop once this much is written over all files, e.g. 500MB.
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
+
+    /// Start a new file when one reaches this size, e.g. 100MB.
+    #[arg(long, value_name = "SIZE")]
+    pub rotate: Option<String>,
+
+    /// Start a new file after this long, e.g. 1h.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub rotate_every: Option<Duration>,
+
+    /// With rotation: keep only the newest N files.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<u32>,
+
     #[command(flatten)]
     pub table: TableArgs,
 }

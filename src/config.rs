@@ -3,9 +3,13 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, OutputArgs, OutputFormat, PolicyCommand, ReportArg, TableArgs};
+use crate::cli::{
+    Cli, Command, OutputArgs, OutputFormat, PolicyCommand, RecordArgs, ReportArg, TableArgs,
+};
 use crate::flow::TableLimits;
 use crate::record::Format;
+use crate::record::pcapng::rotation::{Limits, RecordingPlan, Rotation, parse_size};
+use crate::record::pcapng::{DEFAULT_SNAPLEN, WriterOptions};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -18,8 +22,21 @@ pub enum Mode {
     /// Live capture on this host (arrives with the live-capture work).
     Live,
     Replay(ReplayConfig),
+    Record(RecordConfig),
     PolicyExplain(ExplainConfig),
     PolicyAudit(AuditConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordConfig {
+    /// `None`: live interfaces.
+    pub input: Option<PathBuf>,
+    pub cluster: ClusterSource,
+    pub pcapng: Option<PathBuf>,
+    /// `-` is stdout.
+    pub flows: Option<PathBuf>,
+    pub plan: RecordingPlan,
+    pub limits: TableLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +130,7 @@ impl TryFrom<Cli> for Config {
                 view: view(&args.output),
                 limits: limits(&args.table)?,
             }),
+            Some(Command::Record(args)) => Mode::Record(record_config(args)?),
             Some(Command::Policy(PolicyCommand::Explain(args))) => {
                 let input = match (args.batch, args.from, args.to, args.port) {
                     (Some(path), ..) => ExplainInput::Batch(path),
@@ -138,6 +156,50 @@ impl TryFrom<Cli> for Config {
         };
         Ok(Self { command, log_file: cli.log_file })
     }
+}
+
+fn record_config(args: RecordArgs) -> Result<RecordConfig, ConfigError> {
+    let size = |flag: &str, text: &Option<String>| -> Result<Option<u64>, ConfigError> {
+        text.as_deref()
+            .map(|t| {
+                parse_size(t)
+                    .map_err(|e| ConfigError(format!("{flag} '{t}': {e}; e.g. '100MB' or '2GiB'")))
+            })
+            .transpose()
+    };
+    if args.snaplen < 64 {
+        return Err(ConfigError(format!(
+            "--snaplen '{}' is too small to hold headers; use at least 64",
+            args.snaplen
+        )));
+    }
+    if args.keep == Some(0) {
+        return Err(ConfigError("--keep '0' would keep no file; use at least 1".into()));
+    }
+    let rotation = Rotation {
+        max_file_bytes: size("--rotate", &args.rotate)?,
+        every: args.rotate_every,
+        keep_files: args.keep,
+    };
+    if args.keep.is_some() && !rotation.is_enabled() {
+        return Err(ConfigError("--keep needs --rotate or --rotate-every".into()));
+    }
+    let plan = RecordingPlan {
+        rotation,
+        limits: Limits { max_bytes: size("--max-size", &args.max_size)?, duration: args.duration },
+        writer: WriterOptions {
+            snaplen: args.snaplen.min(DEFAULT_SNAPLEN),
+            ..WriterOptions::default()
+        },
+    };
+    Ok(RecordConfig {
+        input: args.read,
+        cluster: args.cluster.map_or(ClusterSource::None, ClusterSource::Snapshot),
+        pcapng: args.write,
+        flows: args.flows,
+        plan,
+        limits: limits(&args.table)?,
+    })
 }
 
 fn report_format(format: ReportArg) -> ReportFormat {

@@ -12,7 +12,7 @@ use crate::capture::{DecodedFrame, Frame};
 use crate::cluster::{ClusterEvent, ClusterView, IpOwner};
 use crate::decode::{self, AppData, SkipReason};
 use crate::flow::table::EndReason;
-use crate::flow::{Flow, FlowTable, LearnedName, Protocol, TableLimits};
+use crate::flow::{Flow, FlowTable, LearnedName, Protocol, TableLimits, TcpState};
 use crate::identity::{self, EndpointKind, Identity};
 use crate::names::NameBook;
 use crate::policy::{Connection, Decision, PolicySet, Verdict};
@@ -134,6 +134,9 @@ impl Engine {
             return;
         };
         self.decoded += 1;
+        let just_closed = matches!(flow.tcp, Some(TcpState::Closed | TcpState::Reset))
+            && flow.closed_verdict.is_none();
+        let key = flow.key;
         if ingested.new_flow {
             flow.responder_name = learned_name(&self.names, &self.view, flow, ts);
         }
@@ -148,6 +151,14 @@ impl Engine {
                 AppData::TlsSni(sni) => flow.sni = Some(sni),
                 AppData::HttpHost(host) => flow.http_host = Some(host),
                 _ => {}
+            }
+        }
+        if just_closed {
+            let connection = connection_of(flow);
+            self.refresh_cluster();
+            let verdict = current_verdict(&mut self.record_context(), &connection);
+            if let Some(flow) = self.table.get_mut(&key) {
+                flow.closed_verdict = Some(Box::new(verdict));
             }
         }
     }
@@ -273,19 +284,10 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
     let src_id = identity::resolve(ctx.view, flow.initiator.ip, flow.initiator.port, protocol);
     let dst_id = identity::resolve(ctx.view, flow.responder.ip, flow.responder.port, protocol);
     let port = |p: u16| protocol.has_ports().then_some(p);
-    let connection = Connection {
-        src: flow.initiator.ip,
-        dst: flow.responder.ip,
-        protocol,
-        dst_port: port(flow.responder.port),
-    };
-    let verdict = match ctx.verdicts.get(&connection) {
-        Some(verdict) => verdict.clone(),
-        None => {
-            let verdict = ctx.policies.evaluate(ctx.view, &connection);
-            ctx.verdicts.insert(connection, verdict.clone());
-            verdict
-        }
+    let connection = connection_of(flow);
+    let verdict = match &flow.closed_verdict {
+        Some(verdict) => (**verdict).clone(),
+        None => current_verdict(ctx, &connection),
     };
     let violation = verdict.violation();
     let denied =
@@ -330,6 +332,27 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
         direct_ip,
         flow_id: flow.id,
         rates: (rates.tx_bytes_per_sec, rates.rx_bytes_per_sec),
+    }
+}
+
+/// The verdict under the current policies, cached until the cluster view changes.
+fn current_verdict(ctx: &mut RecordContext<'_>, connection: &Connection) -> Verdict {
+    if let Some(verdict) = ctx.verdicts.get(connection) {
+        return verdict.clone();
+    }
+    let verdict = ctx.policies.evaluate(ctx.view, connection);
+    ctx.verdicts.insert(*connection, verdict.clone());
+    verdict
+}
+
+/// The connection a flow asks policy about.
+fn connection_of(flow: &Flow) -> Connection {
+    let protocol = flow.key.protocol;
+    Connection {
+        src: flow.initiator.ip,
+        dst: flow.responder.ip,
+        protocol,
+        dst_port: protocol.has_ports().then_some(flow.responder.port),
     }
 }
 

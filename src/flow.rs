@@ -99,6 +99,9 @@ pub struct Flow {
     pub responder_name: Option<LearnedName>,
     /// Whether the initiator's first payload was already inspected.
     pub payload_inspected: bool,
+    /// The verdict as it stood when a TCP flow closed: later policy changes do not rewrite
+    /// history. `None` while the flow is open (its verdict follows the current policies).
+    pub closed_verdict: Option<Box<crate::policy::Verdict>>,
     /// FIN seen from initiator / responder.
     pub(crate) fin: [bool; 2],
     pub rates: RateWindow,

@@ -5,6 +5,7 @@
 
 mod interactive;
 mod policy;
+mod record;
 
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -58,6 +59,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 .into(),
         )),
         Mode::Replay(replay) => run_replay(&replay),
+        Mode::Record(config) => record::run(&config),
         Mode::PolicyExplain(explain) => policy::explain(&explain),
         Mode::PolicyAudit(audit) => policy::audit(&audit),
     }

@@ -123,8 +123,10 @@ impl PacketSource for FileSource {
         }
     }
 
+    /// A file has no interface names of its own: its frames are named after the file.
     fn interfaces(&self) -> Vec<String> {
-        vec![self.label.clone()]
+        let name = Path::new(&self.label).file_name().map(|n| n.to_string_lossy().into_owned());
+        vec![name.unwrap_or_else(|| self.label.clone())]
     }
 
     fn take_warnings(&mut self) -> Vec<String> {

@@ -107,6 +107,11 @@ impl FlowTable {
         self.index.get(key).map(|slot| &self.flows[*slot as usize])
     }
 
+    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
+        let slot = *self.index.get(key)? as usize;
+        self.flows.get_mut(slot)
+    }
+
     /// Removes a flow, moving the last one into its slot.
     fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
         let slot = self.index.remove(key)? as usize;
@@ -208,6 +213,7 @@ impl FlowTable {
             http_host: None,
             responder_name: None,
             payload_inspected: false,
+            closed_verdict: None,
             fin: [false; 2],
             rates: RateWindow::default(),
         }

@@ -7,6 +7,7 @@ mod boundary;
 mod cli;
 mod decode_frames;
 mod policy_cli;
+mod record_cli;
 mod recording;
 mod replay;
 mod snapshot_loading;

@@ -307,6 +307,11 @@ impl Recorder {
 
     /// Files written and still on disk, oldest first; the last is being written.
     #[must_use]
+    /// Bytes written so far over all files.
+    pub fn bytes_written(&self) -> u64 {
+        self.closed_bytes + self.writer.len_bytes()
+    }
+
     pub fn files(&self) -> &[PathBuf] {
         &self.files
     }

@@ -1,0 +1,217 @@
+//! `netwatch record`: packets into pcapng with the cluster view inside, flow records into JSON
+//! Lines. Reads a capture file (`--read`) today; live interfaces feed the same path.
+
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+
+use super::{Opened, RunError, load_cluster, open_input};
+use crate::capture::{Frame, Next, PacketSource};
+use crate::config::{Input, RecordConfig};
+use crate::engine::{Engine, SWEEP_INTERVAL};
+use crate::record::pcapng::rotation::{Progress, Recorder, view_events};
+use crate::record::pcapng::{InterfaceDesc, RecordError};
+use crate::record::{Format, RecordWriter, human_bytes};
+use crate::snapshot::FlowRecord;
+use crate::time::Timestamp;
+
+pub fn run(config: &RecordConfig) -> Result<(), RunError> {
+    let Some(input) = &config.input else {
+        return Err(RunError::BadInput(
+            "live capture is not part of this build yet; record from a file with '--read CAPTURE'"
+                .into(),
+        ));
+    };
+    match open_input(&Input::File(input.clone()))? {
+        Opened::Pcap(source) => record(config, source),
+        Opened::Pcapng(source) => record(config, *source),
+        Opened::FlowLines(_) => Err(RunError::BadInput(format!(
+            "'{}' holds flow records, not packets; record needs a pcap or pcapng capture",
+            input.display()
+        ))),
+    }
+}
+
+/// Where flow records go: a file, stdout, or nowhere.
+fn flow_writer(config: &RecordConfig) -> Result<Option<RecordWriter<Box<dyn Write>>>, RunError> {
+    let Some(path) = &config.flows else { return Ok(None) };
+    let out: Box<dyn Write> = if path.as_os_str() == "-" {
+        Box::new(BufWriter::new(io::stdout()))
+    } else {
+        let file = std::fs::File::create(path)
+            .map_err(|e| RunError::Runtime(format!("cannot create '{}': {e}", path.display())))?;
+        Box::new(BufWriter::new(file))
+    };
+    Ok(Some(RecordWriter::new(out, Format::Json)))
+}
+
+fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), RunError> {
+    let mut engine = Engine::new(config.limits);
+    load_cluster(&mut engine, &config.cluster)?;
+    for event in source.take_cluster_events() {
+        engine.apply(event);
+    }
+    let names = source.interfaces();
+    engine.set_interfaces(names.clone());
+    let mut flows = flow_writer(config)?;
+    let mut emit = |record: &FlowRecord| -> io::Result<()> {
+        match flows.as_mut() {
+            Some(writer) => writer.write(record),
+            None => Ok(()),
+        }
+    };
+    let mut recorder: Option<Recorder> = None;
+    // Capture interface index → the recording's interface id, added as interfaces first appear.
+    let mut interface_ids: FxHashMap<u16, u32> = FxHashMap::default();
+    let mut next_sweep: Option<Timestamp> = None;
+    let mut last = Timestamp::default();
+    let mut stopped = None;
+    let mut skipped_linktype = 0u64;
+    let progress = ProgressLine::new();
+    // The frame is copied out so the source can be asked for the cluster changes recorded
+    // before it, which must precede it in the new file too.
+    let mut data = Vec::new();
+    loop {
+        let (ts, interface, linktype, wire_len) = match source.next_frame() {
+            Next::Packet(frame) => {
+                data.clear();
+                data.extend_from_slice(frame.data);
+                (frame.ts, frame.interface, frame.linktype, frame.wire_len)
+            }
+            Next::Idle => continue,
+            Next::End => break,
+        };
+        let events = source.take_cluster_events();
+        if let Some(path) = &config.pcapng
+            && recorder.is_none()
+        {
+            let view = engine.cluster_and_policies().0;
+            recorder = Some(
+                Recorder::create(path, &[], &view_events(view), ts, config.plan)
+                    .map_err(record_error)?,
+            );
+        }
+        if let Some(recorder) = recorder.as_mut()
+            && !events.is_empty()
+        {
+            recorder.write_cluster_events(ts, &events).map_err(record_error)?;
+        }
+        for event in events {
+            engine.apply(event);
+        }
+        if let Some(recorder) = recorder.as_mut() {
+            match linktype {
+                Some(linktype) => {
+                    let id = match interface_ids.get(&interface) {
+                        Some(id) => *id,
+                        None => {
+                            let name = names
+                                .get(usize::from(interface))
+                                .cloned()
+                                .unwrap_or_else(|| format!("if{interface}"));
+                            let id = recorder
+                                .add_interface(InterfaceDesc::new(&name, linktype.number()))
+                                .map_err(record_error)?;
+                            interface_ids.insert(interface, id);
+                            id
+                        }
+                    };
+                    if let Progress::Stopped(reason) =
+                        recorder.write_frame(id, ts, &data, wire_len).map_err(record_error)?
+                    {
+                        stopped = Some(reason);
+                        break;
+                    }
+                }
+                None => skipped_linktype += 1,
+            }
+        }
+        if next_sweep.is_none_or(|at| ts >= at) {
+            engine.advance(ts, &mut emit).map_err(write_error)?;
+            next_sweep = Some(ts.saturating_add(SWEEP_INTERVAL));
+            if let Some(recorder) = recorder.as_mut()
+                && let Progress::Stopped(reason) = recorder.tick(ts).map_err(record_error)?
+            {
+                stopped = Some(reason);
+                break;
+            }
+            progress.show(&engine, recorder.as_ref());
+        }
+        engine.ingest(&Frame { ts, interface, linktype, data: &data, wire_len });
+        last = last.max(ts);
+    }
+    engine.finish(last, &mut emit).map_err(write_error)?;
+    if let Some(writer) = flows.as_mut() {
+        writer.flush().map_err(write_error)?;
+    }
+    progress.clear();
+    for warning in source.take_warnings() {
+        eprintln!("netwatch: warning: {warning}");
+    }
+    if skipped_linktype > 0 {
+        eprintln!(
+            "netwatch: warning: {skipped_linktype} packets of an unsupported link type were not recorded"
+        );
+    }
+    let stats = engine.stats();
+    match recorder {
+        Some(recorder) => {
+            let summary = recorder.finish().map_err(record_error)?;
+            let files: Vec<String> =
+                summary.files.iter().map(|f| f.display().to_string()).collect();
+            let why =
+                stopped.or(summary.stopped).map(|r| format!(" (stopped: {r})")).unwrap_or_default();
+            eprintln!(
+                "netwatch: recorded {} packets, {} into {}{why}; {} flows",
+                summary.packets,
+                human_bytes(summary.bytes),
+                files.join(", "),
+                stats.flows_total
+            );
+        }
+        None => eprintln!("netwatch: {}", stats.summary_line()),
+    }
+    Ok(())
+}
+
+fn record_error(error: RecordError) -> RunError {
+    RunError::Runtime(error.to_string())
+}
+
+fn write_error(error: io::Error) -> RunError {
+    RunError::Runtime(format!("cannot write flow records: {error}"))
+}
+
+/// Progress on stderr, once a second, only when stderr is a terminal.
+struct ProgressLine {
+    enabled: bool,
+    last: std::cell::Cell<Option<Instant>>,
+}
+
+impl ProgressLine {
+    fn new() -> Self {
+        Self { enabled: io::stderr().is_terminal(), last: std::cell::Cell::new(None) }
+    }
+
+    fn show(&self, engine: &Engine, recorder: Option<&Recorder>) {
+        if !self.enabled || self.last.get().is_some_and(|t| t.elapsed().as_secs() < 1) {
+            return;
+        }
+        self.last.set(Some(Instant::now()));
+        let stats = engine.stats();
+        let size = recorder
+            .map(|r| format!(", {} written", human_bytes(r.bytes_written())))
+            .unwrap_or_default();
+        eprint!(
+            "\rnetwatch: {} packets, {} flows, {} evicted{size}   ",
+            stats.frames, stats.flows_total, stats.flows_evicted
+        );
+    }
+
+    fn clear(&self) {
+        if self.enabled && self.last.get().is_some() {
+            eprint!("\r\x1b[K");
+        }
+    }
+}

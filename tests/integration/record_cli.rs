@@ -1,0 +1,198 @@
+//! `netwatch record` and `netwatch replay` of what it wrote, as a user runs them: the recording
+//! alone replays with its identities, tshark reads it, cluster changes recorded mid-way take
+//! effect when the replay reaches them, `--policies` re-evaluates it, and flow JSONL replays.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use netwatch::cluster::{ClusterEvent, Object, snapshot};
+use netwatch::record::pcapng::{InterfaceDesc, PcapngWriter};
+use netwatch::synth;
+use netwatch::time::Timestamp;
+
+fn netwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netwatch")).args(args).output().unwrap()
+}
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("netwatch-record-{}-{name}", std::process::id()))
+}
+
+fn asset(name: &str) -> String {
+    format!("{}/assets/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Flow records without the interface names, which differ between a file and a recording.
+fn without_interfaces(mut records: Vec<Value>) -> Vec<Value> {
+    for record in &mut records {
+        record.as_object_mut().unwrap().remove("interfaces");
+    }
+    records
+}
+
+#[test]
+fn a_recording_replays_alone_with_the_identities_it_was_made_with_and_tshark_counts_its_packets() {
+    let pcapng = temp("demo.pcapng");
+    let flows = temp("demo.jsonl");
+    let output = netwatch(&[
+        "record",
+        "--read",
+        &asset("demo.pcap"),
+        "--cluster",
+        &asset("demo-cluster.yaml"),
+        "-w",
+        pcapng.to_str().unwrap(),
+        "--flows",
+        flows.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("recorded 599 packets"));
+
+    let tshark = Command::new("tshark")
+        .args(["-r", pcapng.to_str().unwrap(), "-T", "fields", "-e", "frame.interface_name"])
+        .output()
+        .expect("tshark runs (the test command installs it)");
+    assert!(tshark.status.success(), "{}", String::from_utf8_lossy(&tshark.stderr));
+    let stderr = String::from_utf8_lossy(&tshark.stderr);
+    assert!(!stderr.to_lowercase().contains("warn"), "{stderr}");
+    let named =
+        String::from_utf8_lossy(&tshark.stdout).lines().filter(|l| *l == "demo.pcap").count();
+    assert_eq!(named, 599, "every packet, on its named interface");
+
+    let replayed =
+        json_lines(&netwatch(&["replay", pcapng.to_str().unwrap(), "--headless", "-o", "json"]));
+    let demo = json_lines(&netwatch(&["demo", "--headless", "-o", "json"]));
+    assert_eq!(
+        without_interfaces(replayed),
+        without_interfaces(demo.clone()),
+        "no --cluster needed"
+    );
+
+    let recorded_flows =
+        json_lines(&netwatch(&["replay", flows.to_str().unwrap(), "--headless", "-o", "json"]));
+    assert_eq!(recorded_flows, demo, "flow JSONL replays to the same records");
+    std::fs::remove_file(&pcapng).unwrap();
+    std::fs::remove_file(&flows).unwrap();
+}
+
+/// The demo recorded with an ingress policy for the ledger added 20 s in, that also lets
+/// monitoring scrape it.
+fn recording_with_a_policy_added_midway() -> PathBuf {
+    let loaded = snapshot::parse("demo-cluster.yaml", netwatch::demo::CLUSTER).unwrap();
+    let frames = synth::scenario::demo();
+    let start = Timestamp(frames[0].ts_nanos);
+    let path = temp("midway.pcapng");
+    let mut writer =
+        PcapngWriter::create(&path, &[InterfaceDesc::new("veth-demo", 1)], &loaded.events, start)
+            .unwrap();
+    let policy: k8s_openapi::api::networking::v1::NetworkPolicy = serde_yaml_ng::from_str(
+        "metadata: {name: allow-monitoring, namespace: payments}
+spec:
+  podSelector: {matchLabels: {app: ledger}}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]
+    ports: [{port: 9090}]",
+    )
+    .unwrap();
+    let policy = netwatch::cluster::trim::network_policy(&policy).unwrap();
+    let added_at = start.saturating_add(std::time::Duration::from_secs(20));
+    let mut added = false;
+    for frame in &frames {
+        let ts = Timestamp(frame.ts_nanos);
+        if !added && ts >= added_at {
+            writer
+                .write_cluster_event(
+                    ts,
+                    &ClusterEvent::Upsert(Object::NetworkPolicy(policy.clone())),
+                )
+                .unwrap();
+            added = true;
+        }
+        writer.write_frame(0, ts, &frame.frame, u32::try_from(frame.frame.len()).unwrap()).unwrap();
+    }
+    writer.finish().unwrap();
+    path
+}
+
+#[test]
+fn a_policy_recorded_midway_changes_the_verdicts_of_flows_after_it() {
+    let path = recording_with_a_policy_added_midway();
+    let records =
+        json_lines(&netwatch(&["replay", path.to_str().unwrap(), "--headless", "-o", "json"]));
+    std::fs::remove_file(&path).unwrap();
+    let mut scrapes: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r["dst"]["port"] == 9090)
+        .map(|r| {
+            (
+                r["first_seen"].as_str().unwrap().to_owned(),
+                r["verdict"]["ingress"]["decision"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    scrapes.sort();
+    let decisions: Vec<&str> = scrapes.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(decisions, ["deny", "deny", "allow", "allow"], "{scrapes:?}");
+}
+
+#[test]
+fn policies_given_on_the_command_line_replace_the_recorded_ones() {
+    let path = recording_with_a_policy_added_midway();
+    let policies = temp("what-if.yaml");
+    std::fs::write(
+        &policies,
+        "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all-egress, namespace: monitoring}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+",
+    )
+    .unwrap();
+    let records = json_lines(&netwatch(&[
+        "replay",
+        path.to_str().unwrap(),
+        "--headless",
+        "-o",
+        "json",
+        "--policies",
+        policies.to_str().unwrap(),
+    ]));
+    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(&policies).unwrap();
+    let from_monitoring: Vec<&Value> =
+        records.iter().filter(|r| r["src"]["namespace"] == "monitoring").collect();
+    assert!(!from_monitoring.is_empty());
+    for record in &from_monitoring {
+        if record["dst"]["kind"] == "pod" || record["dst"]["kind"] == "external" {
+            assert_eq!(record["verdict"]["egress"]["decision"], "deny", "{record}");
+        }
+    }
+    let shop = records
+        .iter()
+        .find(|r| r["src"]["name"] == "web-a" && r["dst"]["ip"] == "203.0.113.10")
+        .unwrap();
+    assert_eq!(
+        shop["verdict"]["egress"]["decision"], "unrestricted",
+        "the recorded shop policies are gone"
+    );
+}
+
+#[test]
+fn record_rejects_flow_records_as_input_and_bad_sizes_as_usage() {
+    let output =
+        netwatch(&["record", "--read", &asset("demo.pcap"), "-w", "x.pcapng", "--rotate", "lots"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--rotate 'lots'"));
+}
