@@ -173,14 +173,16 @@ pub fn classify(link: &LinkFacts, peer: &Peer) -> InterfaceClass {
         || matches_any(BRIDGE_NAMES, &link.name)
     {
         InterfaceClass::Bridge
+    } else if link.default_route {
+        // Before the veth test: a node reached through a veth (a VM, a test namespace) still
+        // has its uplink there, and no pod veth carries the default route.
+        InterfaceClass::Uplink
     } else if matches!(peer, Peer::Elsewhere { .. }) {
         InterfaceClass::PodVeth
     } else if matches_any(CNI_NAMES, &link.name)
         || link.devtype.as_deref().is_some_and(|t| TUNNEL_DEVTYPES.contains(&t))
     {
         InterfaceClass::Cni
-    } else if link.default_route {
-        InterfaceClass::Uplink
     } else {
         InterfaceClass::Other
     }
@@ -556,6 +558,14 @@ mod tests {
             assert_eq!(info.class, class, "{name}");
             assert!(!info.captured, "{name}");
         }
+    }
+
+    #[test]
+    fn an_uplink_reached_through_a_veth_is_the_uplink_not_a_pod() {
+        let links = vec![LinkFacts { default_route: true, ..link("eth0", 7, 31) }];
+        let infos = survey(&links, &Selection::PodFacing);
+        assert_eq!(infos[0].class, InterfaceClass::Uplink);
+        assert!(!infos[0].captured);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! captured, batches merged in capture-time order and handed to the run loop as
 //! [`CaptureEvent`]s over one channel; interfaces followed as they come and go.
 //!
-//! Threads: each capture thread reads its interface (immediate mode, promiscuous off, read
-//! timeout so a stop is seen within ~100 ms), decodes every frame and sends batches to a
+//! Threads: each capture thread reads its interface (immediate mode, promiscuous off; a stop
+//! or detach wakes it through `pcap_breakloop`), decodes every frame and sends batches to a
 //! supervisor thread. The supervisor holds frames briefly to release them in timestamp order
 //! across interfaces (so copies of one packet reach [`crate::flow::dedup`] first where they were
 //! first seen), polls `/sys/class/net` to attach new interfaces and detach vanished ones, and
@@ -160,8 +160,8 @@ impl LiveCapture {
         Ok(Self { stop, supervisor: Some(handle) })
     }
 
-    /// Stops every capture thread and waits for them (each within about 100 ms). Frames still
-    /// held are sent first.
+    /// Stops every capture thread (waking those that wait for packets) and waits for them.
+    /// Frames still held are sent first.
     pub fn stop(mut self) {
         self.shut_down();
     }
@@ -240,12 +240,13 @@ fn open(name: &str, config: &LiveConfig) -> Result<Capture<Active>, pcap::Error>
     Ok(capture)
 }
 
-/// A stop is noticed within this long on a quiet interface.
-const READ_TIMEOUT_MS: i32 = 100;
+/// libpcap's read timeout. In immediate mode frames are handed over at once and a quiet
+/// capture simply waits (a stop breaks the wait); this bounds delivery where immediate mode is
+/// not available.
+const READ_TIMEOUT_MS: i32 = 20;
 const LINKTYPE_LINUX_SLL2: i32 = 276;
-/// Frames per batch, and the longest a frame waits on its capture thread.
+/// Most frames per batch; a batch also ends whenever the kernel has nothing more ready.
 const BATCH_FRAMES: usize = 256;
-const BATCH_INTERVAL: Duration = Duration::from_millis(20);
 /// How often the supervisor releases held frames.
 const RELEASE_TICK: Duration = Duration::from_millis(10);
 
@@ -271,72 +272,68 @@ struct Reader {
 impl Reader {
     fn run(self, mut capture: Capture<Active>) {
         let mut batch: Vec<DecodedFrame> = Vec::with_capacity(BATCH_FRAMES);
-        let mut batch_started = Timestamp::default();
+        let mut hung_up = false;
         let mut next_stats = Instant::now() + self.stats_interval;
-        let mut since_stats_check = 0u32;
         let error = loop {
             if self.stop.load(Ordering::Relaxed) || self.detach.load(Ordering::Relaxed) {
                 break None;
             }
-            let full = match capture.next_packet() {
-                Ok(packet) => {
-                    // With nanosecond precision libpcap puts nanoseconds in the microsecond field.
-                    let secs = u64::try_from(packet.header.ts.tv_sec).unwrap_or(0);
-                    let nanos = u64::try_from(packet.header.ts.tv_usec).unwrap_or(0);
-                    let ts = Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
-                    let interface = if self.any { any_interface(packet.data) } else { self.index };
-                    let frame = Frame { ts, interface, linktype: self.linktype, data: packet.data };
-                    if batch.is_empty() {
-                        batch_started = ts;
-                    }
-                    batch.push(DecodedFrame::from_frame(&frame));
-                    since_stats_check += 1;
-                    batch.len() >= BATCH_FRAMES || ts.since(batch_started) >= BATCH_INTERVAL
+            // One dispatch hands over what the kernel has ready (blocking while there is
+            // nothing; a stop or detach breaks the wait), so a batch goes out as soon as the
+            // ring is drained and no frame waits on this thread for more traffic.
+            let result = capture.dispatch(None, |packet| {
+                if hung_up {
+                    return;
                 }
-                Err(pcap::Error::TimeoutExpired) => {
-                    since_stats_check = u32::MAX;
-                    true
+                // With nanosecond precision libpcap puts nanoseconds in the microsecond field.
+                let secs = u64::try_from(packet.header.ts.tv_sec).unwrap_or(0);
+                let nanos = u64::try_from(packet.header.ts.tv_usec).unwrap_or(0);
+                let ts = Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
+                let interface = if self.any { any_interface(packet.data) } else { self.index };
+                let frame = Frame { ts, interface, linktype: self.linktype, data: packet.data };
+                batch.push(DecodedFrame::from_frame(&frame));
+                if batch.len() >= BATCH_FRAMES {
+                    let frames = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_FRAMES));
+                    hung_up = self.out.send(Internal::Frames(frames)).is_err();
                 }
-                Err(error) => break Some(pcap_reason(&error)),
-            };
-            if full && !batch.is_empty() {
+            });
+            if hung_up {
+                return;
+            }
+            if !batch.is_empty() {
                 let frames = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_FRAMES));
                 if self.out.send(Internal::Frames(frames)).is_err() {
                     return;
                 }
             }
-            // The clock is read once per thousand packets or per idle timeout, not per packet.
-            if since_stats_check >= 1024 {
-                since_stats_check = 0;
-                let now = Instant::now();
-                if now >= next_stats {
-                    next_stats = now + self.stats_interval;
-                    if let Ok(stat) = capture.stats() {
-                        let stats = Internal::Stats {
-                            index: self.index,
-                            received: stat.received,
-                            dropped: stat.dropped,
-                            if_dropped: stat.if_dropped,
-                        };
-                        if self.out.send(stats).is_err() {
-                            return;
-                        }
-                    }
+            if let Err(error) = result {
+                if self.stop.load(Ordering::Relaxed) || self.detach.load(Ordering::Relaxed) {
+                    break None;
+                }
+                break Some(pcap_reason(&error));
+            }
+            let now = Instant::now();
+            if now >= next_stats {
+                next_stats = now + self.stats_interval;
+                if !self.send_stats(&mut capture) {
+                    return;
                 }
             }
         };
-        if !batch.is_empty() {
-            let _ = self.out.send(Internal::Frames(batch));
-        }
-        if let Ok(stat) = capture.stats() {
-            let _ = self.out.send(Internal::Stats {
-                index: self.index,
-                received: stat.received,
-                dropped: stat.dropped,
-                if_dropped: stat.if_dropped,
-            });
-        }
+        self.send_stats(&mut capture);
         let _ = self.out.send(Internal::Ended { index: self.index, error });
+    }
+
+    /// Sends libpcap's counts; false when the supervisor is gone.
+    fn send_stats(&self, capture: &mut Capture<Active>) -> bool {
+        let Ok(stat) = capture.stats() else { return true };
+        let stats = Internal::Stats {
+            index: self.index,
+            received: stat.received,
+            dropped: stat.dropped,
+            if_dropped: stat.if_dropped,
+        };
+        self.out.send(stats).is_ok()
     }
 }
 
@@ -354,10 +351,20 @@ struct Attachment {
     name: String,
     ifindex: u32,
     detach: Arc<AtomicBool>,
+    /// Wakes the thread from a wait for packets.
+    breaker: pcap::BreakLoop,
     thread: Option<JoinHandle<()>>,
     stats: InterfaceStats,
     /// Raw counters last reported by libpcap (32-bit, wrapping).
     raw: (u32, u32, u32),
+}
+
+impl Attachment {
+    /// Asks the thread to end, waking it if it waits for packets.
+    fn detach(&self) {
+        self.detach.store(true, Ordering::Relaxed);
+        self.breaker.breakloop();
+    }
 }
 
 /// Owns the capture threads, the reorder buffer and hot-plug.
@@ -408,13 +415,14 @@ impl Supervisor {
         if self.config.selection == Selection::Any {
             let capture = open("any", &self.config).map_err(|e| open_error("any", &e))?;
             let linktype = LinkType::from_linktype(capture.get_datalink().0);
-            let (detach, thread) = self.spawn_reader(capture, 0, linktype, true)?;
+            let (detach, breaker, thread) = self.spawn_reader(capture, 0, linktype, true)?;
             self.attached.insert(
                 0,
                 Attachment {
                     name: "any".into(),
                     ifindex: 0,
                     detach,
+                    breaker,
                     thread: Some(thread),
                     stats: stats_for(0, "any"),
                     raw: (0, 0, 0),
@@ -453,11 +461,12 @@ impl Supervisor {
 
     fn spawn_reader(
         &self,
-        capture: Capture<Active>,
+        mut capture: Capture<Active>,
         index: u16,
         linktype: Option<LinkType>,
         any: bool,
-    ) -> Result<(Arc<AtomicBool>, JoinHandle<()>), LiveError> {
+    ) -> Result<(Arc<AtomicBool>, pcap::BreakLoop, JoinHandle<()>), LiveError> {
+        let breaker = capture.breakloop_handle();
         let detach = Arc::new(AtomicBool::new(false));
         let reader = Reader {
             index,
@@ -472,7 +481,7 @@ impl Supervisor {
             .name(format!("netwatch-cap-{index}"))
             .spawn(move || reader.run(capture))
             .map_err(|e| LiveError::Open { interface: index.to_string(), reason: e.to_string() })?;
-        Ok((detach, thread))
+        Ok((detach, breaker, thread))
     }
 
     fn start_reader(
@@ -482,13 +491,14 @@ impl Supervisor {
         info: &InterfaceInfo,
     ) -> Result<(), LiveError> {
         let linktype = LinkType::from_linktype(capture.get_datalink().0);
-        let (detach, thread) = self.spawn_reader(capture, index, linktype, false)?;
+        let (detach, breaker, thread) = self.spawn_reader(capture, index, linktype, false)?;
         self.attached.insert(
             index,
             Attachment {
                 name: info.name.clone(),
                 ifindex: info.ifindex,
                 detach,
+                breaker,
                 thread: Some(thread),
                 stats: stats_for(index, &info.name),
                 raw: (0, 0, 0),
@@ -553,7 +563,7 @@ impl Supervisor {
     /// Ends every capture thread, collecting what they still send, then releases all frames.
     fn shut_down(&mut self, from_captures: &Receiver<Internal>) {
         for attachment in self.attached.values() {
-            attachment.detach.store(true, Ordering::Relaxed);
+            attachment.detach();
         }
         while !self.attached.is_empty() {
             match from_captures.recv_timeout(Duration::from_secs(1)) {
@@ -646,7 +656,7 @@ impl Supervisor {
             .collect();
         for attachment in self.attached.values() {
             if !wanted.contains(&(attachment.name.as_str(), attachment.ifindex)) {
-                attachment.detach.store(true, Ordering::Relaxed);
+                attachment.detach();
             }
         }
         let attached: HashSet<(String, u32)> =

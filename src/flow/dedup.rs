@@ -11,7 +11,8 @@
 //! The rule: a packet's *fingerprint* is what address translation leaves alone (protocol, IP id,
 //! IP length, TCP sequence, acknowledgement and flags). A packet is a copy of one seen in the
 //! last [`DedupLimits::window`] when the fingerprints are equal, it is on an interface that
-//! packet was not yet seen on, at least one end (source or destination address and port) is
+//! packet was not yet seen on (with these ends: a bridge routing between its own ports sees one
+//! packet before and after DNAT), at least one end (source or destination address and port) is
 //! unchanged, and its TTL is not higher — strictly lower when an end changed, since translation
 //! happens only on packets the node routes. Each copy is matched to the oldest such packet, so
 //! counts stay exact even when fingerprints collide. A copy whose ends differ from the first
@@ -166,29 +167,40 @@ struct Fingerprint {
     later_fragment: bool,
 }
 
-/// Interfaces one packet was seen on: a node has few on one path (veth, bridge, overlay,
-/// uplink, the peer veth), so a small inline set does.
+/// Where one packet was seen: (interface, tag of the ends it showed there). A node has few
+/// interfaces on one path (veth, bridge, overlay, uplink, the peer veth), so a small inline set
+/// does. The ends matter because a bridge that routes between its own ports ("router on a
+/// stick") sees one packet twice: before and after DNAT.
 #[derive(Debug, Clone, Copy)]
 struct SeenOn {
-    interfaces: [u16; 6],
+    sightings: [(u16, u32); 6],
     len: u8,
 }
 
 impl SeenOn {
-    fn one(interface: u16) -> Self {
-        Self { interfaces: [interface; 6], len: 1 }
+    fn one(interface: u16, ends: Endpoints) -> Self {
+        Self { sightings: [(interface, ends_tag(ends)); 6], len: 1 }
     }
 
-    fn contains(&self, interface: u16) -> bool {
-        self.interfaces[..usize::from(self.len)].contains(&interface)
+    fn contains(&self, interface: u16, ends: Endpoints) -> bool {
+        self.sightings[..usize::from(self.len)].contains(&(interface, ends_tag(ends)))
     }
 
-    fn add(&mut self, interface: u16) {
-        if usize::from(self.len) < self.interfaces.len() {
-            self.interfaces[usize::from(self.len)] = interface;
+    fn add(&mut self, interface: u16, ends: Endpoints) {
+        if usize::from(self.len) < self.sightings.len() {
+            self.sightings[usize::from(self.len)] = (interface, ends_tag(ends));
             self.len += 1;
         }
     }
+}
+
+/// A short hash of a packet's ends: enough to tell a translated copy on one interface.
+fn ends_tag(ends: Endpoints) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    ends.hash(&mut hasher);
+    let hash = hasher.finish();
+    (hash ^ (hash >> 32)) as u32
 }
 
 const NO_ENTRY: u64 = u64::MAX;
@@ -309,7 +321,7 @@ impl Dedup {
             seen_as: packet.ends,
             counted_as: count_as,
             first_interface: interface,
-            seen_on: SeenOn::one(interface),
+            seen_on: SeenOn::one(interface, packet.ends),
             older: NO_ENTRY,
         });
         Sighting::First { count_as, seen_as }
@@ -328,7 +340,7 @@ impl Dedup {
         while seq != NO_ENTRY && seq >= self.first_seq {
             let entry = &self.recent[usize::try_from(seq - self.first_seq).ok()?];
             let near = now.since(entry.ts).max(entry.ts.since(now)) <= self.limits.window;
-            if near && !entry.seen_on.contains(interface) && is_copy(entry, packet) {
+            if near && !entry.seen_on.contains(interface, packet.ends) && is_copy(entry, packet) {
                 found = Some(seq);
             }
             seq = entry.older;
@@ -348,7 +360,7 @@ impl Dedup {
         else {
             return Sighting::First { count_as: packet.ends, seen_as: None };
         };
-        entry.seen_on.add(interface);
+        entry.seen_on.add(interface, packet.ends);
         let (first_interface, counted_as, seen_before) =
             (entry.first_interface, entry.counted_as, entry.seen_as);
         self.counts.copies += 1;
@@ -617,6 +629,24 @@ mod tests {
         ));
         assert_eq!(dedup.counts().copies, 2);
         assert_eq!(dedup.bindings(), 2);
+    }
+
+    #[test]
+    fn a_bridge_that_routes_between_its_ports_sees_the_service_packet_twice_and_counts_it_once() {
+        // Pod to ClusterIP on one bridge: the bridge device sees the packet arrive for the
+        // service and leave, DNAT'd, for the backend; the veths see one each.
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let to_service = tcp("10.244.7.11:40011", "10.96.7.10:80", 21, 4000, SYN, 64);
+        let to_backend = PacketFacts {
+            ends: ends("10.244.7.11:40011", "10.244.7.13:8080"),
+            ttl: Some(63),
+            ..to_service
+        };
+        assert!(is_first(dedup.observe(&to_service, CLIENT_VETH, at(0))));
+        assert!(matches!(dedup.observe(&to_service, BRIDGE, at(1)), Sighting::Copy { .. }));
+        assert!(matches!(dedup.observe(&to_backend, BRIDGE, at(2)), Sighting::Copy { .. }));
+        assert!(matches!(dedup.observe(&to_backend, BACKEND_VETH, at(3)), Sighting::Copy { .. }));
+        assert_eq!(dedup.counts().copies, 3);
     }
 
     #[test]
