@@ -42,6 +42,13 @@ pub struct LiveConfig {
     pub buffer_bytes: u32,
     /// Bytes kept of each frame: [`SNAPLEN_FLOWS`], or [`SNAPLEN_FULL`] when recording.
     pub snaplen: u32,
+    /// libpcap immediate mode: each frame handed over as it arrives (one wakeup per packet at
+    /// low rates). Off, the kernel fills blocks and hands each over when full or after
+    /// `read_timeout`: the same frames, a few milliseconds later, at a fraction of the CPU.
+    pub immediate: bool,
+    /// Longest a frame waits in the kernel when not in immediate mode. Must stay well below
+    /// `reorder_hold`, or frames are released out of order.
+    pub read_timeout: Duration,
     /// How often the interface list is read for hot-plug.
     pub poll_interval: Duration,
     /// How long frames are held to be released in timestamp order across interfaces.
@@ -57,6 +64,8 @@ impl Default for LiveConfig {
             filter: None,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             snaplen: SNAPLEN_FLOWS,
+            immediate: false,
+            read_timeout: Duration::from_millis(10),
             poll_interval: Duration::from_millis(500),
             reorder_hold: Duration::from_millis(60),
             stats_interval: Duration::from_secs(1),
@@ -80,7 +89,8 @@ pub struct InterfaceStats {
 /// What live capture tells the run loop.
 #[derive(Debug)]
 pub enum CaptureEvent {
-    /// Decoded frames, in timestamp order; `interface` is an index announced by `Attached`.
+    /// Decoded frames (at most 1,024), in timestamp order; `interface` is an index announced by
+    /// `Attached`.
     Frames(Vec<DecodedFrame>),
     /// An interface is now captured; frames carry `index`. An index is reused only for the
     /// same interface name.
@@ -222,13 +232,13 @@ fn pcap_reason(error: &pcap::Error) -> String {
 /// Opens one interface for capture.
 fn open(name: &str, config: &LiveConfig) -> Result<Capture<Active>, pcap::Error> {
     let mut capture = Capture::from_device(name)?
-        .immediate_mode(true)
+        .immediate_mode(config.immediate)
         // A promiscuous bridge is handed frames meant for others: the DNAT'd SYN twice.
         .promisc(false)
         .snaplen(i32::try_from(config.snaplen).unwrap_or(i32::MAX))
         .buffer_size(i32::try_from(config.buffer_bytes).unwrap_or(i32::MAX))
         .precision(Precision::Nano)
-        .timeout(READ_TIMEOUT_MS)
+        .timeout(i32::try_from(config.read_timeout.as_millis()).unwrap_or(i32::MAX).max(1))
         .open()?;
     if name == "any" {
         // Cooked v2 names the interface of each frame, so dedup can tell the copies apart.
@@ -240,13 +250,11 @@ fn open(name: &str, config: &LiveConfig) -> Result<Capture<Active>, pcap::Error>
     Ok(capture)
 }
 
-/// libpcap's read timeout. In immediate mode frames are handed over at once and a quiet
-/// capture simply waits (a stop breaks the wait); this bounds delivery where immediate mode is
-/// not available.
-const READ_TIMEOUT_MS: i32 = 20;
 const LINKTYPE_LINUX_SLL2: i32 = 276;
 /// Most frames per batch; a batch also ends whenever the kernel has nothing more ready.
 const BATCH_FRAMES: usize = 256;
+/// Most frames in one `CaptureEvent::Frames`.
+const RELEASE_FRAMES: usize = 1024;
 /// How often the supervisor releases held frames.
 const RELEASE_TICK: Duration = Duration::from_millis(10);
 
@@ -633,10 +641,15 @@ impl Supervisor {
             return;
         }
         let rest = self.held.split_off(ready);
-        let frames = std::mem::replace(&mut self.held, rest);
+        let mut frames = std::mem::replace(&mut self.held, rest);
         // Earlier queued events (an attach) go first, so frames never name an unknown index.
         for event in std::mem::take(&mut self.queued) {
             self.send(event);
+        }
+        // Bounded messages, so the run loop's channel bounds memory whatever the rate.
+        while frames.len() > RELEASE_FRAMES {
+            let rest = frames.split_off(RELEASE_FRAMES);
+            self.send(CaptureEvent::Frames(std::mem::replace(&mut frames, rest)));
         }
         self.send(CaptureEvent::Frames(frames));
     }

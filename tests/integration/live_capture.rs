@@ -590,3 +590,124 @@ fn inside_a_namespace_node() {
     assert!(with_bridge.seen_on(uplink, (P2, 40004), (WEB, 443)).0 > 0);
     drop(node);
 }
+
+/// CPU time (ns) of this process's threads whose name starts with `prefix`, from schedstat.
+fn thread_cpu_ns(prefix: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim().starts_with(prefix))
+        })
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn this_thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmHWM:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The netwatch side of `scripts/bench-live.sh`: captures the named interfaces for a while
+/// (optionally counting once and folding into flows on this thread, as the run loop will) and
+/// prints frames, libpcap's counts, CPU per thread group and peak memory.
+/// `NETWATCH_BENCH="IFACE[,IFACE…];SECONDS;ENGINE(0|1)[;immediate]"`.
+#[test]
+#[ignore = "a measurement, run by scripts/bench-live.sh"]
+fn measure_live_capture() {
+    let Ok(spec) = std::env::var("NETWATCH_BENCH") else { return };
+    let parts: Vec<&str> = spec.split(';').collect();
+    let names = parts[0].split(',').map(str::to_owned).collect();
+    let seconds: u64 = parts[1].parse().unwrap();
+    let with_engine = parts[2] == "1";
+    let immediate = parts.get(3) == Some(&"immediate");
+    let (sender, receiver) = mpsc::sync_channel(64);
+    let config =
+        LiveConfig { selection: Selection::Named(names), immediate, ..LiveConfig::default() };
+    let capture = LiveCapture::start(config, sender).unwrap();
+    let mut engine = Engine::new(TableLimits::default());
+    let mut dedup = Dedup::new(DedupLimits::default());
+    let mut frames = 0u64;
+    let mut copies = 0u64;
+    let mut stats = Vec::new();
+    let main_before = this_thread_cpu_ns();
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        match receiver.recv_timeout(Duration::from_millis(100)) {
+            Ok(CaptureEvent::Frames(batch)) => {
+                frames += batch.len() as u64;
+                if with_engine {
+                    for frame in batch {
+                        if let Ok(summary) = &frame.decoded {
+                            let facts = PacketFacts::of(&summary.packet, None);
+                            if let Sighting::Copy { .. } =
+                                dedup.observe(&facts, frame.interface, frame.ts)
+                            {
+                                copies += 1;
+                                continue;
+                            }
+                        }
+                        engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
+                    }
+                }
+            }
+            Ok(CaptureEvent::Stats(latest)) => stats = latest,
+            _ => {}
+        }
+    }
+    let capture_ns = thread_cpu_ns("netwatch-cap-");
+    let supervisor_ns = thread_cpu_ns("netwatch-captur");
+    let main_ns = this_thread_cpu_ns().saturating_sub(main_before);
+    capture.stop();
+    let received: u64 = stats.iter().map(|s| s.received).sum();
+    let dropped: u64 = stats.iter().map(|s| s.dropped + s.if_dropped).sum();
+    println!(
+        "BENCH frames={frames} copies={copies} received={received} dropped={dropped} capture_cpu_ns={capture_ns} supervisor_cpu_ns={supervisor_ns} main_cpu_ns={main_ns} peak_rss_kib={}",
+        peak_rss_kib()
+    );
+}
+
+/// The sender of `scripts/bench-live.sh`: UDP datagrams at a rate (0: as fast as it can).
+/// `NETWATCH_BLAST="SRC_IP,DST_IP:PORT,RATE,SECONDS,PAYLOAD_BYTES"`.
+#[test]
+#[ignore = "a traffic generator, run by scripts/bench-live.sh inside a pod namespace"]
+fn blast_udp() {
+    let Ok(spec) = std::env::var("NETWATCH_BLAST") else { return };
+    let parts: Vec<&str> = spec.split(',').collect();
+    let socket = std::net::UdpSocket::bind((parts[0], 0)).unwrap();
+    socket.connect(parts[1]).unwrap();
+    let rate: f64 = parts[2].parse().unwrap();
+    let seconds: f64 = parts[3].parse().unwrap();
+    let payload = vec![0u8; parts[4].parse().unwrap()];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    loop {
+        let elapsed = start.elapsed().as_secs_f64();
+        if elapsed >= seconds {
+            break;
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        if rate > 0.0 && sent >= (elapsed * rate) as u64 {
+            std::thread::sleep(Duration::from_micros(100));
+            continue;
+        }
+        if socket.send(&payload).is_ok() {
+            sent += 1;
+        }
+    }
+    println!("BLAST sent={sent} seconds={:.3}", start.elapsed().as_secs_f64());
+}
