@@ -491,6 +491,8 @@ fn inside_a_namespace_node() {
     let (pod_facing, mut by_default) = start(Selection::PodFacing);
     let every = Selection::Named(vec![format!("nwv{suffix}*"), node.bridge(), node.uplink()]);
     let (everything, mut with_bridge) = start(every);
+    // And libpcap's `any` device: one capture, frames named by their interface.
+    let (any, mut through_any) = start(Selection::Any);
 
     let (p1, p2, p3, external) = (node.pod(1), node.pod(2), node.pod(3), node.external());
     node.serve(&p2, UDP_ECHO, &[P2, "9000", "20", "echo"]);
@@ -515,10 +517,12 @@ fn inside_a_namespace_node() {
         |e| matches!(e, CaptureEvent::Attached { interface, .. } if interface.name == p4_veth),
     );
     assert!(attached - added < Duration::from_secs(2), "attached after {:?}", attached - added);
-    with_bridge.wait_for(
-        Duration::from_secs(3),
-        |e| matches!(e, CaptureEvent::Attached { interface, .. } if interface.name == p4_veth),
-    );
+    for capture in [&mut with_bridge, &mut through_any] {
+        capture.wait_for(
+            Duration::from_secs(3),
+            |e| matches!(e, CaptureEvent::Attached { interface, .. } if interface.name == p4_veth),
+        );
+    }
     let p4 = node.pod(4);
     node.client(&p4, UDP_CLIENT, &[P4, "40005", P1, "9001", "5", "50", "sink"]);
     std::thread::sleep(Duration::from_millis(200));
@@ -533,11 +537,17 @@ fn inside_a_namespace_node() {
 
     pod_facing.stop();
     everything.stop();
+    any.stop();
     by_default.drain();
     with_bridge.drain();
+    through_any.drain();
 
-    for (label, capture) in [("pod-facing", &by_default), ("with bridge and uplink", &with_bridge)]
-    {
+    let captures = [
+        ("pod-facing", &by_default),
+        ("with bridge and uplink", &with_bridge),
+        ("any", &through_any),
+    ];
+    for (label, capture) in captures {
         assert_eq!(capture.warnings(), Vec::<&str>::new(), "{label}");
         let stats: Vec<_> = capture
             .events
