@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The live capture benchmark (issue 5). On a node built from network namespaces (a bridge, two
-# pod namespaces on veths), a sender blasts UDP from pod 1 to pod 2 at 10k and 100k packets/s
-# and as fast as it can; each rate is captured, in turn, by
+# pod namespaces on veths), a sender blasts UDP from pod 1 to pod 2 at 10k, 100k and 150k
+# packets/s and as fast as it can; each rate is captured, in turn, by
 #   netwatch      live capture of pod 1's veth (a pcap thread decoding frames, the supervisor
 #                 ordering batches, the run loop counting once and folding into flows: the
 #                 library, through the integration test binary's measurement test),
@@ -10,7 +10,7 @@
 #   tcpdump       -w /dev/null on pod 1's veth, same buffer (32 MiB) and snap length (4096),
 #   tcpdump-imm   the same with --immediate-mode,
 # reporting packets seen, kernel drops, CPU per packet (capture threads, and the whole process)
-# and peak memory. Needs root; takes about a minute and a half.
+# and peak memory. Needs root; takes about two minutes.
 # Usage: scripts/bench-live.sh [SECONDS_PER_RUN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,7 +102,7 @@ row() { # tool rate sent secs seen dropped capture_ns all_ns rss_kib
     'BEGIN { printf "%-13s %9s %11.0f %11d %8d %14.2f %14.2f %9.1f\n", t, l, s/d, f, x, c/1000/(f>0?f:1), a/1000/(f>0?f:1), r/1024 }'
 }
 printf '%-13s %9s %11s %11s %8s %14s %14s %9s\n' tool rate sent/s seen dropped "µs/pkt(capt)" "µs/pkt(all)" "peak MB"
-for rate in 10000 100000 0; do
+for rate in 10000 100000 150000 0; do
   label="$rate"; [ "$rate" = 0 ] && label=max
   read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1")
   row netwatch "$label" "$sent" "$secs" "$frames" "$dropped" "$cap_ns" "$all_ns" "$rss"

@@ -640,18 +640,25 @@ impl Supervisor {
         if ready == 0 {
             return;
         }
-        let rest = self.held.split_off(ready);
-        let mut frames = std::mem::replace(&mut self.held, rest);
         // Earlier queued events (an attach) go first, so frames never name an unknown index.
         for event in std::mem::take(&mut self.queued) {
             self.send(event);
         }
-        // Bounded messages, so the run loop's channel bounds memory whatever the rate.
-        while frames.len() > RELEASE_FRAMES {
-            let rest = frames.split_off(RELEASE_FRAMES);
-            self.send(CaptureEvent::Frames(std::mem::replace(&mut frames, rest)));
+        // Messages of bounded size and capacity, so the run loop's channel bounds memory
+        // whatever the rate.
+        let mut released = std::mem::take(&mut self.held);
+        self.held = released.split_off(ready);
+        let mut chunk = Vec::with_capacity(RELEASE_FRAMES.min(released.len()));
+        for frame in released {
+            chunk.push(frame);
+            if chunk.len() == RELEASE_FRAMES {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(RELEASE_FRAMES));
+                self.send(CaptureEvent::Frames(full));
+            }
         }
-        self.send(CaptureEvent::Frames(frames));
+        if !chunk.is_empty() {
+            self.send(CaptureEvent::Frames(chunk));
+        }
     }
 
     /// Hot-plug: attaches new matching interfaces, detaches vanished ones.
