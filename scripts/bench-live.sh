@@ -74,7 +74,9 @@ run_netwatch() { # rate ifaces [immediate] → "sent secs frames dropped capture
   wait "$pid"
   local line; line="$(grep -o 'BENCH .*' "$out")" || { cat "$out" >&2; exit 1; }
   v() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<" $line"; }
-  echo "$sent $secs $(v frames) $(v dropped) $(v capture_cpu_ns) $(( $(v capture_cpu_ns) + $(v supervisor_cpu_ns) + $(v main_cpu_ns) )) $(v peak_rss_kib)"
+  # CPU per frame over the frames counted while CPU was measured, scaled to all frames seen.
+  local frames measured; frames="$(v frames)"; measured="$(v measured)"; [ "$measured" -gt 0 ] || measured=1
+  echo "$sent $secs $frames $(v dropped) $(( $(v capture_cpu_ns) * frames / measured )) $(( ($(v capture_cpu_ns) + $(v supervisor_cpu_ns) + $(v main_cpu_ns)) * frames / measured )) $(v peak_rss_kib)"
 }
 
 run_tcpdump() { # rate [--immediate-mode] → "sent secs packets dropped cpu_ns rss_kib"

@@ -2,9 +2,11 @@
 //! captured, batches merged in capture-time order and handed to the run loop as
 //! [`CaptureEvent`]s over one channel; interfaces followed as they come and go.
 //!
-//! Threads: each capture thread reads its interface (immediate mode, promiscuous off; a stop
-//! or detach wakes it through `pcap_breakloop`), decodes every frame and sends batches to a
-//! supervisor thread. The supervisor holds frames briefly to release them in timestamp order
+//! Threads: each capture thread reads its interface (promiscuous off; frames handed over by the
+//! kernel in blocks within 10 ms, or one by one in immediate mode, which costs ten times the
+//! CPU per packet below 150k packets/s and drops at the top rate — see `scripts/bench-live.sh`;
+//! a stop or detach wakes it through `pcap_breakloop`), decodes every frame and sends batches
+//! to a supervisor thread. The supervisor holds frames briefly to release them in timestamp order
 //! across interfaces (so copies of one packet reach [`crate::flow::dedup`] first where they were
 //! first seen), polls `/sys/class/net` to attach new interfaces and detach vanished ones, and
 //! sends per-interface stats. A vanished interface is a quiet detach, never an error. This

@@ -654,12 +654,22 @@ fn measure_live_capture() {
     let mut frames = 0u64;
     let mut copies = 0u64;
     let mut stats = Vec::new();
-    let main_before = this_thread_cpu_ns();
+    // CPU is counted from the thousandth frame (the traffic has started: start-up and the
+    // quiet second before are left out, as they are for tcpdump) to the end.
+    let mut from: Option<(u64, u64, u64, u64)> = None;
     let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
         match receiver.recv_timeout(Duration::from_millis(100)) {
             Ok(CaptureEvent::Frames(batch)) => {
                 frames += batch.len() as u64;
+                if from.is_none() && frames >= 1000 {
+                    from = Some((
+                        frames,
+                        thread_cpu_ns("netwatch-cap-"),
+                        thread_cpu_ns("netwatch-captur"),
+                        this_thread_cpu_ns(),
+                    ));
+                }
                 if with_engine {
                     for frame in batch {
                         if let Ok(summary) = &frame.decoded {
@@ -679,14 +689,16 @@ fn measure_live_capture() {
             _ => {}
         }
     }
-    let capture_ns = thread_cpu_ns("netwatch-cap-");
-    let supervisor_ns = thread_cpu_ns("netwatch-captur");
-    let main_ns = this_thread_cpu_ns().saturating_sub(main_before);
+    let (from_frames, capture_from, supervisor_from, main_from) = from.unwrap_or_default();
+    let capture_ns = thread_cpu_ns("netwatch-cap-").saturating_sub(capture_from);
+    let supervisor_ns = thread_cpu_ns("netwatch-captur").saturating_sub(supervisor_from);
+    let main_ns = this_thread_cpu_ns().saturating_sub(main_from);
+    let measured = frames - from_frames;
     capture.stop();
     let received: u64 = stats.iter().map(|s| s.received).sum();
     let dropped: u64 = stats.iter().map(|s| s.dropped + s.if_dropped).sum();
     println!(
-        "BENCH frames={frames} copies={copies} received={received} dropped={dropped} capture_cpu_ns={capture_ns} supervisor_cpu_ns={supervisor_ns} main_cpu_ns={main_ns} peak_rss_kib={}",
+        "BENCH frames={frames} measured={measured} copies={copies} received={received} dropped={dropped} capture_cpu_ns={capture_ns} supervisor_cpu_ns={supervisor_ns} main_cpu_ns={main_ns} peak_rss_kib={}",
         peak_rss_kib()
     );
 }
