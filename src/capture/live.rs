@@ -109,10 +109,12 @@ pub enum CaptureEvent {
 /// Why live capture could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
+    /// No CAP_NET_RAW. `interface` is `None` when found before any interface was opened.
     #[error(
-        "cannot capture on '{interface}': permission denied ({reason}); run as root (sudo netwatch) or grant the capabilities: sudo setcap cap_net_raw,cap_net_admin+eip $(command -v netwatch)"
+        "cannot capture packets{}: permission denied ({reason}); run as root (sudo netwatch) or grant the capabilities: sudo setcap cap_net_raw,cap_net_admin+eip $(command -v netwatch)",
+        on_interface(.interface.as_deref())
     )]
-    Permission { interface: String, reason: String },
+    Permission { interface: Option<String>, reason: String },
     #[error("--filter '{filter}' is not a valid BPF expression: {reason}")]
     BadFilter { filter: String, reason: String },
     #[error(
@@ -134,6 +136,10 @@ impl LiveError {
             Self::Permission { .. } | Self::Open { .. } | Self::Discovery(_) => 1,
         }
     }
+}
+
+fn on_interface(interface: Option<&str>) -> String {
+    interface.map(|name| format!(" on '{name}'")).unwrap_or_default()
 }
 
 /// A running live capture. Dropping it stops it too.
@@ -205,6 +211,9 @@ fn probe_privileges() -> Result<(), LiveError> {
     let opened = Capture::from_device("any").and_then(|c| c.buffer_size(1 << 16).open());
     match opened {
         Ok(_) => Ok(()),
+        Err(error) if is_permission_error(&error) => {
+            Err(LiveError::Permission { interface: None, reason: pcap_reason(&error) })
+        }
         Err(error) => Err(open_error("any", &error)),
     }
 }
@@ -217,7 +226,7 @@ fn is_permission_error(error: &pcap::Error) -> bool {
 fn open_error(interface: &str, error: &pcap::Error) -> LiveError {
     let reason = pcap_reason(error);
     if is_permission_error(error) {
-        LiveError::Permission { interface: interface.to_owned(), reason }
+        LiveError::Permission { interface: Some(interface.to_owned()), reason }
     } else {
         LiveError::Open { interface: interface.to_owned(), reason }
     }
@@ -788,9 +797,11 @@ mod tests {
         );
         assert_eq!(error.exit_code(), 1);
         let text = error.to_string();
-        assert!(text.contains("'cni0': permission denied"), "{text}");
+        assert!(text.starts_with("cannot capture packets on 'cni0': permission denied"), "{text}");
         assert!(text.contains("setcap cap_net_raw,cap_net_admin+eip"), "{text}");
         assert!(!text.contains('\n'));
+        let before_any = LiveError::Permission { interface: None, reason: "socket".into() };
+        assert!(before_any.to_string().starts_with("cannot capture packets: permission denied"));
     }
 
     #[test]
