@@ -6,6 +6,8 @@
 //! interfaces.
 
 pub mod file;
+pub mod interfaces;
+pub mod live;
 
 use crate::decode::{LinkType, SkipReason, Summary};
 use crate::time::Timestamp;

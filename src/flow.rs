@@ -3,6 +3,7 @@
 //! [`table::FlowTable`] owns the flows; this module defines what one flow knows. Pure: packets
 //! and `now` come in as values, expired and evicted flows go out as values.
 
+pub mod dedup;
 pub mod key;
 pub mod rates;
 pub mod table;

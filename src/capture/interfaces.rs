@@ -1,0 +1,643 @@
+//! Interface discovery: which host interfaces face pods, which would be captured, and why.
+//!
+//! Classification is a pure function over [`LinkFacts`] (what `/sys/class/net` and the routing
+//! table say about one link), so it is tested without root; [`discover`] is the thin layer that
+//! reads them. Pod veths are told by topology (a veth whose peer lives in another network
+//! namespace), never by name: CNIs name them freely (`veth*`, `cali*`, `lxc*`). This module
+//! must not open captures; `live` does, from the list made here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+/// What the system says about one link, as read from `/sys/class/net/NAME` and the routes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkFacts {
+    pub name: String,
+    pub ifindex: u32,
+    /// The index of the link this one is bound to: itself for most links, the peer for a veth
+    /// (an index in the peer's namespace when the peer lives elsewhere).
+    pub iflink: u32,
+    /// `DEVTYPE` from `uevent` (`bridge`, `vxlan`, `geneve`, `vlan`, `wireguard`, …); a veth
+    /// has none.
+    pub devtype: Option<String>,
+    /// ARPHRD type from `type` (1 Ethernet, 772 loopback, 768 IPIP tunnel, 65534 none).
+    pub arp_type: u16,
+    /// `IFF_UP` from `flags`.
+    pub up: bool,
+    /// Has a `bridge/` directory: a bridge device.
+    pub bridge: bool,
+    /// The bridge (or bond) this link is enslaved to.
+    pub master: Option<String>,
+    /// Stacked on another link (`lower_*` entries: vlan, macvlan, ipvlan).
+    pub stacked: bool,
+    /// Backed by hardware (`device` entry).
+    pub physical: bool,
+    /// Carries a default route (IPv4 or IPv6).
+    pub default_route: bool,
+    /// Addresses routed to this link alone (/32, /128 routes without a gateway): the pods
+    /// behind it on routed CNIs such as Calico.
+    pub routed_addresses: Vec<IpAddr>,
+}
+
+/// Where a veth's other end is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// Not a veth (or the system did not say).
+    None,
+    /// The other end is in this namespace (a host-internal pair such as `cilium_host`).
+    Local(String),
+    /// The other end is in another network namespace: a pod or container.
+    Elsewhere { ifindex: u32 },
+}
+
+/// What an interface is, as far as capturing pod traffic goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum InterfaceClass {
+    /// The host end of a veth whose other end is in a pod or container.
+    PodVeth,
+    /// docker0, cni0, cbr0, kube-bridge, br-*, any bridge device.
+    Bridge,
+    /// A CNI device that is not a pod veth: overlays, tunnels, host-side helpers.
+    Cni,
+    /// Carries the default route.
+    Uplink,
+    Loopback,
+    Other,
+}
+
+impl InterfaceClass {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PodVeth => "pod veth",
+            Self::Bridge => "bridge",
+            Self::Cni => "cni",
+            Self::Uplink => "uplink",
+            Self::Loopback => "loopback",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Which interfaces to capture.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// The pod-facing interfaces, so each packet a pod sends or receives is seen.
+    #[default]
+    PodFacing,
+    /// `-i NAME` (repeatable; `*` and `?` globs such as `veth*`).
+    Named(Vec<String>),
+    /// `-i any`: libpcap's pseudo-device for all interfaces at once.
+    Any,
+}
+
+impl Selection {
+    /// The selection for `-i` values as given: none → pod-facing; `any` alone → any.
+    #[must_use]
+    pub fn from_names(names: &[String]) -> Self {
+        match names {
+            [] => Self::PodFacing,
+            [only] if only == "any" => Self::Any,
+            names => Self::Named(names.to_vec()),
+        }
+    }
+}
+
+/// One interface with its class and whether (and why) it is captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    pub name: String,
+    pub ifindex: u32,
+    pub class: InterfaceClass,
+    pub captured: bool,
+    pub reason: String,
+    pub master: Option<String>,
+    /// The index of a pod veth's other end in the pod's namespace: the pod's `eth0` reports
+    /// this interface's index as its `iflink`, which is how a pod is matched to it.
+    pub peer_ifindex: Option<u32>,
+    /// Addresses routed to this interface alone (routed CNIs): the pod behind it.
+    pub routed_addresses: Vec<IpAddr>,
+}
+
+const BRIDGE_NAMES: &[&str] = &["docker0", "cni0", "cbr0", "kube-bridge", "br-*", "virbr*"];
+const CNI_NAMES: &[&str] = &[
+    "cali*",
+    "lxc*",
+    "cilium_*",
+    "flannel.*",
+    "flannel-wg*",
+    "vxlan.calico",
+    "vxlan-v6.calico",
+    "wireguard.cali",
+    "weave",
+    "vethwe-*",
+    "datapath",
+    "tunl0",
+    "genev_sys_*",
+    "kube-ipvs0",
+    "nodelocaldns",
+    "antrea-*",
+    "ovn-k8s-*",
+    "kube-router*",
+];
+/// Device types only overlays and tunnels have.
+const TUNNEL_DEVTYPES: &[&str] = &["vxlan", "geneve", "wireguard", "ipip", "gre", "gretap"];
+
+/// Where the other end of `link` is, judged from all links of this namespace: a veth's
+/// `iflink` names its peer; if this namespace has a link of that index pointing back, the pair
+/// is local, else the peer is in another namespace (indexes are per namespace, so an unrelated
+/// local link may share the peer's index: it does not point back).
+#[must_use]
+pub fn peer_of(link: &LinkFacts, links: &[LinkFacts]) -> Peer {
+    let veth_like =
+        link.devtype.is_none() && !link.stacked && !link.physical && link.iflink != link.ifindex;
+    if !veth_like || link.iflink == 0 {
+        return Peer::None;
+    }
+    match links.iter().find(|other| other.ifindex == link.iflink) {
+        Some(other) if other.iflink == link.ifindex => Peer::Local(other.name.clone()),
+        _ => Peer::Elsewhere { ifindex: link.iflink },
+    }
+}
+
+/// The class of one link, given where its peer is.
+#[must_use]
+pub fn classify(link: &LinkFacts, peer: &Peer) -> InterfaceClass {
+    if link.arp_type == 772 || link.name == "lo" {
+        InterfaceClass::Loopback
+    } else if link.bridge
+        || link.devtype.as_deref() == Some("bridge")
+        || matches_any(BRIDGE_NAMES, &link.name)
+    {
+        InterfaceClass::Bridge
+    } else if link.default_route {
+        // Before the veth test: a node reached through a veth (a VM, a test namespace) still
+        // has its uplink there, and no pod veth carries the default route.
+        InterfaceClass::Uplink
+    } else if matches!(peer, Peer::Elsewhere { .. }) {
+        InterfaceClass::PodVeth
+    } else if matches_any(CNI_NAMES, &link.name)
+        || link.devtype.as_deref().is_some_and(|t| TUNNEL_DEVTYPES.contains(&t))
+    {
+        InterfaceClass::Cni
+    } else {
+        InterfaceClass::Other
+    }
+}
+
+/// Every link with its class and the selection's decision on it, sorted by class then name.
+#[must_use]
+pub fn survey(links: &[LinkFacts], selection: &Selection) -> Vec<InterfaceInfo> {
+    let mut infos: Vec<InterfaceInfo> = links
+        .iter()
+        .map(|link| {
+            let peer = peer_of(link, links);
+            let class = classify(link, &peer);
+            let (captured, reason) = decide(link, class, &peer, selection);
+            InterfaceInfo {
+                name: link.name.clone(),
+                ifindex: link.ifindex,
+                class,
+                captured,
+                reason,
+                master: link.master.clone(),
+                peer_ifindex: match peer {
+                    Peer::Elsewhere { ifindex } => Some(ifindex),
+                    _ => None,
+                },
+                routed_addresses: link.routed_addresses.clone(),
+            }
+        })
+        .collect();
+    infos.sort_by(|a, b| (a.class, &a.name).cmp(&(b.class, &b.name)));
+    infos
+}
+
+fn decide(
+    link: &LinkFacts,
+    class: InterfaceClass,
+    peer: &Peer,
+    selection: &Selection,
+) -> (bool, String) {
+    match selection {
+        Selection::Any => (true, "-i any: captured through libpcap's 'any' device".into()),
+        Selection::Named(patterns) => match patterns.iter().find(|p| glob_match(p, &link.name)) {
+            Some(_) if !link.up => (false, "named by -i, but down: attached when it comes up".into()),
+            Some(pattern) => (true, format!("named by -i '{pattern}'")),
+            None => (false, "not named by -i".into()),
+        },
+        Selection::PodFacing => match class {
+            InterfaceClass::PodVeth if !link.up => {
+                (false, "pod veth, down: attached when it comes up".into())
+            }
+            InterfaceClass::PodVeth => {
+                let ifindex = match peer {
+                    Peer::Elsewhere { ifindex } => *ifindex,
+                    _ => 0,
+                };
+                (
+                    true,
+                    format!(
+                        "pod-facing: its peer (index {ifindex}) is in another network namespace, so it sees every packet that pod sends or receives"
+                    ),
+                )
+            }
+            InterfaceClass::Bridge => (
+                false,
+                "bridge: the pod veths already see its pod traffic (and it misses pod-to-pod traffic); -i to add it".into(),
+            ),
+            InterfaceClass::Cni => match peer {
+                Peer::Local(other) => (
+                    false,
+                    format!("CNI host-side veth paired with '{other}' in this namespace: not a pod"),
+                ),
+                _ => (
+                    false,
+                    "CNI overlay or tunnel: carries copies of what the pod veths see; -i to add it"
+                        .into(),
+                ),
+            },
+            InterfaceClass::Uplink => {
+                (false, "uplink (default route): node traffic, not pod-facing; -i to add it".into())
+            }
+            InterfaceClass::Loopback => (false, "loopback: no pod traffic".into()),
+            InterfaceClass::Other => match peer {
+                Peer::Local(other) => {
+                    (false, format!("veth paired with '{other}' in this namespace: not a pod"))
+                }
+                _ => (false, "not pod-facing".into()),
+            },
+        },
+    }
+}
+
+fn matches_any(patterns: &[&str], name: &str) -> bool {
+    patterns.iter().any(|pattern| glob_match(pattern, name))
+}
+
+/// Shell-style match of `*` (any run) and `?` (one character); everything else is literal.
+#[must_use]
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    let (mut p, mut n) = (0, 0);
+    // Where the last `*` was, and the name position it currently swallows up to.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == '?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((star_p, star_n)) => {
+                    p = star_p + 1;
+                    n = star_n + 1;
+                    star = Some((star_p, star_n + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
+/// The `netwatch interfaces` table. `pod_for` names the pod behind an interface (matched by
+/// its routed addresses or its peer index, never by name), where a cluster view knows it.
+#[must_use]
+pub fn render_table(
+    interfaces: &[InterfaceInfo],
+    pod_for: impl Fn(&InterfaceInfo) -> Option<String>,
+) -> String {
+    let rows: Vec<[String; 5]> = interfaces
+        .iter()
+        .map(|info| {
+            let name = match &info.master {
+                Some(master) => format!("{} ({master})", info.name),
+                None => info.name.clone(),
+            };
+            [
+                name,
+                info.class.name().to_owned(),
+                if info.captured { "yes" } else { "no" }.to_owned(),
+                pod_for(info).unwrap_or_else(|| "-".to_owned()),
+                info.reason.clone(),
+            ]
+        })
+        .collect();
+    let header = ["INTERFACE", "CLASS", "CAPTURED", "POD", "WHY"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header.map(str::to_owned)).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Route facts per device name, parsed from `/proc/net/route` and `/proc/net/ipv6_route`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteFacts {
+    pub default_devices: Vec<String>,
+    pub host_routes: BTreeMap<String, Vec<IpAddr>>,
+}
+
+const RTF_GATEWAY: u32 = 0x0002;
+const RTF_REJECT: u32 = 0x0200;
+const RTF_LOCAL: u32 = 0x8000_0000;
+
+/// Parses the kernel's route tables: devices carrying a default route, and the /32 and /128
+/// routes without a gateway that routed CNIs install per pod.
+#[must_use]
+pub fn parse_routes(ipv4: &str, ipv6: &str) -> RouteFacts {
+    let mut facts = RouteFacts::default();
+    for line in ipv4.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [device, destination, _gateway, flags, _, _, _, mask, ..] = fields.as_slice() else {
+            continue;
+        };
+        let (Ok(destination), Ok(flags), Ok(mask)) = (
+            u32::from_str_radix(destination, 16),
+            u32::from_str_radix(flags, 16),
+            u32::from_str_radix(mask, 16),
+        ) else {
+            continue;
+        };
+        if flags & RTF_REJECT != 0 {
+            continue;
+        }
+        if destination == 0 && mask == 0 {
+            facts.default_devices.push((*device).to_owned());
+        } else if mask == u32::MAX && flags & RTF_GATEWAY == 0 {
+            // The kernel prints the address as a host-order number of network-order bytes.
+            let ip = IpAddr::V4(Ipv4Addr::from(destination.to_ne_bytes()));
+            facts.host_routes.entry((*device).to_owned()).or_default().push(ip);
+        }
+    }
+    for line in ipv6.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [destination, prefix, _, _, next_hop, _, _, _, flags, device] = fields.as_slice()
+        else {
+            continue;
+        };
+        let (Ok(destination), Ok(prefix), Ok(flags)) = (
+            u128::from_str_radix(destination, 16),
+            u8::from_str_radix(prefix, 16),
+            u32::from_str_radix(flags, 16),
+        ) else {
+            continue;
+        };
+        if flags & (RTF_REJECT | RTF_LOCAL) != 0 || *device == "lo" {
+            continue;
+        }
+        if destination == 0 && prefix == 0 {
+            facts.default_devices.push((*device).to_owned());
+        } else if prefix == 128 && next_hop.chars().all(|c| c == '0') {
+            let ip = IpAddr::V6(Ipv6Addr::from(destination));
+            facts.host_routes.entry((*device).to_owned()).or_default().push(ip);
+        }
+    }
+    facts.default_devices.sort();
+    facts.default_devices.dedup();
+    facts
+}
+
+/// Reads every link of this network namespace from `/sys/class/net` and the route tables.
+/// A link that vanishes while it is read is left out: pods come and go.
+pub fn discover() -> io::Result<Vec<LinkFacts>> {
+    let routes = parse_routes(
+        &std::fs::read_to_string("/proc/net/route").unwrap_or_default(),
+        &std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default(),
+    );
+    let mut links = Vec::new();
+    for entry in std::fs::read_dir("/sys/class/net")? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(mut link) = read_link(&entry.path(), &name) {
+            link.default_route = routes.default_devices.contains(&name);
+            link.routed_addresses = routes.host_routes.get(&name).cloned().unwrap_or_default();
+            links.push(link);
+        }
+    }
+    links.sort_by_key(|link| link.ifindex);
+    Ok(links)
+}
+
+/// Interfaces with their class and the selection's decision: what `netwatch interfaces` shows.
+pub fn list(selection: &Selection) -> io::Result<Vec<InterfaceInfo>> {
+    Ok(survey(&discover()?, selection))
+}
+
+fn read_link(dir: &Path, name: &str) -> Option<LinkFacts> {
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+    let number = |file: &str| read(file).and_then(|text| text.trim().parse::<u32>().ok());
+    let ifindex = number("ifindex")?;
+    let flags = read("flags")
+        .and_then(|text| u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok())
+        .unwrap_or(0);
+    let devtype = read("uevent").and_then(|text| {
+        text.lines().find_map(|line| line.strip_prefix("DEVTYPE=").map(str::to_owned))
+    });
+    let stacked = std::fs::read_dir(dir).ok().is_some_and(|entries| {
+        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("lower_"))
+    });
+    Some(LinkFacts {
+        name: name.to_owned(),
+        ifindex,
+        iflink: number("iflink").unwrap_or(ifindex),
+        devtype,
+        arp_type: number("type").and_then(|t| u16::try_from(t).ok()).unwrap_or(0),
+        up: flags & 0x1 != 0,
+        bridge: dir.join("bridge").is_dir(),
+        master: std::fs::read_link(dir.join("master"))
+            .ok()
+            .and_then(|target| target.file_name().map(|n| n.to_string_lossy().into_owned())),
+        stacked,
+        physical: dir.join("device").exists(),
+        default_route: false,
+        routed_addresses: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(name: &str, ifindex: u32, iflink: u32) -> LinkFacts {
+        LinkFacts {
+            name: name.into(),
+            ifindex,
+            iflink,
+            arp_type: 1,
+            up: true,
+            ..LinkFacts::default()
+        }
+    }
+
+    /// A bridge-CNI node: lo, eth0 (uplink, hardware), cni0, two pod veths on it (peer
+    /// indexes in the pods' namespaces; index 2 also exists here, as eth0), a same-namespace
+    /// veth pair (cilium_host/cilium_net), flannel.1, docker0, and a Calico pod veth.
+    fn node() -> Vec<LinkFacts> {
+        vec![
+            LinkFacts { arp_type: 772, ..link("lo", 1, 1) },
+            LinkFacts { physical: true, default_route: true, ..link("eth0", 2, 2) },
+            LinkFacts { bridge: true, devtype: Some("bridge".into()), ..link("cni0", 3, 3) },
+            LinkFacts { master: Some("cni0".into()), ..link("veth1a2b3c4d", 4, 2) },
+            LinkFacts { master: Some("cni0".into()), ..link("vethfeedbeef", 5, 3) },
+            link("cilium_host", 6, 7),
+            link("cilium_net", 7, 6),
+            LinkFacts { devtype: Some("vxlan".into()), ..link("flannel.1", 8, 8) },
+            LinkFacts { bridge: true, devtype: Some("bridge".into()), ..link("docker0", 9, 9) },
+            LinkFacts {
+                routed_addresses: vec!["10.244.7.21".parse().unwrap()],
+                ..link("cali12345678", 10, 4)
+            },
+            LinkFacts { stacked: true, ..link("macvlan0", 11, 2) },
+            LinkFacts { up: false, ..link("veth0down", 12, 2) },
+        ]
+    }
+
+    fn by_name<'a>(infos: &'a [InterfaceInfo], name: &str) -> &'a InterfaceInfo {
+        infos.iter().find(|info| info.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_veth_whose_peer_is_in_another_namespace_is_a_pod_veth_whatever_its_name() {
+        let infos = survey(&node(), &Selection::PodFacing);
+        for name in ["veth1a2b3c4d", "vethfeedbeef", "cali12345678"] {
+            let info = by_name(&infos, name);
+            assert_eq!(info.class, InterfaceClass::PodVeth, "{name}");
+            assert!(info.captured, "{name}: {}", info.reason);
+        }
+        assert_eq!(by_name(&infos, "veth1a2b3c4d").peer_ifindex, Some(2));
+        assert_eq!(by_name(&infos, "cali12345678").routed_addresses.len(), 1);
+    }
+
+    #[test]
+    fn a_veth_pair_inside_the_host_namespace_is_not_a_pod() {
+        let infos = survey(&node(), &Selection::PodFacing);
+        let host = by_name(&infos, "cilium_host");
+        assert_eq!(host.class, InterfaceClass::Cni);
+        assert!(!host.captured);
+        assert!(host.reason.contains("cilium_net"), "{}", host.reason);
+    }
+
+    #[test]
+    fn bridges_overlays_uplink_and_loopback_are_classified_and_left_out_by_default() {
+        let infos = survey(&node(), &Selection::PodFacing);
+        let expect = [
+            ("cni0", InterfaceClass::Bridge),
+            ("docker0", InterfaceClass::Bridge),
+            ("flannel.1", InterfaceClass::Cni),
+            ("eth0", InterfaceClass::Uplink),
+            ("lo", InterfaceClass::Loopback),
+            ("macvlan0", InterfaceClass::Other),
+        ];
+        for (name, class) in expect {
+            let info = by_name(&infos, name);
+            assert_eq!(info.class, class, "{name}");
+            assert!(!info.captured, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_uplink_reached_through_a_veth_is_the_uplink_not_a_pod() {
+        let links = vec![LinkFacts { default_route: true, ..link("eth0", 7, 31) }];
+        let infos = survey(&links, &Selection::PodFacing);
+        assert_eq!(infos[0].class, InterfaceClass::Uplink);
+        assert!(!infos[0].captured);
+    }
+
+    #[test]
+    fn a_pod_veth_that_is_down_waits_until_it_comes_up() {
+        let infos = survey(&node(), &Selection::PodFacing);
+        let down = by_name(&infos, "veth0down");
+        assert_eq!(down.class, InterfaceClass::PodVeth);
+        assert!(!down.captured);
+        assert!(down.reason.contains("down"));
+    }
+
+    #[test]
+    fn named_interfaces_and_globs_override_the_default() {
+        let selection = Selection::from_names(&["eth0".into(), "veth*".into()]);
+        let infos = survey(&node(), &selection);
+        let captured: Vec<&str> =
+            infos.iter().filter(|i| i.captured).map(|i| i.name.as_str()).collect();
+        assert_eq!(captured, ["veth1a2b3c4d", "vethfeedbeef", "eth0"]);
+        assert!(by_name(&infos, "vethfeedbeef").reason.contains("'veth*'"));
+    }
+
+    #[test]
+    fn dash_i_any_selects_the_any_device() {
+        assert_eq!(Selection::from_names(&["any".into()]), Selection::Any);
+        assert_eq!(Selection::from_names(&[]), Selection::PodFacing);
+        assert!(survey(&node(), &Selection::Any).iter().all(|i| i.captured));
+    }
+
+    #[test]
+    fn globs_match_stars_and_question_marks() {
+        assert!(glob_match("veth*", "veth1a2b"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("br-*", "br-0f1e"));
+        assert!(glob_match("c?i0", "cni0"));
+        assert!(glob_match("*a*b", "xxaxxab"));
+        assert!(!glob_match("veth*", "cali1"));
+        assert!(!glob_match("cni0", "cni01"));
+        assert!(glob_match("flannel.*", "flannel.1"));
+    }
+
+    #[test]
+    fn routes_give_the_default_devices_and_per_pod_host_routes() {
+        let ipv4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+            eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            cali12345678\t1507F40A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n";
+        let ipv6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000002 00000000 00000003     eth0\n\
+            fd000000000000000000000000000002 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000003 00000000 80200001     eth0\n\
+            fd000000000000000000000000000015 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000001 00000000 00000001 cali12345678\n\
+            00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n";
+        let facts = parse_routes(ipv4, ipv6);
+        assert_eq!(facts.default_devices, ["eth0"]);
+        let pod: Vec<String> =
+            facts.host_routes["cali12345678"].iter().map(ToString::to_string).collect();
+        if cfg!(target_endian = "little") {
+            assert_eq!(pod, ["10.244.7.21", "fd00::15"]);
+        }
+        assert!(!facts.host_routes.contains_key("eth0"));
+    }
+
+    #[test]
+    fn the_table_shows_class_decision_pod_and_reason() {
+        let infos = survey(&node(), &Selection::PodFacing);
+        let table = render_table(&infos, |info| {
+            (info.peer_ifindex == Some(2) && info.name == "veth1a2b3c4d")
+                .then(|| "shop/web-a".into())
+        });
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("INTERFACE"), "{table}");
+        let veth = lines.iter().find(|l| l.starts_with("veth1a2b3c4d (cni0)")).unwrap();
+        assert!(veth.contains("pod veth") && veth.contains("yes") && veth.contains("shop/web-a"));
+        let lo = lines.iter().find(|l| l.starts_with("lo ")).unwrap();
+        assert!(lo.contains("loopback") && lo.contains(" no ") && lo.contains("no pod traffic"));
+    }
+}

@@ -1,0 +1,731 @@
+//! Counting once: recognises the copies of one packet that several capture interfaces see, and
+//! the address translation between them.
+//!
+//! On a node one packet crosses several interfaces. Pod to pod on one bridge: the source veth
+//! and the destination veth see identical bytes (the bridge device does not, promiscuous mode
+//! being off). Pod to outside: the veth and the bridge see identical bytes, the uplink a copy
+//! with the TTL one lower, other MACs and, behind masquerade, another source. Pod to a
+//! ClusterIP: the client veth sees the service address, the backend veth the backend pod, with
+//! the same IP id and TCP sequence number.
+//!
+//! The rule: a packet's *fingerprint* is what address translation leaves alone (protocol, IP id,
+//! IP length, TCP sequence, acknowledgement and flags). A packet is a copy of one seen in the
+//! last [`DedupLimits::window`] when the fingerprints are equal, it is on an interface that
+//! packet was not yet seen on (with these ends: a bridge routing between its own ports sees one
+//! packet before and after DNAT), at least one end (source or destination address and port) is
+//! unchanged, and its TTL is not higher — strictly lower when an end changed, since translation
+//! happens only on packets the node routes. Each copy is matched to the oldest such packet, so
+//! counts stay exact even when fingerprints collide. A copy whose ends differ from the first
+//! sighting teaches a *binding* (translated ends → original ends); later packets first seen
+//! with translated ends (the backend's reply, seen on the backend veth before the client veth)
+//! are counted under the original ends, so one connection stays one flow.
+//!
+//! Pure: the time comes in with each packet; memory is bounded by [`DedupLimits`]. It must not
+//! look at interfaces' names or classes: copies are told apart by what is on the wire.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+use super::key::{Protocol, SocketEnd};
+use crate::decode::{Fragment, Packet};
+use crate::time::Timestamp;
+
+/// How much the rule remembers, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupLimits {
+    /// Copies of one packet arrive within this long of each other on a node (microseconds in
+    /// practice; the margin covers a loaded host).
+    pub window: Duration,
+    /// Most packets remembered at once: 65,536 holds 50 ms at over a million packets/s.
+    pub max_recent: usize,
+    /// A translation binding not used for this long is forgotten.
+    pub binding_idle: Duration,
+    /// Most translation bindings remembered at once (each connection through a NAT needs one
+    /// per direction).
+    pub max_bindings: usize,
+}
+
+impl Default for DedupLimits {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_millis(50),
+            max_recent: 1 << 16,
+            binding_idle: Duration::from_secs(300),
+            max_bindings: 1 << 17,
+        }
+    }
+}
+
+/// Source and destination of one packet (or of the flow direction it is counted in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoints {
+    pub src: SocketEnd,
+    pub dst: SocketEnd,
+}
+
+impl Endpoints {
+    #[must_use]
+    pub fn reversed(self) -> Self {
+        Self { src: self.dst, dst: self.src }
+    }
+
+    /// How `seen` differs from `self`: which end a translation rewrote, and to what.
+    #[must_use]
+    pub fn translation_to(self, seen: Self) -> Translation {
+        match (self.src == seen.src, self.dst == seen.dst) {
+            (true, true) => Translation::None,
+            (true, false) => Translation::Destination(seen.dst),
+            (false, true) => Translation::Source(seen.src),
+            (false, false) => Translation::Both(seen),
+        }
+    }
+}
+
+/// What address translation did between the counted view of a packet and one copy of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Translation {
+    None,
+    /// DNAT: the copy shows this destination (a Service's backend pod) instead.
+    Destination(SocketEnd),
+    /// SNAT, masquerade, or the un-DNAT of a reply: the copy shows this source instead.
+    Source(SocketEnd),
+    Both(Endpoints),
+}
+
+/// What dedup needs to know about one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketFacts {
+    pub protocol: Protocol,
+    pub ends: Endpoints,
+    pub ip_id: u32,
+    pub ip_len: u32,
+    /// TCP sequence, acknowledgement and flags; `None` for other protocols.
+    pub tcp: Option<(u32, u32, u8)>,
+    pub later_fragment: bool,
+    /// IPv4 TTL or IPv6 hop limit; `None` when the decoder does not report it (then the TTL
+    /// check is skipped and only fingerprints and ends decide).
+    pub ttl: Option<u8>,
+}
+
+impl PacketFacts {
+    /// The facts of a decoded packet, with its TTL (or hop limit) where known.
+    #[must_use]
+    pub fn of(packet: &Packet<'_>, ttl: Option<u8>) -> Self {
+        Self {
+            protocol: packet.protocol,
+            ends: Endpoints {
+                src: SocketEnd { ip: packet.src, port: packet.src_port },
+                dst: SocketEnd { ip: packet.dst, port: packet.dst_port },
+            },
+            ip_id: packet.ip_id,
+            ip_len: packet.ip_len,
+            tcp: packet.tcp.map(|tcp| (tcp.seq, tcp.ack, tcp.flags)),
+            later_fragment: matches!(packet.fragment, Fragment::Later { .. }),
+            ttl,
+        }
+    }
+}
+
+/// The verdict on one sighting of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// Not seen before: count it, in the direction `count_as`. That is the packet's own ends,
+    /// unless a binding learned from earlier copies maps them back to the original ends (a
+    /// backend's reply counted as the Service's); then `seen_as` holds the packet's own ends.
+    First { count_as: Endpoints, seen_as: Option<Endpoints> },
+    /// A copy of a packet already counted on `first_interface`, in the direction `counted_as`:
+    /// do not count it again. `seen_as` is what this copy shows; `counted_as.translation_to(
+    /// seen_as)` says what translation did (a DNAT'd copy shows the backend as destination).
+    Copy { first_interface: u16, counted_as: Endpoints, seen_as: Endpoints },
+}
+
+/// What the rule has done, for the stats line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DedupCounts {
+    /// Sightings recognised as copies (not counted).
+    pub copies: u64,
+    /// Of those, copies whose ends a translation had rewritten.
+    pub translated_copies: u64,
+    /// First sightings counted under original ends through a binding.
+    pub rewritten: u64,
+    /// Packets forgotten before their window ended because `max_recent` was reached: a copy of
+    /// one of them would be counted twice.
+    pub recent_overflow: u64,
+    /// Bindings not learned because `max_bindings` was reached.
+    pub bindings_dropped: u64,
+}
+
+/// What translation leaves alone in a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Fingerprint {
+    protocol: Protocol,
+    ip_id: u32,
+    ip_len: u32,
+    tcp: Option<(u32, u32, u8)>,
+    later_fragment: bool,
+}
+
+/// Where one packet was seen: (interface, tag of the ends it showed there). A node has few
+/// interfaces on one path (veth, bridge, overlay, uplink, the peer veth), so a small inline set
+/// does. The ends matter because a bridge that routes between its own ports ("router on a
+/// stick") sees one packet twice: before and after DNAT.
+#[derive(Debug, Clone, Copy)]
+struct SeenOn {
+    sightings: [(u16, u32); 6],
+    len: u8,
+}
+
+impl SeenOn {
+    fn one(interface: u16, ends: Endpoints) -> Self {
+        Self { sightings: [(interface, ends_tag(ends)); 6], len: 1 }
+    }
+
+    fn contains(&self, interface: u16, ends: Endpoints) -> bool {
+        self.sightings[..usize::from(self.len)].contains(&(interface, ends_tag(ends)))
+    }
+
+    fn add(&mut self, interface: u16, ends: Endpoints) {
+        if usize::from(self.len) < self.sightings.len() {
+            self.sightings[usize::from(self.len)] = (interface, ends_tag(ends));
+            self.len += 1;
+        }
+    }
+}
+
+/// A short hash of a packet's ends: enough to tell a translated copy on one interface.
+fn ends_tag(ends: Endpoints) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    ends.hash(&mut hasher);
+    let hash = hasher.finish();
+    (hash ^ (hash >> 32)) as u32
+}
+
+const NO_ENTRY: u64 = u64::MAX;
+
+/// One packet remembered for the window.
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    fingerprint: Fingerprint,
+    ts: Timestamp,
+    ttl: Option<u8>,
+    seen_as: Endpoints,
+    counted_as: Endpoints,
+    first_interface: u16,
+    seen_on: SeenOn,
+    /// The sequence number of the next older packet with the same fingerprint.
+    older: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct BindingKey {
+    protocol: Protocol,
+    ends: Endpoints,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Binding {
+    original: Endpoints,
+    last_used: Timestamp,
+}
+
+/// How often (packet time) idle bindings are swept.
+const BINDING_SWEEP: Duration = Duration::from_secs(1);
+
+/// The counting-once rule. Feed it every decoded packet, in capture-time order as far as
+/// possible, before the flow table.
+#[derive(Debug)]
+pub struct Dedup {
+    limits: DedupLimits,
+    /// Remembered packets, oldest first; `first_seq` is the sequence number of the front.
+    recent: VecDeque<Recent>,
+    first_seq: u64,
+    /// Fingerprint → sequence number of the newest packet with it.
+    newest: FxHashMap<Fingerprint, u64>,
+    bindings: FxHashMap<BindingKey, Binding>,
+    latest: Timestamp,
+    next_binding_sweep: Timestamp,
+    counts: DedupCounts,
+}
+
+/// Whether a copy relates to a remembered view of its packet, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    Unrelated,
+    Identical,
+    Translated,
+}
+
+fn relation(a: Endpoints, b: Endpoints) -> Relation {
+    match (a.src == b.src, a.dst == b.dst) {
+        (true, true) => Relation::Identical,
+        (true, false) | (false, true) => Relation::Translated,
+        (false, false) => Relation::Unrelated,
+    }
+}
+
+impl Dedup {
+    #[must_use]
+    pub fn new(limits: DedupLimits) -> Self {
+        Self {
+            limits,
+            recent: VecDeque::new(),
+            first_seq: 0,
+            newest: FxHashMap::default(),
+            bindings: FxHashMap::default(),
+            latest: Timestamp::default(),
+            next_binding_sweep: Timestamp::default(),
+            counts: DedupCounts::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn counts(&self) -> DedupCounts {
+        self.counts
+    }
+
+    /// Translation bindings currently remembered.
+    #[must_use]
+    pub fn bindings(&self) -> usize {
+        self.bindings.len()
+    }
+
+    /// Judges one sighting of a packet on `interface` at `now`.
+    pub fn observe(&mut self, packet: &PacketFacts, interface: u16, now: Timestamp) -> Sighting {
+        self.forget_before(now);
+        let fingerprint = Fingerprint {
+            protocol: packet.protocol,
+            ip_id: packet.ip_id,
+            ip_len: packet.ip_len,
+            tcp: packet.tcp,
+            later_fragment: packet.later_fragment,
+        };
+        if let Some(seq) = self.matching_copy(&fingerprint, packet, interface, now) {
+            return self.note_copy(seq, packet, interface, now);
+        }
+        let key = BindingKey { protocol: packet.protocol, ends: packet.ends };
+        let (count_as, seen_as) = match self.bindings.get_mut(&key) {
+            Some(binding) => {
+                binding.last_used = binding.last_used.max(now);
+                self.counts.rewritten += 1;
+                (binding.original, Some(packet.ends))
+            }
+            None => (packet.ends, None),
+        };
+        self.remember(Recent {
+            fingerprint,
+            ts: now,
+            ttl: packet.ttl,
+            seen_as: packet.ends,
+            counted_as: count_as,
+            first_interface: interface,
+            seen_on: SeenOn::one(interface, packet.ends),
+            older: NO_ENTRY,
+        });
+        Sighting::First { count_as, seen_as }
+    }
+
+    /// The oldest remembered packet this one is a copy of, by sequence number.
+    fn matching_copy(
+        &self,
+        fingerprint: &Fingerprint,
+        packet: &PacketFacts,
+        interface: u16,
+        now: Timestamp,
+    ) -> Option<u64> {
+        let mut seq = *self.newest.get(fingerprint)?;
+        let mut found = None;
+        while seq != NO_ENTRY && seq >= self.first_seq {
+            let entry = &self.recent[usize::try_from(seq - self.first_seq).ok()?];
+            let near = now.since(entry.ts).max(entry.ts.since(now)) <= self.limits.window;
+            if near && !entry.seen_on.contains(interface, packet.ends) && is_copy(entry, packet) {
+                found = Some(seq);
+            }
+            seq = entry.older;
+        }
+        found
+    }
+
+    fn note_copy(
+        &mut self,
+        seq: u64,
+        packet: &PacketFacts,
+        interface: u16,
+        now: Timestamp,
+    ) -> Sighting {
+        let Some(entry) =
+            usize::try_from(seq - self.first_seq).ok().and_then(|index| self.recent.get_mut(index))
+        else {
+            return Sighting::First { count_as: packet.ends, seen_as: None };
+        };
+        entry.seen_on.add(interface, packet.ends);
+        let (first_interface, counted_as, seen_before) =
+            (entry.first_interface, entry.counted_as, entry.seen_as);
+        self.counts.copies += 1;
+        if packet.ends != counted_as {
+            self.counts.translated_copies += 1;
+        }
+        if packet.ends != counted_as && packet.ends != seen_before {
+            self.learn(packet.protocol, packet.ends, counted_as, now);
+        }
+        Sighting::Copy { first_interface, counted_as, seen_as: packet.ends }
+    }
+
+    /// Remembers that `translated` ends stand for `original` ones, in both directions.
+    fn learn(
+        &mut self,
+        protocol: Protocol,
+        translated: Endpoints,
+        original: Endpoints,
+        now: Timestamp,
+    ) {
+        if self.bindings.len() + 2 > self.limits.max_bindings {
+            self.sweep_bindings(now);
+            if self.bindings.len() + 2 > self.limits.max_bindings {
+                self.counts.bindings_dropped += 1;
+                return;
+            }
+        }
+        let binding = Binding { original, last_used: now };
+        self.bindings.insert(BindingKey { protocol, ends: translated }, binding);
+        let reply = Binding { original: original.reversed(), last_used: now };
+        self.bindings.insert(BindingKey { protocol, ends: translated.reversed() }, reply);
+    }
+
+    fn remember(&mut self, mut entry: Recent) {
+        if self.recent.len() >= self.limits.max_recent.max(1) {
+            self.pop_oldest();
+            self.counts.recent_overflow += 1;
+        }
+        let seq = self.first_seq + self.recent.len() as u64;
+        if let Some(older) = self.newest.insert(entry.fingerprint, seq) {
+            entry.older = older;
+        }
+        self.recent.push_back(entry);
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(oldest) = self.recent.pop_front() {
+            if self.newest.get(&oldest.fingerprint) == Some(&self.first_seq) {
+                self.newest.remove(&oldest.fingerprint);
+            }
+            self.first_seq += 1;
+        }
+    }
+
+    /// Forgets packets older than the window before the latest time seen, and idle bindings.
+    fn forget_before(&mut self, now: Timestamp) {
+        self.latest = self.latest.max(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|oldest| self.latest.since(oldest.ts) > self.limits.window)
+        {
+            self.pop_oldest();
+        }
+        if self.latest >= self.next_binding_sweep {
+            let latest = self.latest;
+            self.sweep_bindings(latest);
+            self.next_binding_sweep = latest.saturating_add(BINDING_SWEEP);
+        }
+    }
+
+    fn sweep_bindings(&mut self, now: Timestamp) {
+        let idle = self.limits.binding_idle;
+        self.bindings.retain(|_, binding| now.since(binding.last_used) < idle);
+    }
+}
+
+/// Whether `packet` can be a copy of the remembered one: one end unchanged (compared with what
+/// was seen and with what was counted), and a TTL that the path between them explains.
+fn is_copy(entry: &Recent, packet: &PacketFacts) -> bool {
+    let relation =
+        match (relation(entry.seen_as, packet.ends), relation(entry.counted_as, packet.ends)) {
+            (Relation::Identical, _) => Relation::Identical,
+            (Relation::Translated, _) | (_, Relation::Translated | Relation::Identical) => {
+                Relation::Translated
+            }
+            (Relation::Unrelated, Relation::Unrelated) => Relation::Unrelated,
+        };
+    match (relation, entry.ttl, packet.ttl) {
+        (Relation::Unrelated, ..) => false,
+        (Relation::Identical, Some(first), Some(copy)) => copy <= first,
+        // Translation happens only where the node routes, and routing lowers the TTL.
+        (Relation::Translated, Some(first), Some(copy)) => copy < first,
+        (_, _, _) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::TcpInfo;
+
+    const CLIENT_VETH: u16 = 0;
+    const BACKEND_VETH: u16 = 1;
+    const BRIDGE: u16 = 2;
+    const UPLINK: u16 = 3;
+
+    fn end(text: &str) -> SocketEnd {
+        let (ip, port) = text.rsplit_once(':').unwrap();
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        SocketEnd { ip: ip.parse().unwrap(), port: port.parse().unwrap() }
+    }
+
+    fn ends(src: &str, dst: &str) -> Endpoints {
+        Endpoints { src: end(src), dst: end(dst) }
+    }
+
+    fn tcp(src: &str, dst: &str, ip_id: u32, seq: u32, flags: u8, ttl: u8) -> PacketFacts {
+        PacketFacts {
+            protocol: Protocol::Tcp,
+            ends: ends(src, dst),
+            ip_id,
+            ip_len: 60,
+            tcp: Some((seq, 0, flags)),
+            later_fragment: false,
+            ttl: Some(ttl),
+        }
+    }
+
+    fn udp(src: &str, dst: &str, ip_id: u32, ip_len: u32, ttl: u8) -> PacketFacts {
+        PacketFacts {
+            protocol: Protocol::Udp,
+            ends: ends(src, dst),
+            ip_id,
+            ip_len,
+            tcp: None,
+            later_fragment: false,
+            ttl: Some(ttl),
+        }
+    }
+
+    fn at(micros: u64) -> Timestamp {
+        Timestamp(1_800_000_000_000_000_000 + micros * 1_000)
+    }
+
+    fn is_first(sighting: Sighting) -> bool {
+        matches!(sighting, Sighting::First { seen_as: None, .. })
+    }
+
+    const SYN: u8 = TcpInfo::SYN;
+    const SYN_ACK: u8 = TcpInfo::SYN | TcpInfo::ACK;
+
+    #[test]
+    fn pod_to_pod_on_one_bridge_counts_once_though_both_veths_see_it() {
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let packet = udp("10.244.7.11:40001", "10.244.7.12:9000", 4242, 128, 64);
+        assert!(is_first(dedup.observe(&packet, CLIENT_VETH, at(0))));
+        let copy = dedup.observe(&packet, BACKEND_VETH, at(30));
+        assert_eq!(
+            copy,
+            Sighting::Copy {
+                first_interface: CLIENT_VETH,
+                counted_as: packet.ends,
+                seen_as: packet.ends,
+            }
+        );
+        assert_eq!(dedup.counts().copies, 1);
+        assert_eq!(dedup.counts().translated_copies, 0);
+    }
+
+    #[test]
+    fn pod_to_external_counts_once_on_veth_bridge_and_uplink() {
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let on_veth = tcp("10.244.7.11:40002", "203.0.113.10:443", 7, 1000, SYN, 64);
+        assert!(is_first(dedup.observe(&on_veth, CLIENT_VETH, at(0))));
+        // The bridge sees identical bytes; the uplink one hop later, TTL one lower.
+        assert!(matches!(dedup.observe(&on_veth, BRIDGE, at(5)), Sighting::Copy { .. }));
+        let on_uplink = PacketFacts { ttl: Some(63), ..on_veth };
+        assert!(matches!(
+            dedup.observe(&on_uplink, UPLINK, at(9)),
+            Sighting::Copy { first_interface: CLIENT_VETH, .. }
+        ));
+        assert_eq!(dedup.counts().copies, 2);
+    }
+
+    #[test]
+    fn a_masqueraded_copy_on_the_uplink_is_a_copy_and_its_reply_counts_under_the_pod() {
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let pod_side = tcp("10.244.7.11:40003", "203.0.113.10:443", 8, 2000, SYN, 64);
+        dedup.observe(&pod_side, CLIENT_VETH, at(0));
+        let masqueraded = PacketFacts {
+            ends: ends("198.51.100.1:61000", "203.0.113.10:443"),
+            ttl: Some(63),
+            ..pod_side
+        };
+        let sighting = dedup.observe(&masqueraded, UPLINK, at(10));
+        let Sighting::Copy { counted_as, seen_as, .. } = sighting else { panic!("{sighting:?}") };
+        assert_eq!(
+            counted_as.translation_to(seen_as),
+            Translation::Source(end("198.51.100.1:61000"))
+        );
+        // The reply reaches the uplink first, addressed to the node: counted under the pod.
+        let reply = tcp("203.0.113.10:443", "198.51.100.1:61000", 0, 9000, SYN_ACK, 50);
+        assert_eq!(
+            dedup.observe(&reply, UPLINK, at(900)),
+            Sighting::First {
+                count_as: ends("203.0.113.10:443", "10.244.7.11:40003"),
+                seen_as: Some(reply.ends),
+            }
+        );
+        // After un-masquerading, the bridge and the veth see it addressed to the pod.
+        let to_pod = PacketFacts {
+            ends: ends("203.0.113.10:443", "10.244.7.11:40003"),
+            ttl: Some(49),
+            ..reply
+        };
+        assert!(matches!(
+            dedup.observe(&to_pod, BRIDGE, at(905)),
+            Sighting::Copy { first_interface: UPLINK, .. }
+        ));
+        assert!(matches!(
+            dedup.observe(&to_pod, CLIENT_VETH, at(906)),
+            Sighting::Copy { first_interface: UPLINK, .. }
+        ));
+        assert_eq!(dedup.counts().copies, 3);
+        assert_eq!(dedup.counts().rewritten, 1);
+    }
+
+    #[test]
+    fn a_dnated_copy_reports_the_backend_and_the_backend_reply_counts_under_the_service() {
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let to_service = tcp("10.244.7.11:40004", "10.96.7.10:80", 11, 3000, SYN, 64);
+        assert!(is_first(dedup.observe(&to_service, CLIENT_VETH, at(0))));
+        let to_backend = PacketFacts {
+            ends: ends("10.244.7.11:40004", "10.244.7.13:8080"),
+            ttl: Some(63),
+            ..to_service
+        };
+        let sighting = dedup.observe(&to_backend, BACKEND_VETH, at(20));
+        let Sighting::Copy { first_interface, counted_as, seen_as } = sighting else {
+            panic!("{sighting:?}")
+        };
+        assert_eq!(first_interface, CLIENT_VETH);
+        assert_eq!(counted_as, to_service.ends);
+        assert_eq!(
+            counted_as.translation_to(seen_as),
+            Translation::Destination(end("10.244.7.13:8080"))
+        );
+        // The backend answers; its veth sees the reply first, from the backend address.
+        let reply = tcp("10.244.7.13:8080", "10.244.7.11:40004", 0, 5000, SYN_ACK, 64);
+        assert_eq!(
+            dedup.observe(&reply, BACKEND_VETH, at(100)),
+            Sighting::First {
+                count_as: ends("10.96.7.10:80", "10.244.7.11:40004"),
+                seen_as: Some(reply.ends),
+            }
+        );
+        let unnated = PacketFacts {
+            ends: ends("10.96.7.10:80", "10.244.7.11:40004"),
+            ttl: Some(63),
+            ..reply
+        };
+        assert!(matches!(
+            dedup.observe(&unnated, CLIENT_VETH, at(120)),
+            Sighting::Copy { first_interface: BACKEND_VETH, .. }
+        ));
+        assert_eq!(dedup.counts().copies, 2);
+        assert_eq!(dedup.bindings(), 2);
+    }
+
+    #[test]
+    fn a_bridge_that_routes_between_its_ports_sees_the_service_packet_twice_and_counts_it_once() {
+        // Pod to ClusterIP on one bridge: the bridge device sees the packet arrive for the
+        // service and leave, DNAT'd, for the backend; the veths see one each.
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let to_service = tcp("10.244.7.11:40011", "10.96.7.10:80", 21, 4000, SYN, 64);
+        let to_backend = PacketFacts {
+            ends: ends("10.244.7.11:40011", "10.244.7.13:8080"),
+            ttl: Some(63),
+            ..to_service
+        };
+        assert!(is_first(dedup.observe(&to_service, CLIENT_VETH, at(0))));
+        assert!(matches!(dedup.observe(&to_service, BRIDGE, at(1)), Sighting::Copy { .. }));
+        assert!(matches!(dedup.observe(&to_backend, BRIDGE, at(2)), Sighting::Copy { .. }));
+        assert!(matches!(dedup.observe(&to_backend, BACKEND_VETH, at(3)), Sighting::Copy { .. }));
+        assert_eq!(dedup.counts().copies, 3);
+    }
+
+    #[test]
+    fn a_retransmission_on_the_same_interface_counts_again() {
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let packet = tcp("10.244.7.11:40005", "10.244.7.12:80", 0, 77, SYN, 64);
+        assert!(is_first(dedup.observe(&packet, CLIENT_VETH, at(0))));
+        assert!(is_first(dedup.observe(&packet, CLIENT_VETH, at(10))));
+        // Each copy on the far veth pairs with one of the two.
+        assert!(matches!(dedup.observe(&packet, BACKEND_VETH, at(11)), Sighting::Copy { .. }));
+        assert!(matches!(dedup.observe(&packet, BACKEND_VETH, at(12)), Sighting::Copy { .. }));
+        assert!(is_first(dedup.observe(&packet, BACKEND_VETH, at(13))));
+    }
+
+    #[test]
+    fn a_packet_seen_again_after_the_window_counts_again() {
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let packet = udp("10.244.7.11:40006", "10.244.7.12:9000", 1, 100, 64);
+        dedup.observe(&packet, CLIENT_VETH, at(0));
+        assert!(is_first(dedup.observe(&packet, BACKEND_VETH, at(60_000))));
+    }
+
+    #[test]
+    fn another_pods_packet_with_the_same_fingerprint_is_not_taken_for_a_translated_copy() {
+        // IPv6 carries no IP id: two pods' same-sized DNS queries to one server look alike but
+        // for the source, and the second did not cross a router between the two sightings.
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let first = udp("[fd00::11]:40007", "[fd00::53]:53", 0, 80, 64);
+        let other = udp("[fd00::12]:40008", "[fd00::53]:53", 0, 80, 64);
+        assert!(is_first(dedup.observe(&first, CLIENT_VETH, at(0))));
+        assert!(is_first(dedup.observe(&other, BACKEND_VETH, at(5))));
+    }
+
+    #[test]
+    fn a_copy_with_a_higher_ttl_is_not_a_copy() {
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let packet = udp("10.244.7.11:40009", "10.244.7.12:9000", 5, 100, 63);
+        dedup.observe(&packet, CLIENT_VETH, at(0));
+        let higher = PacketFacts { ttl: Some(64), ..packet };
+        assert!(is_first(dedup.observe(&higher, BACKEND_VETH, at(1))));
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_a_flood_of_distinct_packets() {
+        let limits = DedupLimits { max_recent: 100, ..DedupLimits::default() };
+        let mut dedup = Dedup::new(limits);
+        for id in 0..1000 {
+            dedup.observe(&udp("10.244.7.11:1", "10.244.7.12:2", id, 100, 64), CLIENT_VETH, at(0));
+        }
+        assert_eq!(dedup.recent.len(), 100);
+        assert_eq!(dedup.newest.len(), 100);
+        assert_eq!(dedup.counts().recent_overflow, 900);
+        // The newest are still recognised.
+        let last = udp("10.244.7.11:1", "10.244.7.12:2", 999, 100, 64);
+        assert!(matches!(dedup.observe(&last, BACKEND_VETH, at(1)), Sighting::Copy { .. }));
+    }
+
+    #[test]
+    fn idle_bindings_are_forgotten() {
+        let limits = DedupLimits { binding_idle: Duration::from_secs(5), ..DedupLimits::default() };
+        let mut dedup = Dedup::new(limits);
+        let to_service = tcp("10.244.7.11:40010", "10.96.7.10:80", 12, 1, SYN, 64);
+        dedup.observe(&to_service, CLIENT_VETH, at(0));
+        let to_backend = PacketFacts {
+            ends: ends("10.244.7.11:40010", "10.244.7.13:8080"),
+            ttl: Some(63),
+            ..to_service
+        };
+        dedup.observe(&to_backend, BACKEND_VETH, at(1));
+        assert_eq!(dedup.bindings(), 2);
+        dedup.observe(&udp("10.0.0.1:1", "10.0.0.2:2", 1, 40, 64), 0, at(10_000_000));
+        assert_eq!(dedup.bindings(), 0);
+    }
+
+    #[test]
+    fn without_ttls_fingerprints_and_ends_still_decide() {
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let packet = PacketFacts { ttl: None, ..udp("10.244.7.11:1", "10.244.7.12:2", 3, 90, 0) };
+        dedup.observe(&packet, CLIENT_VETH, at(0));
+        assert!(matches!(dedup.observe(&packet, BACKEND_VETH, at(1)), Sighting::Copy { .. }));
+    }
+}
