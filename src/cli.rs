@@ -17,9 +17,35 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    /// Live capture on this host (when no command is given).
+    #[command(flatten)]
+    pub live: LiveArgs,
+
     /// Write logs to this file (the terminal belongs to the output). Level from RUST_LOG.
     #[arg(long, global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Capture on this interface (repeatable; globs like 'veth*'; 'any' for all). Default: the pod-facing interfaces.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interfaces: Vec<String>,
+
+    /// A BPF filter applied on every interface, e.g. 'not port 22'.
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
+
+    /// Kernel capture buffer per interface, e.g. 32MiB.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB")]
+    pub buffer_size: String,
+
+    /// Cluster snapshot for identities and verdicts (until the live cluster watch lands).
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub cluster: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub table: TableArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +54,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Replay a capture (pcap, pcapng, a netwatch recording) or flow records (JSON Lines).
     Replay(ReplayArgs),
+    /// What would be captured on this host, and why: every interface with its class.
+    Interfaces(InterfacesArgs),
     /// Record headless: packets into pcapng with the cluster view inside, flow records into JSON Lines.
     Record(RecordArgs),
     /// NetworkPolicy answers on a cluster snapshot: explain one connection, audit the cluster.
@@ -116,6 +144,17 @@ pub struct ReplayArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub table: TableArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InterfacesArgs {
+    /// Select as live capture would with these -i values.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    pub interfaces: Vec<String>,
+
+    /// Cluster snapshot: name the pod behind each veth.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub cluster: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -3,28 +3,42 @@
 
 use std::path::PathBuf;
 
+use crate::capture::interfaces::Selection;
+use crate::capture::live::LiveConfig;
 use crate::cli::{
-    Cli, Command, OutputArgs, OutputFormat, PolicyCommand, RecordArgs, ReportArg, TableArgs,
+    Cli, Command, LiveArgs, OutputArgs, OutputFormat, PolicyCommand, RecordArgs, ReportArg,
+    TableArgs,
 };
 use crate::flow::TableLimits;
 use crate::record::Format;
 use crate::record::pcapng::rotation::{Limits, RecordingPlan, Rotation, parse_size};
 use crate::record::pcapng::{DEFAULT_SNAPLEN, WriterOptions};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub command: Mode,
     pub log_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Mode {
-    /// Live capture on this host (arrives with the live-capture work).
-    Live,
+    /// Live capture on this host, in the interactive view.
+    Live(LiveRunConfig),
+    Interfaces {
+        selection: Selection,
+        cluster: ClusterSource,
+    },
     Replay(ReplayConfig),
     Record(RecordConfig),
     PolicyExplain(ExplainConfig),
     PolicyAudit(AuditConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveRunConfig {
+    pub capture: LiveConfig,
+    pub cluster: ClusterSource,
+    pub limits: TableLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +129,11 @@ impl TryFrom<Cli> for Config {
 
     fn try_from(cli: Cli) -> Result<Self, Self::Error> {
         let command = match cli.command {
-            None => Mode::Live,
+            None => Mode::Live(live_config(&cli.live)?),
+            Some(Command::Interfaces(args)) => Mode::Interfaces {
+                selection: Selection::from_names(&args.interfaces),
+                cluster: args.cluster.map_or(ClusterSource::None, ClusterSource::Snapshot),
+            },
             Some(Command::Demo(args)) => Mode::Replay(ReplayConfig {
                 input: Input::Demo,
                 cluster: ClusterSource::Demo,
@@ -156,6 +174,25 @@ impl TryFrom<Cli> for Config {
         };
         Ok(Self { command, log_file: cli.log_file })
     }
+}
+
+fn live_config(args: &LiveArgs) -> Result<LiveRunConfig, ConfigError> {
+    let buffer = parse_size(&args.buffer_size).map_err(|e| {
+        ConfigError(format!("--buffer-size '{}': {e}; e.g. '32MiB'", args.buffer_size))
+    })?;
+    let buffer_bytes = u32::try_from(buffer).ok().filter(|b| *b >= 1 << 20).ok_or_else(|| {
+        ConfigError(format!("--buffer-size '{}' must be between 1MiB and 4GiB", args.buffer_size))
+    })?;
+    Ok(LiveRunConfig {
+        capture: LiveConfig {
+            selection: Selection::from_names(&args.interfaces),
+            filter: args.filter.clone(),
+            buffer_bytes,
+            ..LiveConfig::default()
+        },
+        cluster: args.cluster.clone().map_or(ClusterSource::None, ClusterSource::Snapshot),
+        limits: limits(&args.table)?,
+    })
 }
 
 fn record_config(args: RecordArgs) -> Result<RecordConfig, ConfigError> {

@@ -122,6 +122,8 @@ pub struct Packet<'a> {
     pub ip_len: u32,
     pub tcp: Option<TcpInfo>,
     pub role: Role,
+    /// IPv4 TTL or IPv6 hop limit: a forwarded copy of a packet has a lower one.
+    pub ttl: u8,
     pub fragment: Fragment,
     /// IPv4 identification (0 for IPv6 unless fragmented): used to recognise copies of one
     /// packet seen on several interfaces.
@@ -270,7 +272,7 @@ fn decode_ipv4(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
     let protocol = Protocol::from_ip_number(ip.get_next_level_protocol().0);
     let src = IpAddr::V4(ip.get_source());
     let dst = IpAddr::V4(ip.get_destination());
-    finish(src, dst, protocol, total_len, fragment, id, payload)
+    finish(src, dst, protocol, ip.get_ttl(), total_len, fragment, id, payload)
 }
 
 /// IPv6 extension headers that netwatch walks over to reach the transport header.
@@ -328,13 +330,24 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
         Fragment::First { id } | Fragment::Later { id } => id,
         Fragment::None => 0,
     };
-    finish(src, dst, Protocol::from_ip_number(next), total_len, fragment, id, rest)
+    finish(
+        src,
+        dst,
+        Protocol::from_ip_number(next),
+        ip.get_hop_limit(),
+        total_len,
+        fragment,
+        id,
+        rest,
+    )
 }
 
+#[allow(clippy::too_many_arguments)] // the fields of one IP header, named at both call sites
 fn finish<'a>(
     src: IpAddr,
     dst: IpAddr,
     protocol: Protocol,
+    ttl: u8,
     ip_len: usize,
     fragment: Fragment,
     ip_id: u32,
@@ -349,6 +362,7 @@ fn finish<'a>(
         ip_len: u32::try_from(ip_len).unwrap_or(u32::MAX),
         tcp: None,
         role: Role::Unknown,
+        ttl,
         fragment,
         ip_id,
         payload: &[],

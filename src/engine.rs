@@ -11,8 +11,11 @@ use rustc_hash::FxHashMap;
 use crate::capture::{DecodedFrame, Frame};
 use crate::cluster::{ClusterEvent, ClusterView, IpOwner};
 use crate::decode::{self, AppData, SkipReason};
+use crate::flow::dedup::{Dedup, DedupLimits, Endpoints, PacketFacts, Sighting, Translation};
 use crate::flow::table::EndReason;
-use crate::flow::{Flow, FlowTable, LearnedName, Protocol, TableLimits, TcpState};
+use crate::flow::{
+    Flow, FlowKey, FlowTable, LearnedName, Protocol, SocketEnd, TableLimits, TcpState,
+};
 use crate::identity::{self, EndpointKind, Identity};
 use crate::names::NameBook;
 use crate::policy::{Connection, Decision, PolicySet, Verdict};
@@ -38,6 +41,8 @@ pub struct Engine {
     dns_malformed: u64,
     cluster_skipped: std::collections::BTreeMap<String, u64>,
     input_ended: bool,
+    /// The count-once rule, for sources that see a packet on several interfaces.
+    dedup: Option<Dedup>,
 }
 
 impl Engine {
@@ -60,7 +65,14 @@ impl Engine {
             dns_malformed: 0,
             cluster_skipped: std::collections::BTreeMap::new(),
             input_ended: false,
+            dedup: None,
         }
+    }
+
+    /// Counts each packet once across interfaces (live capture on veths, bridge and uplink):
+    /// copies are recognised, not counted, and a DNAT'd copy names the Service's backend.
+    pub fn count_once_across_interfaces(&mut self) {
+        self.dedup = Some(Dedup::new(DedupLimits::default()));
     }
 
     /// Names the capture interfaces, by the index frames carry.
@@ -118,7 +130,31 @@ impl Engine {
                 return;
             }
         };
-        let packet = &summary.packet;
+        let mut packet = summary.packet;
+        let mut backend = None;
+        if let Some(dedup) = self.dedup.as_mut() {
+            match dedup.observe(&PacketFacts::of(&packet, Some(packet.ttl)), interface, ts) {
+                Sighting::First { count_as, seen_as } => {
+                    // A reply from a backend is counted under the Service address the client used.
+                    (packet.src, packet.src_port) = (count_as.src.ip, count_as.src.port);
+                    (packet.dst, packet.dst_port) = (count_as.dst.ip, count_as.dst.port);
+                    backend = seen_as.and_then(|seen| backend_of(count_as, seen));
+                }
+                Sighting::Copy { counted_as, seen_as, .. } => {
+                    let key = FlowKey::canonical(packet.protocol, counted_as.src, counted_as.dst).0;
+                    if let Some(flow) = self.table.get_mut(&key) {
+                        if !flow.interfaces.contains(&interface) {
+                            flow.interfaces.push(interface);
+                        }
+                        if flow.backend.is_none() {
+                            flow.backend = backend_of(counted_as, seen_as);
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        let packet = &packet;
         match &summary.app {
             AppData::Dns(resolutions) => {
                 self.dns_responses += 1;
@@ -134,6 +170,9 @@ impl Engine {
             return;
         };
         self.decoded += 1;
+        if flow.backend.is_none() {
+            flow.backend = backend;
+        }
         let just_closed = matches!(flow.tcp, Some(TcpState::Closed | TcpState::Reset))
             && flow.closed_verdict.is_none();
         let key = flow.key;
@@ -257,6 +296,7 @@ impl Engine {
             skipped,
             dns_responses: self.dns_responses,
             dns_malformed: self.dns_malformed,
+            copies_across_interfaces: self.dedup.as_ref().map_or(0, |d| d.counts().copies),
             flows_total: self.table.flows_started(),
             flows_active: self.table.len() as u64,
             flows_expired: self.table.expired_total,
@@ -306,6 +346,13 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
     dst.sni = flow.sni.as_deref().map(str::to_owned);
     dst.http_host = flow.http_host.as_deref().map(str::to_owned);
     let rates = flow.rates.rates(now.whole_secs());
+    let backend = flow.backend.map(|end| {
+        endpoint_record(
+            end.ip,
+            port(end.port),
+            identity::resolve(ctx.view, end.ip, end.port, protocol),
+        )
+    });
     FlowRecord {
         first_seen: flow.first_seen,
         last_seen: flow.last_seen,
@@ -313,6 +360,7 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
         src,
         dst,
         service,
+        backend,
         packets: TxRx { tx: flow.tx.packets, rx: flow.rx.packets },
         bytes: TxRx { tx: flow.tx.bytes, rx: flow.rx.bytes },
         tcp: flow.tcp_state_at(now, ctx.input_ended),
@@ -332,6 +380,17 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
         direct_ip,
         flow_id: flow.id,
         rates: (rates.tx_bytes_per_sec, rates.rx_bytes_per_sec),
+    }
+}
+
+/// The post-DNAT end of a packet counted as `counted` but seen as `seen`: the backend that a
+/// Service address was translated to (either direction of the conversation).
+fn backend_of(counted: Endpoints, seen: Endpoints) -> Option<SocketEnd> {
+    match counted.translation_to(seen) {
+        Translation::Destination(end) => Some(end),
+        Translation::Source(end) => Some(end),
+        Translation::Both(ends) => Some(ends.dst),
+        Translation::None => None,
     }
 }
 

@@ -96,6 +96,9 @@ pub struct Flow {
     pub sni: Option<Box<str>>,
     /// HTTP Host from the initiator's first payload.
     pub http_host: Option<Box<str>>,
+    /// Where a Service address was translated to (DNAT), as a copy of the flow's packets on a
+    /// backend's interface showed it.
+    pub backend: Option<SocketEnd>,
     /// The responder's name as DNS told the initiator, fixed when the flow began.
     pub responder_name: Option<LearnedName>,
     /// Whether the initiator's first payload was already inspected.

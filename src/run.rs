@@ -12,10 +12,11 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 
+use crate::capture::{self, interfaces::Selection};
 use crate::capture::{CaptureError, DecodedFrame, FRAME_BATCH, FileSource, Next, PacketSource};
 use crate::cluster::snapshot;
 use crate::cluster::{ClusterEvent, Object, ResourceKind};
-use crate::config::{ClusterSource, Config, Input, Mode, ReplayConfig, View};
+use crate::config::{ClusterSource, Config, Input, LiveRunConfig, Mode, ReplayConfig, View};
 use crate::demo;
 use crate::engine::{Engine, SWEEP_INTERVAL};
 use crate::record::RecordWriter;
@@ -54,15 +55,43 @@ impl From<CaptureError> for RunError {
 /// Runs a validated configuration to completion.
 pub fn run(config: Config) -> Result<(), RunError> {
     match config.command {
-        Mode::Live => Err(RunError::BadInput(
-            "live capture is not part of this build yet; run 'netwatch demo' or 'netwatch replay FILE'"
-                .into(),
-        )),
+        Mode::Live(live) => run_live(&live),
+        Mode::Interfaces { selection, cluster } => print_interfaces(&selection, &cluster),
         Mode::Replay(replay) => run_replay(&replay),
         Mode::Record(config) => record::run(&config),
         Mode::PolicyExplain(explain) => policy::explain(&explain),
         Mode::PolicyAudit(audit) => policy::audit(&audit),
     }
+}
+
+/// Live capture on this host into the interactive view.
+fn run_live(config: &LiveRunConfig) -> Result<(), RunError> {
+    let mut engine = Engine::new(config.limits);
+    load_cluster(&mut engine, &config.cluster)?;
+    engine.count_once_across_interfaces();
+    let cluster_label = match &config.cluster {
+        ClusterSource::Snapshot(path) => format!("snapshot {}", path.display()),
+        _ => "none (identities need --cluster until the live watch lands)".to_owned(),
+    };
+    interactive::run_live(engine, config.capture.clone(), &cluster_label)
+}
+
+/// `netwatch interfaces`: every interface, its class, whether it is captured and why, and with a
+/// cluster snapshot the pod behind each veth (matched by routed address or peer index).
+fn print_interfaces(selection: &Selection, cluster: &ClusterSource) -> Result<(), RunError> {
+    let interfaces = capture::interfaces::list(selection)
+        .map_err(|e| RunError::Runtime(format!("cannot list network interfaces: {e}")))?;
+    let view = load_view(cluster)?;
+    let table = capture::interfaces::render_table(&interfaces, |info| {
+        info.routed_addresses.iter().find_map(|ip| {
+            view.owners(*ip).iter().find_map(|owner| match owner {
+                crate::cluster::IpOwner::Pod(key) => Some(key.to_string()),
+                _ => None,
+            })
+        })
+    });
+    print!("{table}");
+    Ok(())
 }
 
 /// A replay input, recognised by its first bytes.
@@ -159,6 +188,7 @@ fn replay_source<S: PacketSource + Send + 'static>(
                 source_label: source.interfaces().join(","),
                 cluster_label,
                 gate,
+                live: false,
             };
             return interactive::run(engine, source, &session);
         }
@@ -308,6 +338,12 @@ pub(crate) enum ReaderItem {
     Frames(Vec<DecodedFrame>),
     /// Cluster changes recorded before the next frame.
     Cluster(Vec<ClusterEvent>),
+    /// Live: the capture interfaces' names by index, after one attached.
+    Interfaces(Vec<String>),
+    /// Live: packets the kernel dropped so far, over all interfaces.
+    Drops(u64),
+    /// Live: something the user should know (an interface that failed, …).
+    Warning(String),
 }
 
 /// Replays a source through the engine on packet time, handing each ended flow's record to
@@ -335,6 +371,7 @@ pub fn replay<S: PacketSource + Send + 'static>(
                 }
                 continue;
             }
+            ReaderItem::Interfaces(_) | ReaderItem::Drops(_) | ReaderItem::Warning(_) => continue,
         };
         for DecodedFrame { ts, interface, decoded } in batch {
             if next_sweep.is_none_or(|at| ts >= at) {

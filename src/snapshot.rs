@@ -63,6 +63,9 @@ pub struct FlowRecord {
     pub dst: EndpointRecord,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The backend a Service address was translated to, when a copy on its interface showed it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub backend: Option<EndpointRecord>,
     pub packets: TxRx,
     pub bytes: TxRx,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,6 +99,8 @@ pub struct Stats {
     /// DNS responses read, and payloads on port 53 that were not DNS.
     pub dns_responses: u64,
     pub dns_malformed: u64,
+    /// Copies of packets already counted on another interface (live capture), not counted again.
+    pub copies_across_interfaces: u64,
     /// Flows started, in the table now, expired, evicted under the cap.
     pub flows_total: u64,
     pub flows_active: u64,
@@ -129,6 +134,12 @@ impl Stats {
             "; {} flows, {} evicted; {} DNS answers",
             self.flows_total, self.flows_evicted, self.dns_responses
         ));
+        if self.copies_across_interfaces > 0 {
+            line.push_str(&format!(
+                "; {} copies seen on a second interface, counted once",
+                self.copies_across_interfaces
+            ));
+        }
         if self.dns_malformed > 0 {
             line.push_str(&format!(", {} malformed DNS", self.dns_malformed));
         }

@@ -309,7 +309,13 @@ impl Reader {
                 let nanos = u64::try_from(packet.header.ts.tv_usec).unwrap_or(0);
                 let ts = Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
                 let interface = if self.any { any_interface(packet.data) } else { self.index };
-                let frame = Frame { ts, interface, linktype: self.linktype, data: packet.data };
+                let frame = Frame {
+                    ts,
+                    interface,
+                    linktype: self.linktype,
+                    data: packet.data,
+                    wire_len: packet.header.len,
+                };
                 batch.push(DecodedFrame::from_frame(&frame));
                 if batch.len() >= BATCH_FRAMES {
                     let frames = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_FRAMES));

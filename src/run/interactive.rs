@@ -12,6 +12,7 @@ use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event};
 use tokio::sync::mpsc;
 
 use super::{ClusterGate, ReaderItem, RunError, read_source};
+use crate::capture::live::{CaptureEvent, LiveCapture, LiveConfig};
 use crate::capture::{DecodedFrame, PacketSource};
 use crate::cluster::ClusterEvent;
 use crate::engine::{Engine, SWEEP_INTERVAL};
@@ -67,12 +68,85 @@ pub struct Session {
     pub cluster_label: String,
     /// Which recorded cluster changes to apply as the replay reaches them.
     pub gate: ClusterGate,
+    /// Live capture: no replay clock; time moves with the wall clock.
+    pub live: bool,
 }
 
 /// Runs the TUI over a replayed file until the user quits.
 pub fn run<S: PacketSource + Send + 'static>(
     engine: Engine,
     source: S,
+    session: &Session,
+) -> Result<(), RunError> {
+    let (item_sender, items) = mpsc::channel::<ReaderItem>(16);
+    let reader = std::thread::Builder::new()
+        .name("netwatch-read".into())
+        .spawn(move || {
+            read_source(source, |item| item_sender.blocking_send(item).is_ok());
+        })
+        .map_err(|e| RunError::Runtime(format!("cannot start the capture reader: {e}")))?;
+    let result = in_terminal(engine, items, session);
+    if reader.join().is_err() {
+        return Err(RunError::Runtime("the capture reader thread panicked".into()));
+    }
+    result
+}
+
+/// Runs the TUI on live capture until the user quits. Capture threads report through a bridge
+/// thread that turns their events into the loop's items.
+pub fn run_live(engine: Engine, config: LiveConfig, cluster_label: &str) -> Result<(), RunError> {
+    let (event_sender, events) = std::sync::mpsc::sync_channel::<CaptureEvent>(64);
+    let capture = LiveCapture::start(config, event_sender).map_err(|e| match e.exit_code() {
+        2 => RunError::BadInput(e.to_string()),
+        _ => RunError::Runtime(e.to_string()),
+    })?;
+    let (item_sender, items) = mpsc::channel::<ReaderItem>(64);
+    let bridge = std::thread::Builder::new()
+        .name("netwatch-live".into())
+        .spawn(move || bridge_live(&events, &item_sender))
+        .map_err(|e| RunError::Runtime(format!("cannot start the capture bridge: {e}")))?;
+    let session = Session {
+        source_label: "live".to_owned(),
+        cluster_label: cluster_label.to_owned(),
+        gate: ClusterGate { recorded: false, pinned_policies: false },
+        live: true,
+    };
+    let result = in_terminal(engine, items, &session);
+    capture.stop();
+    let _ = bridge.join();
+    result
+}
+
+/// Capture events become loop items: frames as they are, interface changes as the full name
+/// list (a name keeps its index for good: frames may follow a detach), stats as total drops.
+fn bridge_live(events: &std::sync::mpsc::Receiver<CaptureEvent>, items: &mpsc::Sender<ReaderItem>) {
+    let mut names: Vec<String> = Vec::new();
+    for event in events {
+        let item = match event {
+            CaptureEvent::Frames(frames) => ReaderItem::Frames(frames),
+            CaptureEvent::Attached { index, interface } => {
+                let index = usize::from(index);
+                if names.len() <= index {
+                    names.resize(index + 1, String::new());
+                }
+                names[index] = interface.name;
+                ReaderItem::Interfaces(names.clone())
+            }
+            CaptureEvent::Detached { .. } => continue,
+            CaptureEvent::Stats(stats) => {
+                ReaderItem::Drops(stats.iter().map(|s| s.dropped + s.if_dropped).sum())
+            }
+            CaptureEvent::Warning(warning) => ReaderItem::Warning(warning),
+        };
+        if items.blocking_send(item).is_err() {
+            return;
+        }
+    }
+}
+
+fn in_terminal(
+    engine: Engine,
+    items: mpsc::Receiver<ReaderItem>,
     session: &Session,
 ) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -87,31 +161,26 @@ pub fn run<S: PacketSource + Send + 'static>(
         previous_hook(info);
     }));
     let _ = crossterm::execute!(io::stdout(), EnableMouseCapture);
-    let result = runtime.block_on(event_loop(&mut terminal, engine, source, session, theme));
+    let result = runtime.block_on(event_loop(&mut terminal, engine, items, session, theme));
     let _ = crossterm::execute!(io::stdout(), DisableMouseCapture);
     ratatui::restore();
     result
 }
 
-async fn event_loop<S: PacketSource + Send + 'static>(
+async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     mut engine: Engine,
-    source: S,
+    mut items: mpsc::Receiver<ReaderItem>,
     session: &Session,
     theme: Theme,
 ) -> Result<(), RunError> {
-    let (item_sender, mut items) = mpsc::channel::<ReaderItem>(16);
-    let reader = std::thread::Builder::new()
-        .name("netwatch-read".into())
-        .spawn(move || {
-            read_source(source, |item| item_sender.blocking_send(item).is_ok());
-        })
-        .map_err(|e| RunError::Runtime(format!("cannot start the capture reader: {e}")))?;
     let (input_sender, mut inputs) = mpsc::unbounded_channel::<Input>();
     spawn_terminal_reader(input_sender.clone());
     spawn_signal_watch(input_sender);
 
-    let mut app = App::new(true);
+    let mut app = App::new(!session.live);
+    let mut interfaces: Vec<String> = Vec::new();
+    let mut drops = 0u64;
     let mut clock = ReplayClock {
         anchor_wall: Instant::now(),
         anchor_packet: None,
@@ -146,7 +215,9 @@ async fn event_loop<S: PacketSource + Send + 'static>(
                         _ => {}
                     }
                     app.update(action);
-                    clock.speed = app.speed;
+                    if !session.live {
+                        clock.speed = app.speed;
+                    }
                     clock.paused = app.paused;
                     if app.quit {
                         break;
@@ -169,6 +240,12 @@ async fn event_loop<S: PacketSource + Send + 'static>(
                     pending.extend(batch.into_iter().map(Pending::Frame))
                 }
                 Ok(ReaderItem::Cluster(events)) => pending.push_back(Pending::Cluster(events)),
+                Ok(ReaderItem::Interfaces(names)) => {
+                    engine.set_interfaces(names.clone());
+                    interfaces = names;
+                }
+                Ok(ReaderItem::Drops(total)) => drops = total,
+                Ok(ReaderItem::Warning(warning)) => app.status = Some(warning),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     input_done = true;
@@ -183,7 +260,12 @@ async fn event_loop<S: PacketSource + Send + 'static>(
             clock.anchor_packet = Some(first);
             clock.anchor_wall = wall;
         }
-        let target = step_to.take().or_else(|| clock.now(wall)).unwrap_or_default();
+        // Live frames are due as soon as they arrive; a replay's when its clock reaches them.
+        let target = if session.live {
+            Timestamp(u64::MAX)
+        } else {
+            step_to.take().or_else(|| clock.now(wall)).unwrap_or_default()
+        };
         let mut ingested = 0usize;
         while let Some(next) = pending.front() {
             if next.ts().is_some_and(|ts| ts > target) || ingested >= MAX_FRAMES_PER_TICK {
@@ -210,6 +292,15 @@ async fn event_loop<S: PacketSource + Send + 'static>(
             engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
             ingested += 1;
         }
+        if session.live {
+            // Idle flows end on the wall clock even when no packet arrives.
+            let now = Timestamp::from_system_time(std::time::SystemTime::now());
+            let _ = engine.advance(now, |record| {
+                ended.push(record.clone());
+                Ok::<(), ()>(())
+            });
+            reached = reached.max(now);
+        }
         if app.paused {
             clock.reanchor(wall, reached);
         }
@@ -230,22 +321,29 @@ async fn event_loop<S: PacketSource + Send + 'static>(
             ended: std::mem::take(&mut ended),
             stats: engine.stats(),
             source: Source {
-                host: "replay".to_owned(),
-                captures: vec![session.source_label.clone()],
+                host: if session.live { host_name() } else { "replay".to_owned() },
+                captures: if session.live {
+                    vec![format!(
+                        "{} interfaces",
+                        interfaces.iter().filter(|n| !n.is_empty()).count()
+                    )]
+                } else {
+                    vec![session.source_label.clone()]
+                },
                 cluster: session.cluster_label.clone(),
                 recording: None,
-                replay: Some(ReplayPosition { at: reached, speed: clock.speed, finished }),
-                drops: 0,
+                replay: (!session.live).then_some(ReplayPosition {
+                    at: reached,
+                    speed: clock.speed,
+                    finished,
+                }),
+                drops,
             },
             cluster: facts.clone(),
             packets_per_sec,
         };
         app.apply_feed(feed);
         draw(terminal, &app, theme)?;
-    }
-    drop(items);
-    if reader.join().is_err() {
-        return Err(RunError::Runtime("the capture reader thread panicked".into()));
     }
     Ok(())
 }
@@ -255,6 +353,14 @@ fn draw(terminal: &mut ratatui::DefaultTerminal, app: &App, theme: Theme) -> Res
         .draw(|frame| views::render(app, theme, frame))
         .map(|_| ())
         .map_err(|e| RunError::Runtime(format!("cannot draw on the terminal: {e}")))
+}
+
+/// This host's name, for the header.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "this host".to_owned())
 }
 
 /// A frame, or recorded cluster changes, waiting for the replay clock.
