@@ -7,6 +7,7 @@
 pub mod event;
 pub mod snapshot;
 pub mod trim;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt;
