@@ -5,6 +5,7 @@
 //! that the caller has read.
 
 pub mod event;
+pub mod export;
 pub mod snapshot;
 pub mod trim;
 pub mod watch;

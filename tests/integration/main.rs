@@ -6,6 +6,7 @@
 mod boundary;
 mod cli;
 mod decode_frames;
+mod deploy_assets;
 mod kube_watch;
 mod policy_cli;
 mod record_cli;
