@@ -5,8 +5,10 @@
 //! that the caller has read.
 
 pub mod event;
+pub mod export;
 pub mod snapshot;
 pub mod trim;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -6,6 +6,8 @@
 mod boundary;
 mod cli;
 mod decode_frames;
+mod deploy_assets;
+mod kube_watch;
 mod live_capture;
 mod policy_cli;
 mod record_cli;
