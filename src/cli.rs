@@ -40,12 +40,39 @@ pub struct LiveArgs {
     #[arg(long, value_name = "SIZE", default_value = "32MiB")]
     pub buffer_size: String,
 
-    /// Cluster snapshot for identities and verdicts (until the live cluster watch lands).
-    #[arg(long, value_name = "SNAPSHOT")]
+    /// Cluster snapshot for identities and verdicts, instead of watching the cluster.
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "no_kube")]
     pub cluster: Option<PathBuf>,
 
     #[command(flatten)]
+    pub kube: KubeArgs,
+
+    /// Run without the cluster: no identities, no verdicts.
+    #[arg(long)]
+    pub no_kube: bool,
+
+    /// Show this namespace's flows (kubectl's -n); the filter can be changed with '/'.
+    #[arg(short = 'n', long = "namespace", value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// All namespaces (kubectl's -A): the default.
+    #[arg(short = 'A', long = "all-namespaces", conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+
+    #[command(flatten)]
     pub table: TableArgs,
+}
+
+/// How to reach the cluster, as kubectl takes it.
+#[derive(Debug, Args)]
+pub struct KubeArgs {
+    /// Kubeconfig file (else KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +81,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Replay a capture (pcap, pcapng, a netwatch recording) or flow records (JSON Lines).
     Replay(ReplayArgs),
+    /// Write the cluster view (from the API) as a snapshot that --cluster reads back.
+    Snapshot(SnapshotArgs),
     /// What would be captured on this host, and why: every interface with its class.
     Interfaces(InterfacesArgs),
     /// Record headless: packets into pcapng with the cluster view inside, flow records into JSON Lines.
@@ -144,6 +173,20 @@ pub struct ReplayArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub table: TableArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The YAML file to write ('-' for stdout).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
+
+    /// Give up if the cluster has not been listed within this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

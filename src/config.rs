@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use crate::capture::interfaces::Selection;
 use crate::capture::live::LiveConfig;
 use crate::cli::{
-    Cli, Command, LiveArgs, OutputArgs, OutputFormat, PolicyCommand, RecordArgs, ReportArg,
-    TableArgs,
+    Cli, Command, KubeArgs, LiveArgs, OutputArgs, OutputFormat, PolicyCommand, RecordArgs,
+    ReportArg, TableArgs,
 };
+use crate::cluster::watch::KubeSettings;
 use crate::flow::TableLimits;
 use crate::record::Format;
 use crate::record::pcapng::rotation::{Limits, RecordingPlan, Rotation, parse_size};
@@ -28,6 +29,11 @@ pub enum Mode {
         selection: Selection,
         cluster: ClusterSource,
     },
+    Snapshot {
+        output: PathBuf,
+        kube: KubeSettings,
+        timeout: std::time::Duration,
+    },
     Replay(ReplayConfig),
     Record(RecordConfig),
     PolicyExplain(ExplainConfig),
@@ -38,6 +44,10 @@ pub enum Mode {
 pub struct LiveRunConfig {
     pub capture: LiveConfig,
     pub cluster: ClusterSource,
+    /// Watch the cluster through its API (unless a snapshot is given or --no-kube).
+    pub kube: Option<KubeSettings>,
+    /// The namespace to show at first (`-n`).
+    pub namespace: Option<String>,
     pub limits: TableLimits,
 }
 
@@ -130,6 +140,11 @@ impl TryFrom<Cli> for Config {
     fn try_from(cli: Cli) -> Result<Self, Self::Error> {
         let command = match cli.command {
             None => Mode::Live(live_config(&cli.live)?),
+            Some(Command::Snapshot(args)) => Mode::Snapshot {
+                output: args.output,
+                kube: kube_settings(&args.kube),
+                timeout: args.timeout,
+            },
             Some(Command::Interfaces(args)) => Mode::Interfaces {
                 selection: Selection::from_names(&args.interfaces),
                 cluster: args.cluster.map_or(ClusterSource::None, ClusterSource::Snapshot),
@@ -191,8 +206,14 @@ fn live_config(args: &LiveArgs) -> Result<LiveRunConfig, ConfigError> {
             ..LiveConfig::default()
         },
         cluster: args.cluster.clone().map_or(ClusterSource::None, ClusterSource::Snapshot),
+        kube: (args.cluster.is_none() && !args.no_kube).then(|| kube_settings(&args.kube)),
+        namespace: args.namespace.clone(),
         limits: limits(&args.table)?,
     })
+}
+
+fn kube_settings(args: &KubeArgs) -> KubeSettings {
+    KubeSettings { kubeconfig: args.kubeconfig.clone(), context: args.context.clone() }
 }
 
 fn record_config(args: RecordArgs) -> Result<RecordConfig, ConfigError> {

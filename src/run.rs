@@ -15,6 +15,7 @@ use std::thread;
 use crate::capture::{self, interfaces::Selection};
 use crate::capture::{CaptureError, DecodedFrame, FRAME_BATCH, FileSource, Next, PacketSource};
 use crate::cluster::snapshot;
+use crate::cluster::watch::{self, KubeSettings};
 use crate::cluster::{ClusterEvent, Object, ResourceKind};
 use crate::config::{ClusterSource, Config, Input, LiveRunConfig, Mode, ReplayConfig, View};
 use crate::demo;
@@ -57,6 +58,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     match config.command {
         Mode::Live(live) => run_live(&live),
         Mode::Interfaces { selection, cluster } => print_interfaces(&selection, &cluster),
+        Mode::Snapshot { output, kube, timeout } => write_snapshot(&output, &kube, timeout),
         Mode::Replay(replay) => run_replay(&replay),
         Mode::Record(config) => record::run(&config),
         Mode::PolicyExplain(explain) => policy::explain(&explain),
@@ -71,9 +73,71 @@ fn run_live(config: &LiveRunConfig) -> Result<(), RunError> {
     engine.count_once_across_interfaces();
     let cluster_label = match &config.cluster {
         ClusterSource::Snapshot(path) => format!("snapshot {}", path.display()),
-        _ => "none (identities need --cluster until the live watch lands)".to_owned(),
+        _ if config.kube.is_some() => "connecting".to_owned(),
+        _ => "none (--no-kube): no identities, no verdicts".to_owned(),
     };
-    interactive::run_live(engine, config.capture.clone(), &cluster_label)
+    interactive::run_live(engine, config, &cluster_label)
+}
+
+/// `netwatch snapshot -o FILE`: lists the cluster through its API and writes the view in the
+/// format `--cluster` reads, so a live session's identities can be kept with its capture.
+fn write_snapshot(
+    output: &Path,
+    kube: &KubeSettings,
+    timeout: std::time::Duration,
+) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Runtime(format!("cannot start the event loop: {e}")))?;
+    let view = runtime.block_on(async {
+        let client = watch::connect(kube).await.map_err(|e| RunError::BadInput(e.to_string()))?;
+        let (sender, mut updates) = tokio::sync::mpsc::channel(256);
+        let watchers = watch::spawn_watchers(client, sender);
+        let mut view = crate::cluster::ClusterView::new();
+        let mut status = watch::WatchStatus::new();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut deadline => {
+                    watchers.abort();
+                    return Err(RunError::Runtime(format!(
+                        "the cluster was not listed within {}: {}",
+                        humantime::format_duration(timeout),
+                        status.summary()
+                    )));
+                }
+                update = updates.recv() => {
+                    let Some(update) = update else { break };
+                    status.observe(&update);
+                    if let watch::WatchUpdate::Event(event) = update {
+                        view.apply(event);
+                    }
+                    if view.synced.len() == ResourceKind::ALL.len() {
+                        break;
+                    }
+                }
+            }
+        }
+        watchers.abort();
+        Ok(view)
+    })?;
+    let yaml = crate::cluster::export::to_snapshot_yaml(&view);
+    let written = if output.as_os_str() == "-" {
+        io::stdout().write_all(yaml.as_bytes())
+    } else {
+        std::fs::write(output, &yaml)
+    };
+    written.map_err(|e| RunError::Runtime(format!("cannot write '{}': {e}", output.display())))?;
+    eprintln!(
+        "netwatch: wrote {} pods, {} services, {} policies to {}",
+        view.pods.len(),
+        view.services.len(),
+        view.policies.len(),
+        output.display()
+    );
+    Ok(())
 }
 
 /// `netwatch interfaces`: every interface, its class, whether it is captured and why, and with a
@@ -189,6 +253,8 @@ fn replay_source<S: PacketSource + Send + 'static>(
                 cluster_label,
                 gate,
                 live: false,
+                kube: None,
+                namespace: None,
             };
             return interactive::run(engine, source, &session);
         }

@@ -12,13 +12,16 @@ use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event};
 use tokio::sync::mpsc;
 
 use super::{ClusterGate, ReaderItem, RunError, read_source};
-use crate::capture::live::{CaptureEvent, LiveCapture, LiveConfig};
+use crate::capture::live::{CaptureEvent, LiveCapture};
 use crate::capture::{DecodedFrame, PacketSource};
 use crate::cluster::ClusterEvent;
+use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
+use crate::config::LiveRunConfig;
 use crate::engine::{Engine, SWEEP_INTERVAL};
 use crate::snapshot::FlowRecord;
 use crate::time::Timestamp;
 use crate::tui::app::{Action, App, Feed, ReplayPosition, Source, Speed};
+use crate::tui::filter::Filter;
 use crate::tui::theme::Theme;
 use crate::tui::{ClusterFacts, keymap, views};
 
@@ -70,6 +73,10 @@ pub struct Session {
     pub gate: ClusterGate,
     /// Live capture: no replay clock; time moves with the wall clock.
     pub live: bool,
+    /// Watch the cluster through its API.
+    pub kube: Option<KubeSettings>,
+    /// Show this namespace at first (`-n`).
+    pub namespace: Option<String>,
 }
 
 /// Runs the TUI over a replayed file until the user quits.
@@ -94,9 +101,15 @@ pub fn run<S: PacketSource + Send + 'static>(
 
 /// Runs the TUI on live capture until the user quits. Capture threads report through a bridge
 /// thread that turns their events into the loop's items.
-pub fn run_live(engine: Engine, config: LiveConfig, cluster_label: &str) -> Result<(), RunError> {
+pub fn run_live(
+    engine: Engine,
+    config: &LiveRunConfig,
+    cluster_label: &str,
+) -> Result<(), RunError> {
     let (event_sender, events) = std::sync::mpsc::sync_channel::<CaptureEvent>(64);
-    let capture = LiveCapture::start(config, event_sender).map_err(|e| match e.exit_code() {
+    let capture = LiveCapture::start(config.capture.clone(), event_sender).map_err(|e| match e
+        .exit_code()
+    {
         2 => RunError::BadInput(e.to_string()),
         _ => RunError::Runtime(e.to_string()),
     })?;
@@ -110,6 +123,8 @@ pub fn run_live(engine: Engine, config: LiveConfig, cluster_label: &str) -> Resu
         cluster_label: cluster_label.to_owned(),
         gate: ClusterGate { recorded: false, pinned_policies: false },
         live: true,
+        kube: config.kube.clone(),
+        namespace: config.namespace.clone(),
     };
     let result = in_terminal(engine, items, &session);
     capture.stop();
@@ -179,6 +194,22 @@ async fn event_loop(
     spawn_signal_watch(input_sender);
 
     let mut app = App::new(!session.live);
+    if let Some(namespace) = &session.namespace
+        && let Ok(filter) = Filter::parse(&format!("ns:{namespace}"))
+    {
+        app.filter = filter;
+    }
+    // The cluster watch: its updates arrive on their own channel; its state is the header's.
+    let (watch_sender, mut watch_updates) = mpsc::channel::<WatchUpdate>(1024);
+    let mut watch_status = WatchStatus::new();
+    let mut cluster_label = session.cluster_label.clone();
+    let mut watchers = None;
+    if let Some(settings) = &session.kube {
+        match watch::connect(settings).await {
+            Ok(client) => watchers = Some(watch::spawn_watchers(client, watch_sender)),
+            Err(error) => cluster_label = format!("none: {error}"),
+        }
+    }
     let mut interfaces: Vec<String> = Vec::new();
     let mut drops = 0u64;
     let mut clock = ReplayClock {
@@ -201,6 +232,16 @@ async fn event_loop(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            update = watch_updates.recv(), if watchers.is_some() => {
+                if let Some(update) = update {
+                    watch_status.observe(&update);
+                    cluster_label = watch_status.summary();
+                    if let WatchUpdate::Event(event) = update {
+                        engine.apply(event);
+                    }
+                }
+                continue;
+            }
             input = inputs.recv() => match input {
                 Some(Input::Terminal(event)) => {
                     if matches!(event, Event::Resize(..)) {
@@ -330,7 +371,7 @@ async fn event_loop(
                 } else {
                     vec![session.source_label.clone()]
                 },
-                cluster: session.cluster_label.clone(),
+                cluster: cluster_label.clone(),
                 recording: None,
                 replay: (!session.live).then_some(ReplayPosition {
                     at: reached,
@@ -344,6 +385,9 @@ async fn event_loop(
         };
         app.apply_feed(feed);
         draw(terminal, &app, theme)?;
+    }
+    if let Some(watchers) = watchers {
+        watchers.abort();
     }
     Ok(())
 }
