@@ -32,8 +32,17 @@ fn big_app() -> App {
     app
 }
 
+/// Resident memory of this process, from /proc (Linux), in MiB.
+fn resident_mib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0.0);
+    pages * 4096.0 / (1024.0 * 1024.0)
+}
+
 fn render(c: &mut Criterion) {
+    let before = resident_mib();
     let mut app = big_app();
+    eprintln!("App with {FLOWS} flows: {:.0} MiB resident more", resident_mib() - before);
     let mut terminal = Terminal::new(TestBackend::new(160, 48)).expect("a test terminal");
     let theme = Theme::new(false);
     let mut group = c.benchmark_group("tui_100k_flows");

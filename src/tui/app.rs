@@ -82,6 +82,11 @@ impl SortColumn {
     }
 }
 
+/// A row's position under a numeric sort: the primary key (already in display direction), then
+/// live before ended, then oldest first, then by id. Small and `Copy`, so selecting the visible
+/// window among 100,000 rows touches only these, not the records.
+pub type SortKey = (u64, bool, u64, u64);
+
 /// Everything a key or the mouse can ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -242,6 +247,8 @@ pub struct App {
     pub history: FxHashMap<u64, VecDeque<u64>>,
     /// The latest feed while paused: shown when the pause ends.
     held: Option<Box<Feed>>,
+    /// One key per row for numeric sorts (empty for the text sorts, compared directly).
+    pub sort_keys: Vec<SortKey>,
 }
 
 impl App {
@@ -273,6 +280,7 @@ impl App {
             status: None,
             history: FxHashMap::default(),
             held: None,
+            sort_keys: Vec::new(),
         }
     }
 
@@ -320,6 +328,7 @@ impl App {
                     .map(|record| Row { record, ended: true }),
             )
             .collect();
+        self.rekey();
         // Keep the selection on its flow; if that flow is gone, select the first row.
         if self.selected.is_none_or(|id| !self.rows.iter().any(|row| row.record.flow_id == id)) {
             self.selected = self.visible_flows().first().map(|i| self.rows[*i].record.flow_id);
@@ -363,8 +372,14 @@ impl App {
             Action::Show(screen) => self.switch_to(screen),
             Action::StartFilter => self.filter_input = Some(self.filter.text().to_owned()),
             Action::ToggleViolationsOnly => self.violations_only = !self.violations_only,
-            Action::CycleSort => self.sort = self.sort.next(),
-            Action::ToggleSortDirection => self.descending = !self.descending,
+            Action::CycleSort => {
+                self.sort = self.sort.next();
+                self.rekey();
+            }
+            Action::ToggleSortDirection => {
+                self.descending = !self.descending;
+                self.rekey();
+            }
             Action::TogglePause => {
                 self.paused = !self.paused;
                 if !self.paused
@@ -496,6 +511,32 @@ impl App {
             .then(ra.ended.cmp(&rb.ended))
             .then(ra.record.first_seen.cmp(&rb.record.first_seen))
             .then(ra.record.flow_id.cmp(&rb.record.flow_id))
+    }
+
+    /// Remakes the sort keys after the rows or the sort changed.
+    fn rekey(&mut self) {
+        self.sort_keys = (0..self.rows.len()).map_while(|i| self.numeric_key(i)).collect();
+    }
+
+    /// A row's key under a numeric sort; `None` for the text sorts.
+    fn numeric_key(&self, index: usize) -> Option<SortKey> {
+        let row = self.rows.get(index)?;
+        let record = &row.record;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        // rates are ≥ 0; milli-B/s resolution is plenty
+        let primary = match self.sort {
+            SortColumn::Verdict => {
+                (u64::from(super::views::severity(row)) << 56)
+                    | ((record.bytes.tx + record.bytes.rx) & ((1 << 56) - 1))
+            }
+            SortColumn::Rate => ((record.rates.0 + record.rates.1) * 1000.0) as u64,
+            SortColumn::Bytes => record.bytes.tx + record.bytes.rx,
+            SortColumn::Packets => record.packets.tx + record.packets.rx,
+            SortColumn::Age => u64::MAX - record.first_seen.0,
+            SortColumn::Source | SortColumn::Destination => return None,
+        };
+        let primary = if self.descending { u64::MAX - primary } else { primary };
+        Some((primary, row.ended, record.first_seen.0, record.flow_id))
     }
 
     /// The selected row, if it is still listed.

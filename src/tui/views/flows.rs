@@ -10,7 +10,7 @@ use super::{bytes, clean, compact};
 use crate::policy::{Decision, Direction};
 use crate::record::{elide, fit_label, human_duration};
 use crate::snapshot::FlowRecord;
-use crate::tui::app::{App, Row, SortColumn};
+use crate::tui::app::{App, Row, SortKey};
 use crate::tui::theme::Theme;
 
 /// The rows to draw for a table `height` rows tall: indices into `app.rows` in display order,
@@ -24,49 +24,23 @@ pub fn visible_window(app: &App, height: usize) -> (Vec<usize>, Option<usize>, u
     if total == 0 || height == 0 {
         return (Vec::new(), None, total);
     }
-    let window = match numeric_key(app, 0) {
-        Some(_) => {
-            let mut keyed: Vec<(Key, usize)> =
-                filtered.iter().map(|i| (numeric_key(app, *i).unwrap_or_default(), *i)).collect();
-            let selected_key = app.selected.and_then(|id| {
-                keyed.iter().find(|(_, i)| app.rows[*i].record.flow_id == id).copied()
-            });
-            window_of(&mut keyed, selected_key, height, |a, b| a.cmp(b))
-        }
-        None => {
-            let mut plain: Vec<usize> = filtered;
-            let selected = app
-                .selected
-                .and_then(|id| plain.iter().copied().find(|i| app.rows[*i].record.flow_id == id));
-            window_of(&mut plain, selected, height, |a, b| app.compare(*a, *b))
-        }
+    let window = if app.sort_keys.len() == app.rows.len() {
+        // Keys were made once per feed or sort change: each frame only selects among them.
+        let mut keyed: Vec<(SortKey, usize)> =
+            filtered.iter().map(|i| (app.sort_keys[*i], *i)).collect();
+        let selected_key = app
+            .selected
+            .and_then(|id| keyed.iter().find(|(_, i)| app.rows[*i].record.flow_id == id).copied());
+        window_of(&mut keyed, selected_key, height, |a, b| a.cmp(b))
+    } else {
+        let mut plain: Vec<usize> = filtered;
+        let selected = app
+            .selected
+            .and_then(|id| plain.iter().copied().find(|i| app.rows[*i].record.flow_id == id));
+        window_of(&mut plain, selected, height, |a, b| app.compare(*a, *b))
     };
     let indices: Vec<usize> = window.0;
     (indices, window.1, total)
-}
-
-/// A row's position under a numeric sort: the primary key (already in display direction), then
-/// live before ended, then oldest first, then by id.
-type Key = (u64, bool, u64, u64);
-
-fn numeric_key(app: &App, index: usize) -> Option<Key> {
-    let row = app.rows.get(index)?;
-    let record = &row.record;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    // rates are ≥ 0; milli-B/s resolution is plenty
-    let primary = match app.sort {
-        SortColumn::Verdict => {
-            (u64::from(super::severity(row)) << 56)
-                | ((record.bytes.tx + record.bytes.rx) & ((1 << 56) - 1))
-        }
-        SortColumn::Rate => ((record.rates.0 + record.rates.1) * 1000.0) as u64,
-        SortColumn::Bytes => record.bytes.tx + record.bytes.rx,
-        SortColumn::Packets => record.packets.tx + record.packets.rx,
-        SortColumn::Age => u64::MAX - record.first_seen.0,
-        SortColumn::Source | SortColumn::Destination => return None,
-    };
-    let primary = if app.descending { u64::MAX - primary } else { primary };
-    Some((primary, row.ended, record.first_seen.0, record.flow_id))
 }
 
 /// The window of `items` in sorted order that shows `selected`, and where it is in it.
@@ -80,12 +54,18 @@ fn window_of<T: Copy + IndexOf>(
     let rank = selected.map_or(0, |s| items.iter().filter(|i| compare(i, &s).is_lt()).count());
     let offset = rank.saturating_sub(height - 1);
     let end = (offset + height).min(items.len());
-    if end < items.len() {
-        items.select_nth_unstable_by(end - 1, &compare);
-        items.truncate(end);
+    // Two selections and a sort of the window alone: O(n + height log height) wherever the
+    // window is, even deep in the list.
+    if offset > 0 {
+        items.select_nth_unstable_by(offset, &compare);
     }
-    items.sort_unstable_by(&compare);
-    let window: Vec<usize> = items.iter().skip(offset).map(|item| item.index()).collect();
+    let tail = &mut items[offset..];
+    let take = end - offset;
+    if take < tail.len() {
+        tail.select_nth_unstable_by(take - 1, &compare);
+    }
+    tail[..take].sort_unstable_by(&compare);
+    let window: Vec<usize> = tail[..take].iter().map(IndexOf::index).collect();
     let cursor = selected.and_then(|s| window.iter().position(|i| *i == s.index()));
     (window, cursor)
 }
@@ -101,7 +81,7 @@ impl IndexOf for usize {
     }
 }
 
-impl IndexOf for (Key, usize) {
+impl IndexOf for (SortKey, usize) {
     fn index(&self) -> usize {
         self.1
     }
