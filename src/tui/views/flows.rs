@@ -45,7 +45,7 @@ pub fn visible_window(app: &App, height: usize) -> (Vec<usize>, Option<usize>, u
 
 /// The window of `items` in sorted order that shows `selected`, and where it is in it.
 fn window_of<T: Copy + IndexOf>(
-    items: &mut Vec<T>,
+    items: &mut [T],
     selected: Option<T>,
     height: usize,
     compare: impl Fn(&T, &T) -> std::cmp::Ordering,
