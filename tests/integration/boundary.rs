@@ -13,6 +13,7 @@ const PURE: &[&str] = &[
     "src/cluster/event.rs",
     "src/cluster/snapshot.rs",
     "src/cluster/trim.rs",
+    "src/cluster/export.rs",
     "src/identity.rs",
     "src/names.rs",
     "src/policy.rs",
@@ -20,6 +21,8 @@ const PURE: &[&str] = &[
     "src/engine.rs",
     "src/snapshot.rs",
     "src/time.rs",
+    "src/tui.rs",
+    "src/tui",
 ];
 
 /// What an effect looks like in source text.
