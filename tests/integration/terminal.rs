@@ -92,8 +92,11 @@ fn the_demo_runs_in_a_real_terminal_answers_keys_and_restores_the_terminal() {
     let after = tmux.wait_for("NETWATCH-EXITED");
     assert!(after.contains("NETWATCH-EXITED 0"), "{after}");
 
+    // The shell creates the file before stty has written to it: wait for its content.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !stty_file.exists() && Instant::now() < deadline {
+    while !std::fs::read_to_string(&stty_file).unwrap_or_default().contains("echo")
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     let before = std::fs::read_to_string(stty_file.with_extension("before")).unwrap_or_default();
