@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
-use super::{Opened, RunError, load_cluster, open_input};
+use super::{ClusterGate, Opened, RunError, load_cluster, open_input};
 use crate::capture::{Frame, Next, PacketSource};
-use crate::config::{Input, RecordConfig};
+use crate::config::{ClusterSource, Input, RecordConfig};
 use crate::engine::{Engine, SWEEP_INTERVAL};
 use crate::record::pcapng::rotation::{Progress, Recorder, view_events};
 use crate::record::pcapng::{InterfaceDesc, RecordError};
@@ -49,7 +49,12 @@ fn flow_writer(config: &RecordConfig) -> Result<Option<RecordWriter<Box<dyn Writ
 fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), RunError> {
     let mut engine = Engine::new(config.limits);
     load_cluster(&mut engine, &config.cluster)?;
-    for event in source.take_cluster_events() {
+    // A recording's own cluster view is kept unless --cluster names another one.
+    let gate = ClusterGate {
+        recorded: matches!(config.cluster, ClusterSource::None),
+        pinned_policies: false,
+    };
+    for event in source.take_cluster_events().into_iter().filter(|e| gate.admit(e)) {
         engine.apply(event);
     }
     let names = source.interfaces();
@@ -82,7 +87,8 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
             Next::Idle => continue,
             Next::End => break,
         };
-        let events = source.take_cluster_events();
+        let events: Vec<_> =
+            source.take_cluster_events().into_iter().filter(|e| gate.admit(e)).collect();
         if let Some(path) = &config.pcapng
             && recorder.is_none()
         {
