@@ -34,6 +34,18 @@ pub struct DecodedFrame {
     pub ts: Timestamp,
     pub interface: u16,
     pub decoded: Result<Summary, SkipReason>,
+    /// The frame's bytes too, when they are being recorded (boxed: most frames carry none).
+    pub raw: Option<Box<RawFrame>>,
+}
+
+/// A captured frame's bytes, kept for a recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    /// The LINKTYPE number of the interface.
+    pub linktype: u16,
+    pub data: Vec<u8>,
+    /// The length on the wire (more than `data` when the snap length cut it).
+    pub wire_len: u32,
 }
 
 impl DecodedFrame {
@@ -42,7 +54,21 @@ impl DecodedFrame {
     pub fn from_frame(frame: &Frame<'_>) -> Self {
         let decoded =
             crate::decode::decode(frame.linktype, frame.data).map(|p| crate::decode::summarize(&p));
-        Self { ts: frame.ts, interface: frame.interface, decoded }
+        Self { ts: frame.ts, interface: frame.interface, decoded, raw: None }
+    }
+
+    /// Decodes a borrowed frame and keeps a copy of its bytes for recording. Frames of a link
+    /// type netwatch cannot name are decoded but not kept.
+    #[must_use]
+    pub fn keeping_bytes(frame: &Frame<'_>) -> Self {
+        let raw = frame.linktype.map(|linktype| {
+            Box::new(RawFrame {
+                linktype: linktype.number(),
+                data: frame.data.to_vec(),
+                wire_len: frame.wire_len,
+            })
+        });
+        Self { raw, ..Self::from_frame(frame) }
     }
 }
 

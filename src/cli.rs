@@ -224,6 +224,14 @@ pub struct RecordArgs {
     #[arg(long, value_name = "SNAPSHOT")]
     pub cluster: Option<PathBuf>,
 
+    /// Live: capture on this interface (repeatable; globs; 'any'). Default: the pod-facing interfaces.
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", conflicts_with = "read")]
+    pub interfaces: Vec<String>,
+
+    /// Live: a BPF filter applied on every interface.
+    #[arg(long, value_name = "BPF", conflicts_with = "read")]
+    pub filter: Option<String>,
+
     /// Bytes kept of each packet (default: all of it).
     #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
     pub snaplen: u32,

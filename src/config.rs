@@ -55,6 +55,9 @@ pub struct LiveRunConfig {
 pub struct RecordConfig {
     /// `None`: live interfaces.
     pub input: Option<PathBuf>,
+    /// Live: which interfaces, and a BPF filter.
+    pub selection: Selection,
+    pub filter: Option<String>,
     pub cluster: ClusterSource,
     pub pcapng: Option<PathBuf>,
     /// `-` is stdout.
@@ -251,6 +254,8 @@ fn record_config(args: RecordArgs) -> Result<RecordConfig, ConfigError> {
         },
     };
     Ok(RecordConfig {
+        selection: Selection::from_names(&args.interfaces),
+        filter: args.filter,
         input: args.read,
         cluster: args.cluster.map_or(ClusterSource::None, ClusterSource::Snapshot),
         pcapng: args.write,

@@ -111,7 +111,7 @@ impl Engine {
 
     /// Folds one captured frame into the flows (decoding it here: the single-threaded path).
     pub fn ingest(&mut self, frame: &Frame<'_>) {
-        let DecodedFrame { ts, interface, decoded } = DecodedFrame::from_frame(frame);
+        let DecodedFrame { ts, interface, decoded, .. } = DecodedFrame::from_frame(frame);
         self.ingest_decoded(ts, interface, decoded);
     }
 

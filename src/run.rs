@@ -439,7 +439,7 @@ pub fn replay<S: PacketSource + Send + 'static>(
             }
             ReaderItem::Interfaces(_) | ReaderItem::Drops(_) | ReaderItem::Warning(_) => continue,
         };
-        for DecodedFrame { ts, interface, decoded } in batch {
+        for DecodedFrame { ts, interface, decoded, .. } in batch {
             if next_sweep.is_none_or(|at| ts >= at) {
                 if let Err(e) = engine.advance(ts, &mut emit) {
                     result = Err(e);

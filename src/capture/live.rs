@@ -57,6 +57,8 @@ pub struct LiveConfig {
     pub reorder_hold: Duration,
     /// How often per-interface stats are sent.
     pub stats_interval: Duration,
+    /// Recording: frames carry their bytes (`DecodedFrame::raw`), not only their summary.
+    pub keep_bytes: bool,
 }
 
 impl Default for LiveConfig {
@@ -71,6 +73,7 @@ impl Default for LiveConfig {
             poll_interval: Duration::from_millis(500),
             reorder_hold: Duration::from_millis(60),
             stats_interval: Duration::from_secs(1),
+            keep_bytes: false,
         }
     }
 }
@@ -286,6 +289,8 @@ struct Reader {
     detach: Arc<AtomicBool>,
     out: SyncSender<Internal>,
     stats_interval: Duration,
+    /// Recording: keep each frame's bytes beside its decoded summary.
+    keep_bytes: bool,
 }
 
 impl Reader {
@@ -316,7 +321,11 @@ impl Reader {
                     data: packet.data,
                     wire_len: packet.header.len,
                 };
-                batch.push(DecodedFrame::from_frame(&frame));
+                batch.push(if self.keep_bytes {
+                    DecodedFrame::keeping_bytes(&frame)
+                } else {
+                    DecodedFrame::from_frame(&frame)
+                });
                 if batch.len() >= BATCH_FRAMES {
                     let frames = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_FRAMES));
                     hung_up = self.out.send(Internal::Frames(frames)).is_err();
@@ -501,6 +510,7 @@ impl Supervisor {
             detach: detach.clone(),
             out: self.internal.clone(),
             stats_interval: self.config.stats_interval,
+            keep_bytes: self.config.keep_bytes,
         };
         let thread = thread::Builder::new()
             .name(format!("netwatch-cap-{index}"))

@@ -2,11 +2,15 @@
 //! Lines. Reads a capture file (`--read`) today; live interfaces feed the same path.
 
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
 use super::{ClusterGate, Opened, RunError, load_cluster, open_input};
+use crate::capture::live::{CaptureEvent, LiveCapture, LiveConfig};
 use crate::capture::{Frame, Next, PacketSource};
 use crate::config::{ClusterSource, Input, RecordConfig};
 use crate::engine::{Engine, SWEEP_INTERVAL};
@@ -17,12 +21,7 @@ use crate::snapshot::FlowRecord;
 use crate::time::Timestamp;
 
 pub fn run(config: &RecordConfig) -> Result<(), RunError> {
-    let Some(input) = &config.input else {
-        return Err(RunError::BadInput(
-            "live capture is not part of this build yet; record from a file with '--read CAPTURE'"
-                .into(),
-        ));
-    };
+    let Some(input) = &config.input else { return record_live(config) };
     match open_input(&Input::File(input.clone()))? {
         Opened::Pcap(source) => record(config, source),
         Opened::Pcapng(source) => record(config, *source),
@@ -179,6 +178,153 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
         None => eprintln!("netwatch: {}", stats.summary_line()),
     }
     Ok(())
+}
+
+/// Records live capture until a limit is reached or Ctrl-C / SIGTERM, then closes the file
+/// cleanly. Frames come with their bytes; the flow stage counts each packet once.
+fn record_live(config: &RecordConfig) -> Result<(), RunError> {
+    let mut engine = Engine::new(config.limits);
+    load_cluster(&mut engine, &config.cluster)?;
+    engine.count_once_across_interfaces();
+    let capture_config = LiveConfig {
+        selection: config.selection.clone(),
+        filter: config.filter.clone(),
+        snaplen: config.plan.writer.snaplen,
+        keep_bytes: config.pcapng.is_some(),
+        ..LiveConfig::default()
+    };
+    let (sender, events) = mpsc::sync_channel::<CaptureEvent>(64);
+    let capture = LiveCapture::start(capture_config, sender).map_err(|e| match e.exit_code() {
+        2 => RunError::BadInput(e.to_string()),
+        _ => RunError::Runtime(e.to_string()),
+    })?;
+    let stop = watch_for_stop_signals();
+    let mut flows = flow_writer(config)?;
+    let mut emit = |record: &FlowRecord| -> io::Result<()> {
+        match flows.as_mut() {
+            Some(writer) => writer.write(record),
+            None => Ok(()),
+        }
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut recorder: Option<Recorder> = None;
+    let mut interface_ids: FxHashMap<u16, u32> = FxHashMap::default();
+    let mut drops = 0u64;
+    let mut stopped = None;
+    let progress = ProgressLine::new();
+    if let Some(path) = &config.pcapng {
+        let view = engine.cluster_and_policies().0;
+        let created = Recorder::create(path, &[], &view_events(view), wall_now(), config.plan);
+        recorder = Some(created.map_err(record_error)?);
+    }
+    'capture: while !stop.load(Ordering::Relaxed) {
+        match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(CaptureEvent::Frames(frames)) => {
+                for frame in frames {
+                    if let (Some(recorder), Some(raw)) = (recorder.as_mut(), frame.raw.as_deref()) {
+                        let id = match interface_ids.get(&frame.interface) {
+                            Some(id) => *id,
+                            None => {
+                                let name = names
+                                    .get(usize::from(frame.interface))
+                                    .filter(|n| !n.is_empty())
+                                    .cloned()
+                                    .unwrap_or_else(|| format!("if{}", frame.interface));
+                                let desc = InterfaceDesc::new(&name, raw.linktype);
+                                let id = recorder.add_interface(desc).map_err(record_error)?;
+                                interface_ids.insert(frame.interface, id);
+                                id
+                            }
+                        };
+                        let written = recorder.write_frame(id, frame.ts, &raw.data, raw.wire_len);
+                        if let Progress::Stopped(reason) = written.map_err(record_error)? {
+                            stopped = Some(reason);
+                            break 'capture;
+                        }
+                    }
+                    engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
+                }
+            }
+            Ok(CaptureEvent::Attached { index, interface }) => {
+                let index = usize::from(index);
+                if names.len() <= index {
+                    names.resize(index + 1, String::new());
+                }
+                names[index] = interface.name;
+                engine.set_interfaces(names.clone());
+            }
+            Ok(CaptureEvent::Stats(stats)) => {
+                drops = stats.iter().map(|s| s.dropped + s.if_dropped).sum();
+            }
+            Ok(CaptureEvent::Warning(warning)) => eprintln!("netwatch: warning: {warning}"),
+            Ok(CaptureEvent::Detached { .. }) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let now = wall_now();
+        engine.advance(now, &mut emit).map_err(write_error)?;
+        if let Some(recorder) = recorder.as_mut()
+            && let Progress::Stopped(reason) = recorder.tick(now).map_err(record_error)?
+        {
+            stopped = Some(reason);
+            break;
+        }
+        progress.show(&engine, recorder.as_ref());
+    }
+    capture.stop();
+    engine.finish(wall_now(), &mut emit).map_err(write_error)?;
+    if let Some(writer) = flows.as_mut() {
+        writer.flush().map_err(write_error)?;
+    }
+    progress.clear();
+    let stats = engine.stats();
+    let drops = if drops > 0 { format!(", {drops} dropped by the kernel") } else { String::new() };
+    match recorder {
+        Some(recorder) => {
+            let summary = recorder.finish().map_err(record_error)?;
+            let files: Vec<String> =
+                summary.files.iter().map(|f| f.display().to_string()).collect();
+            let why =
+                stopped.or(summary.stopped).map(|r| format!(" (stopped: {r})")).unwrap_or_default();
+            eprintln!(
+                "netwatch: recorded {} packets, {} into {}{why}; {} flows{drops}",
+                summary.packets,
+                human_bytes(summary.bytes),
+                files.join(", "),
+                stats.flows_total
+            );
+        }
+        None => eprintln!("netwatch: {}{drops}", stats.summary_line()),
+    }
+    Ok(())
+}
+
+/// The wall clock, as packet time: live recording is the one place that reads it.
+fn wall_now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+/// Ctrl-C and SIGTERM end a live recording cleanly: the flag is checked between batches.
+fn watch_for_stop_signals() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let spawned = std::thread::Builder::new().name("netwatch-signals".into()).spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        runtime.block_on(async {
+            let kind = tokio::signal::unix::SignalKind::terminate();
+            let Ok(mut terminate) = tokio::signal::unix::signal(kind) else { return };
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        });
+        flag.store(true, Ordering::Relaxed);
+    });
+    if let Err(error) = spawned {
+        tracing::warn!("cannot watch for Ctrl-C and SIGTERM: {error}");
+    }
+    stop
 }
 
 fn record_error(error: RecordError) -> RunError {

@@ -11,6 +11,7 @@ mod kube_watch;
 mod live_capture;
 mod policy_cli;
 mod record_cli;
+mod record_live;
 mod recording;
 mod replay;
 mod snapshot_loading;

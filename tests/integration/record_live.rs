@@ -1,0 +1,107 @@
+//! `netwatch record` on a live interface (loopback: the only traffic a test may make outside its
+//! own namespaces), stopped by SIGTERM: the file is complete, tshark reads it, and the flows the
+//! test made are in it and in the flow records. Needs root, as CI runs.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+#[test]
+fn a_live_recording_stopped_by_sigterm_is_complete_and_holds_the_flows() {
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run the live recording test as root");
+        eprintln!("skipped: live recording needs root");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("netwatch-live-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcapng = dir.join("lo.pcapng");
+    let flows = dir.join("lo.jsonl");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(3) {
+            let mut stream = stream.unwrap();
+            let mut buffer = [0u8; 5];
+            stream.read_exact(&mut buffer).unwrap();
+            stream.write_all(b"world").unwrap();
+        }
+    });
+    let child = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args([
+            "record",
+            "-i",
+            "lo",
+            "-w",
+            pcapng.to_str().unwrap(),
+            "--flows",
+            flows.to_str().unwrap(),
+        ])
+        .args(["--filter", &format!("tcp port {port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The file is created once the interface is open: traffic after that is captured.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pcapng.exists() {
+        assert!(Instant::now() < deadline, "the recording did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client.write_all(b"hello").unwrap();
+        let mut reply = [0u8; 5];
+        client.read_exact(&mut reply).unwrap();
+    }
+    server.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let terminated =
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(terminated.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("recorded"), "{stderr}");
+
+    let tshark = Command::new("tshark")
+        .args(["-r", pcapng.to_str().unwrap(), "-T", "fields", "-e", "frame.interface_name"])
+        .output()
+        .unwrap();
+    assert!(tshark.status.success(), "{}", String::from_utf8_lossy(&tshark.stderr));
+    let packets = String::from_utf8_lossy(&tshark.stdout).lines().filter(|l| *l == "lo").count();
+    assert!(packets >= 3 * 8, "three connections' packets, on lo: {packets}");
+
+    let records: Vec<Value> = std::fs::read_to_string(&flows)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ours = records.iter().filter(|r| r["dst"]["port"] == port).count();
+    assert_eq!(ours, 3, "{records:#?}");
+    let replayed = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(["replay", pcapng.to_str().unwrap(), "--headless", "-o", "json"])
+        .output()
+        .unwrap();
+    let replayed: Vec<Value> = String::from_utf8_lossy(&replayed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(replayed.iter().filter(|r| r["dst"]["port"] == port).count(), 3);
+    for (live, again) in records.iter().zip(&replayed) {
+        assert_eq!(live["packets"], again["packets"], "replay counts what live counted");
+        assert_eq!(live["bytes"], again["bytes"]);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
