@@ -232,6 +232,14 @@ pub struct RecordArgs {
     #[arg(long, value_name = "BPF", conflicts_with = "read")]
     pub filter: Option<String>,
 
+    /// Live: how to reach the cluster whose view is recorded (unless --cluster or --no-kube).
+    #[command(flatten)]
+    pub kube: KubeArgs,
+
+    /// Live: record without the cluster view.
+    #[arg(long, conflicts_with = "cluster")]
+    pub no_kube: bool,
+
     /// Bytes kept of each packet (default: all of it).
     #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
     pub snaplen: u32,

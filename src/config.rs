@@ -58,6 +58,8 @@ pub struct RecordConfig {
     /// Live: which interfaces, and a BPF filter.
     pub selection: Selection,
     pub filter: Option<String>,
+    /// Live: watch the cluster through its API and record its view and changes.
+    pub kube: Option<KubeSettings>,
     pub cluster: ClusterSource,
     pub pcapng: Option<PathBuf>,
     /// `-` is stdout.
@@ -256,6 +258,8 @@ fn record_config(args: RecordArgs) -> Result<RecordConfig, ConfigError> {
     Ok(RecordConfig {
         selection: Selection::from_names(&args.interfaces),
         filter: args.filter,
+        kube: (args.read.is_none() && args.cluster.is_none() && !args.no_kube)
+            .then(|| kube_settings(&args.kube)),
         input: args.read,
         cluster: args.cluster.map_or(ClusterSource::None, ClusterSource::Snapshot),
         pcapng: args.write,

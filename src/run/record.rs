@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap;
 use super::{ClusterGate, Opened, RunError, load_cluster, open_input};
 use crate::capture::live::{CaptureEvent, LiveCapture, LiveConfig};
 use crate::capture::{Frame, Next, PacketSource};
+use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
 use crate::config::{ClusterSource, Input, RecordConfig};
 use crate::engine::{Engine, SWEEP_INTERVAL};
 use crate::record::pcapng::rotation::{Progress, Recorder, view_events};
@@ -199,6 +200,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         _ => RunError::Runtime(e.to_string()),
     })?;
     let stop = watch_for_stop_signals();
+    let cluster_updates = config.kube.clone().map(watch_cluster);
     let mut flows = flow_writer(config)?;
     let mut emit = |record: &FlowRecord| -> io::Result<()> {
         match flows.as_mut() {
@@ -211,6 +213,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     let mut interface_ids: FxHashMap<u16, u32> = FxHashMap::default();
     let mut drops = 0u64;
     let mut stopped = None;
+    let mut watch_status = WatchStatus::new();
     let progress = ProgressLine::new();
     if let Some(path) = &config.pcapng {
         let view = engine.cluster_and_policies().0;
@@ -261,6 +264,18 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         let now = wall_now();
+        // Cluster changes go into the file at the time they arrived, and into the flow stage.
+        for update in cluster_updates.iter().flat_map(|updates| updates.try_iter()) {
+            watch_status.observe(&update);
+            if let WatchUpdate::Event(event) = update {
+                if let Some(recorder) = recorder.as_mut() {
+                    recorder
+                        .write_cluster_events(now, std::slice::from_ref(&event))
+                        .map_err(record_error)?;
+                }
+                engine.apply(event);
+            }
+        }
         engine.advance(now, &mut emit).map_err(write_error)?;
         if let Some(recorder) = recorder.as_mut()
             && let Progress::Stopped(reason) = recorder.tick(now).map_err(record_error)?
@@ -271,6 +286,9 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         progress.show(&engine, recorder.as_ref());
     }
     capture.stop();
+    if config.kube.is_some() {
+        eprintln!("netwatch: cluster: {}", watch_status.summary());
+    }
     engine.finish(wall_now(), &mut emit).map_err(write_error)?;
     if let Some(writer) = flows.as_mut() {
         writer.flush().map_err(write_error)?;
@@ -301,6 +319,38 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
 /// The wall clock, as packet time: live recording is the one place that reads it.
 fn wall_now() -> Timestamp {
     Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+/// Watches the cluster on a thread of its own; updates arrive on the returned channel. A cluster
+/// that cannot be reached is one warning: the recording goes on without identities.
+fn watch_cluster(settings: KubeSettings) -> mpsc::Receiver<WatchUpdate> {
+    let (sender, updates) = mpsc::channel();
+    let spawned = std::thread::Builder::new().name("netwatch-kube".into()).spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        runtime.block_on(async move {
+            let client = match watch::connect(&settings).await {
+                Ok(client) => client,
+                Err(error) => {
+                    eprintln!("netwatch: warning: recording without the cluster view: {error}");
+                    return;
+                }
+            };
+            let (watch_sender, mut watch_updates) = tokio::sync::mpsc::channel(1024);
+            let watchers = watch::spawn_watchers(client, watch_sender);
+            while let Some(update) = watch_updates.recv().await {
+                if sender.send(update).is_err() {
+                    break;
+                }
+            }
+            watchers.abort();
+        });
+    });
+    if let Err(error) = spawned {
+        tracing::warn!("cannot watch the cluster: {error}");
+    }
+    updates
 }
 
 /// Ctrl-C and SIGTERM end a live recording cleanly: the flag is checked between batches.

@@ -415,3 +415,93 @@ fn which_kubectl() -> Result<std::path::PathBuf, ()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).map(|dir| dir.join("kubectl")).find(|p| p.is_file()).ok_or(())
 }
+
+/// Runs the built binary without blocking the runtime that serves the API.
+async fn run_netwatch(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_netwatch")).args(&args).output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn netwatch_snapshot_writes_what_the_api_lists_in_the_format_cluster_reads() {
+    let server = ApiServer::start(0, shop()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = write_kubeconfig(dir.path(), &[("test", server.port)]);
+    let output_file = dir.path().join("snapshot.yaml");
+    let args = [
+        "snapshot",
+        "-o",
+        output_file.to_str().unwrap(),
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ];
+    let output = run_netwatch(args.iter().map(|a| (*a).to_owned()).collect()).await;
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = std::fs::read_to_string(&output_file).unwrap();
+    let loaded = netwatch::cluster::snapshot::parse("snapshot.yaml", &text).unwrap();
+    let mut view = ClusterView::new();
+    for event in loaded.events {
+        view.apply(event);
+    }
+    view.reindex();
+    assert_eq!(
+        view.owners(ip("10.244.1.10")),
+        &[IpOwner::Pod(ObjectKey::namespaced("shop", "web"))]
+    );
+    assert_eq!(view.policies.len(), 1);
+    assert_eq!(view.services.len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_live_recording_carries_the_cluster_view_it_watched() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        assert!(std::env::var_os("CI").is_none(), "CI must run the live recording test as root");
+        eprintln!("skipped: live recording needs root");
+        return;
+    }
+    let server = ApiServer::start(0, shop()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = write_kubeconfig(dir.path(), &[("test", server.port)]);
+    let recording = dir.path().join("node.pcapng");
+    let args = [
+        "record",
+        "-i",
+        "lo",
+        "--filter",
+        "port 9",
+        "--duration",
+        "2s",
+        "-w",
+        recording.to_str().unwrap(),
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ];
+    let output = run_netwatch(args.iter().map(|a| (*a).to_owned()).collect()).await;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("cluster: synced"), "{stderr}");
+    let mut source = netwatch::record::pcapng_reader::PcapngSource::open(&recording).unwrap();
+    while !matches!(
+        netwatch::capture::PacketSource::next_frame(&mut source),
+        netwatch::capture::Next::End
+    ) {}
+    let mut view = ClusterView::new();
+    for timed in source.take_cluster_events() {
+        view.apply(timed.event);
+    }
+    view.reindex();
+    assert_eq!(
+        view.owners(ip("10.244.1.11")),
+        &[IpOwner::Pod(ObjectKey::namespaced("shop", "db"))]
+    );
+    assert_eq!(view.synced.len(), 6, "every kind was listed before the recording ended");
+    server.stop().await;
+}
