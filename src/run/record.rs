@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use super::{ClusterGate, Opened, RunError, load_cluster, open_input};
 use crate::capture::live::{CaptureEvent, LiveCapture, LiveConfig};
-use crate::capture::{Frame, Next, PacketSource};
+use crate::capture::{DecodedFrame, Frame, Next, PacketSource};
 use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
 use crate::config::{ClusterSource, Input, RecordConfig};
 use crate::engine::{Engine, SWEEP_INTERVAL};
@@ -209,8 +209,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         }
     };
     let mut names: Vec<String> = Vec::new();
-    let mut recorder: Option<Recorder> = None;
-    let mut interface_ids: FxHashMap<u16, u32> = FxHashMap::default();
+    let mut recorder: Option<FrameRecorder> = None;
     let mut drops = 0u64;
     let mut stopped = None;
     let mut watch_status = WatchStatus::new();
@@ -218,32 +217,18 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     if let Some(path) = &config.pcapng {
         let view = engine.cluster_and_policies().0;
         let created = Recorder::create(path, &[], &view_events(view), wall_now(), config.plan);
-        recorder = Some(created.map_err(record_error)?);
+        recorder = Some(FrameRecorder::new(created.map_err(record_error)?));
     }
     'capture: while !stop.load(Ordering::Relaxed) {
         match events.recv_timeout(Duration::from_millis(200)) {
             Ok(CaptureEvent::Frames(frames)) => {
                 for frame in frames {
-                    if let (Some(recorder), Some(raw)) = (recorder.as_mut(), frame.raw.as_deref()) {
-                        let id = match interface_ids.get(&frame.interface) {
-                            Some(id) => *id,
-                            None => {
-                                let name = names
-                                    .get(usize::from(frame.interface))
-                                    .filter(|n| !n.is_empty())
-                                    .cloned()
-                                    .unwrap_or_else(|| format!("if{}", frame.interface));
-                                let desc = InterfaceDesc::new(&name, raw.linktype);
-                                let id = recorder.add_interface(desc).map_err(record_error)?;
-                                interface_ids.insert(frame.interface, id);
-                                id
-                            }
-                        };
-                        let written = recorder.write_frame(id, frame.ts, &raw.data, raw.wire_len);
-                        if let Progress::Stopped(reason) = written.map_err(record_error)? {
-                            stopped = Some(reason);
-                            break 'capture;
-                        }
+                    if let Some(recorder) = recorder.as_mut()
+                        && let Progress::Stopped(reason) =
+                            recorder.write(&frame, &names).map_err(record_error)?
+                    {
+                        stopped = Some(reason);
+                        break 'capture;
                     }
                     engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
                 }
@@ -270,6 +255,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
             if let WatchUpdate::Event(event) = update {
                 if let Some(recorder) = recorder.as_mut() {
                     recorder
+                        .recorder
                         .write_cluster_events(now, std::slice::from_ref(&event))
                         .map_err(record_error)?;
                 }
@@ -278,12 +264,12 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         }
         engine.advance(now, &mut emit).map_err(write_error)?;
         if let Some(recorder) = recorder.as_mut()
-            && let Progress::Stopped(reason) = recorder.tick(now).map_err(record_error)?
+            && let Progress::Stopped(reason) = recorder.recorder.tick(now).map_err(record_error)?
         {
             stopped = Some(reason);
             break;
         }
-        progress.show(&engine, recorder.as_ref());
+        progress.show(&engine, recorder.as_ref().map(|r| &r.recorder));
     }
     capture.stop();
     if config.kube.is_some() {
@@ -298,7 +284,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     let drops = if drops > 0 { format!(", {drops} dropped by the kernel") } else { String::new() };
     match recorder {
         Some(recorder) => {
-            let summary = recorder.finish().map_err(record_error)?;
+            let summary = recorder.recorder.finish().map_err(record_error)?;
             let files: Vec<String> =
                 summary.files.iter().map(|f| f.display().to_string()).collect();
             let why =
@@ -314,6 +300,42 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         None => eprintln!("netwatch: {}{drops}", stats.summary_line()),
     }
     Ok(())
+}
+
+/// Live frames into a recording: each capture interface gets the recording's interface id the
+/// first time one of its frames arrives, under the name the capture announced for it.
+pub(super) struct FrameRecorder {
+    pub recorder: Recorder,
+    ids: FxHashMap<u16, u32>,
+}
+
+impl FrameRecorder {
+    pub(super) fn new(recorder: Recorder) -> Self {
+        Self { recorder, ids: FxHashMap::default() }
+    }
+
+    /// Writes a frame that carries its bytes; frames without bytes are not recorded.
+    pub(super) fn write(
+        &mut self,
+        frame: &DecodedFrame,
+        names: &[String],
+    ) -> Result<Progress, RecordError> {
+        let Some(raw) = frame.raw.as_deref() else { return Ok(Progress::Continue) };
+        let id = match self.ids.get(&frame.interface) {
+            Some(id) => *id,
+            None => {
+                let name = names
+                    .get(usize::from(frame.interface))
+                    .filter(|n| !n.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| format!("if{}", frame.interface));
+                let id = self.recorder.add_interface(InterfaceDesc::new(&name, raw.linktype))?;
+                self.ids.insert(frame.interface, id);
+                id
+            }
+        };
+        self.recorder.write_frame(id, frame.ts, &raw.data, raw.wire_len)
+    }
 }
 
 /// The wall clock, as packet time: live recording is the one place that reads it.
