@@ -55,6 +55,10 @@ pub struct LiveArgs {
     #[arg(short = 'n', long = "namespace", value_name = "NAMESPACE")]
     pub namespace: Option<String>,
 
+    /// Record while you watch: every packet and the cluster view into this pcapng (shown in the header).
+    #[arg(long, value_name = "FILE.pcapng")]
+    pub record: Option<PathBuf>,
+
     /// All namespaces (kubectl's -A): the default.
     #[arg(short = 'A', long = "all-namespaces", conflicts_with = "namespace")]
     pub all_namespaces: bool,

@@ -48,6 +48,8 @@ pub struct LiveRunConfig {
     pub kube: Option<KubeSettings>,
     /// The namespace to show at first (`-n`).
     pub namespace: Option<String>,
+    /// Record while watching (`--record FILE`).
+    pub record: Option<PathBuf>,
     pub limits: TableLimits,
 }
 
@@ -208,11 +210,19 @@ fn live_config(args: &LiveArgs) -> Result<LiveRunConfig, ConfigError> {
             selection: Selection::from_names(&args.interfaces),
             filter: args.filter.clone(),
             buffer_bytes,
+            // Recording keeps whole packets; watching needs only their headers.
+            snaplen: if args.record.is_some() {
+                DEFAULT_SNAPLEN
+            } else {
+                LiveConfig::default().snaplen
+            },
+            keep_bytes: args.record.is_some(),
             ..LiveConfig::default()
         },
         cluster: args.cluster.clone().map_or(ClusterSource::None, ClusterSource::Snapshot),
         kube: (args.cluster.is_none() && !args.no_kube).then(|| kube_settings(&args.kube)),
         namespace: args.namespace.clone(),
+        record: args.record.clone(),
         limits: limits(&args.table)?,
     })
 }

@@ -255,6 +255,7 @@ fn replay_source<S: PacketSource + Send + 'static>(
                 live: false,
                 kube: None,
                 namespace: None,
+                record: None,
             };
             return interactive::run(engine, source, &session);
         }

@@ -5,12 +5,14 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event};
 use tokio::sync::mpsc;
 
+use super::record::FrameRecorder;
 use super::{ClusterGate, ReaderItem, RunError, read_source};
 use crate::capture::live::{CaptureEvent, LiveCapture};
 use crate::capture::{DecodedFrame, PacketSource};
@@ -18,6 +20,7 @@ use crate::cluster::ClusterEvent;
 use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
 use crate::config::LiveRunConfig;
 use crate::engine::{Engine, SWEEP_INTERVAL};
+use crate::record::pcapng::rotation::{Progress, Recorder, RecordingPlan, view_events};
 use crate::snapshot::FlowRecord;
 use crate::time::Timestamp;
 use crate::tui::app::{Action, App, Feed, ReplayPosition, Source, Speed};
@@ -77,6 +80,8 @@ pub struct Session {
     pub kube: Option<KubeSettings>,
     /// Show this namespace at first (`-n`).
     pub namespace: Option<String>,
+    /// Record while watching into this pcapng.
+    pub record: Option<PathBuf>,
 }
 
 /// Runs the TUI over a replayed file until the user quits.
@@ -96,7 +101,7 @@ pub fn run<S: PacketSource + Send + 'static>(
     if reader.join().is_err() {
         return Err(RunError::Runtime("the capture reader thread panicked".into()));
     }
-    result
+    result.map(|_| ())
 }
 
 /// Runs the TUI on live capture until the user quits. Capture threads report through a bridge
@@ -125,11 +130,16 @@ pub fn run_live(
         live: true,
         kube: config.kube.clone(),
         namespace: config.namespace.clone(),
+        record: config.record.clone(),
     };
     let result = in_terminal(engine, items, &session);
     capture.stop();
     let _ = bridge.join();
-    result
+    let summary = result?;
+    if let Some(summary) = summary {
+        eprintln!("netwatch: {summary}");
+    }
+    Ok(())
 }
 
 /// Capture events become loop items: frames as they are, interface changes as the full name
@@ -159,11 +169,13 @@ fn bridge_live(events: &std::sync::mpsc::Receiver<CaptureEvent>, items: &mpsc::S
     }
 }
 
+/// Runs the loop with the terminal taken; returns a line to print once it is given back (what a
+/// recording wrote).
 fn in_terminal(
     engine: Engine,
     items: mpsc::Receiver<ReaderItem>,
     session: &Session,
-) -> Result<(), RunError> {
+) -> Result<Option<String>, RunError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -188,7 +200,7 @@ async fn event_loop(
     mut items: mpsc::Receiver<ReaderItem>,
     session: &Session,
     theme: Theme,
-) -> Result<(), RunError> {
+) -> Result<Option<String>, RunError> {
     let (input_sender, mut inputs) = mpsc::unbounded_channel::<Input>();
     spawn_terminal_reader(input_sender.clone());
     spawn_signal_watch(input_sender);
@@ -204,6 +216,17 @@ async fn event_loop(
     let mut watch_status = WatchStatus::new();
     let mut cluster_label = session.cluster_label.clone();
     let mut watchers = None;
+    let mut recording = match &session.record {
+        Some(path) => {
+            let view = engine.cluster_and_policies().0;
+            let now = Timestamp::from_system_time(std::time::SystemTime::now());
+            let recorder =
+                Recorder::create(path, &[], &view_events(view), now, RecordingPlan::default())
+                    .map_err(|e| RunError::Runtime(e.to_string()))?;
+            Some(FrameRecorder::new(recorder))
+        }
+        None => None,
+    };
     if let Some(settings) = &session.kube {
         match watch::connect(settings).await {
             Ok(client) => watchers = Some(watch::spawn_watchers(client, watch_sender)),
@@ -237,6 +260,12 @@ async fn event_loop(
                     watch_status.observe(&update);
                     cluster_label = watch_status.summary();
                     if let WatchUpdate::Event(event) = update {
+                        if let Some(recording) = recording.as_mut() {
+                            let now = Timestamp::from_system_time(std::time::SystemTime::now());
+                            if let Err(error) = recording.recorder.write_cluster_events(now, std::slice::from_ref(&event)) {
+                                app.status = Some(error.to_string());
+                            }
+                        }
                         engine.apply(event);
                     }
                 }
@@ -330,12 +359,30 @@ async fn event_loop(
                 next_sweep = Some(frame.ts.saturating_add(SWEEP_INTERVAL));
             }
             reached = reached.max(frame.ts);
+            if let Some(recorder) = recording.as_mut() {
+                match recorder.write(&frame, &interfaces) {
+                    Ok(Progress::Continue) => {}
+                    // No limits are set on a recording from the TUI; a write error stops it.
+                    Ok(Progress::Stopped(reason)) => {
+                        app.status = Some(format!("recording stopped: {reason}"))
+                    }
+                    Err(error) => {
+                        app.status = Some(error.to_string());
+                        recording = None;
+                    }
+                }
+            }
             engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
             ingested += 1;
         }
         if session.live {
             // Idle flows end on the wall clock even when no packet arrives.
             let now = Timestamp::from_system_time(std::time::SystemTime::now());
+            if let Some(recorder) = recording.as_mut()
+                && let Err(error) = recorder.recorder.tick(now)
+            {
+                app.status = Some(error.to_string());
+            }
             let _ = engine.advance(now, |record| {
                 ended.push(record.clone());
                 Ok::<(), ()>(())
@@ -372,7 +419,11 @@ async fn event_loop(
                     vec![session.source_label.clone()]
                 },
                 cluster: cluster_label.clone(),
-                recording: None,
+                recording: session
+                    .record
+                    .as_ref()
+                    .filter(|_| recording.is_some())
+                    .map(|p| p.display().to_string()),
                 replay: (!session.live).then_some(ReplayPosition {
                     at: reached,
                     speed: clock.speed,
@@ -389,7 +440,15 @@ async fn event_loop(
     if let Some(watchers) = watchers {
         watchers.abort();
     }
-    Ok(())
+    let Some(recording) = recording else { return Ok(None) };
+    let summary = recording.recorder.finish().map_err(|e| RunError::Runtime(e.to_string()))?;
+    let files: Vec<String> = summary.files.iter().map(|f| f.display().to_string()).collect();
+    Ok(Some(format!(
+        "recorded {} packets, {} into {}",
+        summary.packets,
+        crate::record::human_bytes(summary.bytes),
+        files.join(", ")
+    )))
 }
 
 fn draw(terminal: &mut ratatui::DefaultTerminal, app: &App, theme: Theme) -> Result<(), RunError> {

@@ -105,3 +105,56 @@ fn a_live_recording_stopped_by_sigterm_is_complete_and_holds_the_flows() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn recording_from_the_live_view_writes_what_was_watched() {
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run the live recording test as root");
+        eprintln!("skipped: live capture needs root");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("netwatch-tui-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcapng = dir.join("watched.pcapng");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let mut stream = stream.unwrap();
+            let mut buffer = [0u8; 5];
+            stream.read_exact(&mut buffer).unwrap();
+            stream.write_all(b"world").unwrap();
+        }
+    });
+    let script = format!(
+        "{} -i lo --no-kube --filter 'tcp port {port}' --record {} 2>{}; echo NETWATCH-EXITED $?; sleep 30",
+        env!("CARGO_BIN_EXE_netwatch"),
+        pcapng.display(),
+        dir.join("stderr").display()
+    );
+    let tmux = crate::terminal::Tmux { socket: format!("netwatch-record-{}", std::process::id()) };
+    tmux.run(&["new-session", "-d", "-s", "main", "-x", "140", "-y", "30", &script]);
+    tmux.wait_for("● REC");
+    for _ in 0..2 {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client.write_all(b"hello").unwrap();
+        let mut reply = [0u8; 5];
+        client.read_exact(&mut reply).unwrap();
+    }
+    server.join().unwrap();
+    tmux.wait_for("flows 2");
+    tmux.keys(&["q"]);
+    let after = tmux.wait_for("NETWATCH-EXITED");
+    assert!(after.contains("NETWATCH-EXITED 0"), "{after}");
+    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    assert!(stderr.contains("recorded"), "{stderr}");
+    let tshark = Command::new("tshark")
+        .args(["-r", pcapng.to_str().unwrap(), "-T", "fields", "-e", "tcp.dstport"])
+        .output()
+        .unwrap();
+    assert!(tshark.status.success(), "{}", String::from_utf8_lossy(&tshark.stderr));
+    let to_server =
+        String::from_utf8_lossy(&tshark.stdout).lines().filter(|l| *l == port.to_string()).count();
+    assert!(to_server >= 2 * 4, "both connections' packets to the server: {to_server}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

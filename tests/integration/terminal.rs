@@ -6,12 +6,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A private tmux server, killed when the test ends however it ends.
-struct Tmux {
-    socket: String,
+pub struct Tmux {
+    pub socket: String,
 }
 
 impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
+    pub fn run(&self, args: &[&str]) -> String {
         let output = Command::new("tmux")
             .arg("-L")
             .arg(&self.socket)
@@ -21,18 +21,18 @@ impl Tmux {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "main"])
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "main"];
         args.extend(keys);
         self.run(&args);
     }
 
     /// Waits (bounded) until the screen shows `text`.
-    fn wait_for(&self, text: &str) -> String {
+    pub fn wait_for(&self, text: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let screen = self.screen();
