@@ -158,3 +158,65 @@ fn recording_from_the_live_view_writes_what_was_watched() {
     assert!(to_server >= 2 * 4, "both connections' packets to the server: {to_server}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_recording_killed_with_sigkill_is_readable_up_to_its_last_flush() {
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run the live recording test as root");
+        eprintln!("skipped: live recording needs root");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("netwatch-killed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcapng = dir.join("killed.pcapng");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let mut stream = stream.unwrap();
+            let mut buffer = [0u8; 5];
+            stream.read_exact(&mut buffer).unwrap();
+            stream.write_all(b"world").unwrap();
+        }
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(["record", "-i", "lo", "--no-kube", "-w", pcapng.to_str().unwrap()])
+        .args(["--filter", &format!("tcp port {port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pcapng.exists() {
+        assert!(Instant::now() < deadline, "the recording did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..2 {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client.write_all(b"hello").unwrap();
+        let mut reply = [0u8; 5];
+        client.read_exact(&mut reply).unwrap();
+    }
+    server.join().unwrap();
+    // Past the one-second flush interval, then no chance to close the file.
+    std::thread::sleep(Duration::from_millis(1600));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let tshark = Command::new("tshark").args(["-r", pcapng.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&tshark.stderr).to_lowercase();
+    assert!(!stderr.contains("cut short") && !stderr.contains("malformed"), "{stderr}");
+    let output = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(["replay", pcapng.to_str().unwrap(), "--headless", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let flows = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["dst"]["port"] == port)
+        .count();
+    assert_eq!(flows, 2, "both connections were flushed before the kill");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
