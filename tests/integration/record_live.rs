@@ -9,6 +9,41 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A TCP server on loopback answering `connections` clients "world" to their "hello".
+fn loopback_server(connections: usize) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let mut stream = stream.unwrap();
+            let mut buffer = [0u8; 5];
+            stream.read_exact(&mut buffer).unwrap();
+            stream.write_all(b"world").unwrap();
+        }
+    });
+    (port, server)
+}
+
+/// `connections` short conversations with the loopback server.
+fn talk(port: u16, connections: usize) {
+    for _ in 0..connections {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client.write_all(b"hello").unwrap();
+        let mut reply = [0u8; 5];
+        client.read_exact(&mut reply).unwrap();
+    }
+}
+
+/// The recording file appears once the interface is open: traffic after that is captured.
+fn wait_until_created(path: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "the recording did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -27,16 +62,7 @@ fn a_live_recording_stopped_by_sigterm_is_complete_and_holds_the_flows() {
     std::fs::create_dir_all(&dir).unwrap();
     let pcapng = dir.join("lo.pcapng");
     let flows = dir.join("lo.jsonl");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        for stream in listener.incoming().take(3) {
-            let mut stream = stream.unwrap();
-            let mut buffer = [0u8; 5];
-            stream.read_exact(&mut buffer).unwrap();
-            stream.write_all(b"world").unwrap();
-        }
-    });
+    let (port, server) = loopback_server(3);
     let child = Command::new(env!("CARGO_BIN_EXE_netwatch"))
         .args([
             "record",
@@ -52,19 +78,8 @@ fn a_live_recording_stopped_by_sigterm_is_complete_and_holds_the_flows() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The file is created once the interface is open: traffic after that is captured.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pcapng.exists() {
-        assert!(Instant::now() < deadline, "the recording did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    for _ in 0..3 {
-        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        client.write_all(b"hello").unwrap();
-        let mut reply = [0u8; 5];
-        client.read_exact(&mut reply).unwrap();
-    }
+    wait_until_created(&pcapng);
+    talk(port, 3);
     server.join().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let terminated =
@@ -116,16 +131,7 @@ fn recording_from_the_live_view_writes_what_was_watched() {
     let dir = std::env::temp_dir().join(format!("netwatch-tui-record-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcapng = dir.join("watched.pcapng");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        for stream in listener.incoming().take(2) {
-            let mut stream = stream.unwrap();
-            let mut buffer = [0u8; 5];
-            stream.read_exact(&mut buffer).unwrap();
-            stream.write_all(b"world").unwrap();
-        }
-    });
+    let (port, server) = loopback_server(2);
     let script = format!(
         "{} -i lo --no-kube --filter 'tcp port {port}' --record {} 2>{}; echo NETWATCH-EXITED $?; sleep 30",
         env!("CARGO_BIN_EXE_netwatch"),
@@ -135,12 +141,7 @@ fn recording_from_the_live_view_writes_what_was_watched() {
     let tmux = crate::terminal::Tmux { socket: format!("netwatch-record-{}", std::process::id()) };
     tmux.run(&["new-session", "-d", "-s", "main", "-x", "140", "-y", "30", &script]);
     tmux.wait_for("● REC");
-    for _ in 0..2 {
-        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        client.write_all(b"hello").unwrap();
-        let mut reply = [0u8; 5];
-        client.read_exact(&mut reply).unwrap();
-    }
+    talk(port, 2);
     server.join().unwrap();
     tmux.wait_for("flows 2");
     tmux.keys(&["q"]);
@@ -169,16 +170,7 @@ fn a_recording_killed_with_sigkill_is_readable_up_to_its_last_flush() {
     let dir = std::env::temp_dir().join(format!("netwatch-killed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcapng = dir.join("killed.pcapng");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        for stream in listener.incoming().take(2) {
-            let mut stream = stream.unwrap();
-            let mut buffer = [0u8; 5];
-            stream.read_exact(&mut buffer).unwrap();
-            stream.write_all(b"world").unwrap();
-        }
-    });
+    let (port, server) = loopback_server(2);
     let mut child = Command::new(env!("CARGO_BIN_EXE_netwatch"))
         .args(["record", "-i", "lo", "--no-kube", "-w", pcapng.to_str().unwrap()])
         .args(["--filter", &format!("tcp port {port}")])
@@ -186,18 +178,8 @@ fn a_recording_killed_with_sigkill_is_readable_up_to_its_last_flush() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pcapng.exists() {
-        assert!(Instant::now() < deadline, "the recording did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    for _ in 0..2 {
-        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        client.write_all(b"hello").unwrap();
-        let mut reply = [0u8; 5];
-        client.read_exact(&mut reply).unwrap();
-    }
+    wait_until_created(&pcapng);
+    talk(port, 2);
     server.join().unwrap();
     // Past the one-second flush interval, then no chance to close the file.
     std::thread::sleep(Duration::from_millis(1600));
