@@ -4,7 +4,6 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use netwatch::capture::Frame;
 use netwatch::cluster::snapshot;
 use netwatch::decode::{LinkType, decode};
 use netwatch::engine::Engine;
@@ -50,13 +49,7 @@ fn pipeline(c: &mut Criterion) {
                         Ok::<(), ()>(())
                     });
                 }
-                engine.ingest(&Frame {
-                    ts,
-                    interface: 0,
-                    linktype: Some(LinkType::Ethernet),
-                    data: &frame.frame,
-                    wire_len: u32::try_from(frame.frame.len()).unwrap_or(u32::MAX),
-                });
+                engine.ingest(&frame.as_frame());
                 last = ts;
             }
             let _ = engine.finish(last, |_| {

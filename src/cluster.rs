@@ -215,8 +215,6 @@ pub enum IpOwner {
 pub struct SkipCounts {
     /// Objects of kinds netwatch does not use, by kind.
     pub unknown_kinds: BTreeMap<String, u64>,
-    /// Objects of a known kind that could not be read, with why.
-    pub invalid: Vec<String>,
 }
 
 /// The cluster as netwatch knows it: every object by key, and an index by IP address.

@@ -35,7 +35,6 @@ pub struct NameBook {
     by_client: FxHashMap<(IpAddr, IpAddr), Entry>,
     /// The most recent answer naming an address, whoever asked.
     by_address: FxHashMap<IpAddr, Entry>,
-    pub answers_learned: u64,
 }
 
 impl NameBook {
@@ -54,7 +53,6 @@ impl NameBook {
             };
             self.by_client.insert((client, resolution.address), entry.clone());
             self.by_address.insert(resolution.address, entry);
-            self.answers_learned += 1;
         }
         if self.by_client.len() > MAX_ENTRIES {
             self.expire(now);

@@ -39,6 +39,20 @@ pub struct TimedFrame {
     pub frame: Vec<u8>,
 }
 
+impl TimedFrame {
+    /// The frame as a capture source would hand it over (Ethernet, nothing cut by a snap length).
+    #[must_use]
+    pub fn as_frame(&self) -> crate::capture::Frame<'_> {
+        crate::capture::Frame {
+            ts: crate::time::Timestamp(self.ts_nanos),
+            interface: 0,
+            linktype: Some(crate::decode::LinkType::Ethernet),
+            data: &self.frame,
+            wire_len: u32::try_from(self.frame.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 /// pcap link-layer header types (`LINKTYPE_*`) the builders can produce.
 pub mod linktype {
     pub const ETHERNET: u32 = 1;

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::capture::Frame;
 use crate::cluster::snapshot;
-use crate::decode::LinkType;
 use crate::engine::Engine;
 use crate::flow::TableLimits;
 use crate::snapshot::FlowRecord;
@@ -26,13 +24,7 @@ pub fn demo_engine() -> (Engine, Timestamp) {
     let mut last = Timestamp::default();
     for frame in crate::synth::scenario::demo() {
         let ts = Timestamp(frame.ts_nanos);
-        engine.ingest(&Frame {
-            ts,
-            interface: 0,
-            linktype: Some(LinkType::Ethernet),
-            data: &frame.frame,
-            wire_len: u32::try_from(frame.frame.len()).unwrap_or(u32::MAX),
-        });
+        engine.ingest(&frame.as_frame());
         last = ts;
     }
     (engine, last)
