@@ -4,6 +4,8 @@
 //! are evicted in a batch (amortised O(1) per packet), counted, and handed out like expired
 //! ones, so nothing disappears silently.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -61,6 +63,30 @@ struct FragmentKey {
 /// Fragments of one datagram arrive within this long of each other, or not at all.
 const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A time at or before which one flow may go idle. Entries are never updated in place: a flow's
+/// packets only push its real deadline later, and when it is reached the entry is checked
+/// against the flow and pushed again at the real one. So a sweep touches only the flows that are
+/// due, not the whole table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deadline {
+    at: Timestamp,
+    /// The flow this was for: a key can be reused by a later flow after this one ended.
+    id: u64,
+    key: FlowKey,
+}
+
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.id).cmp(&(other.at, other.id))
+    }
+}
+
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct FlowTable {
     limits: TableLimits,
@@ -69,6 +95,8 @@ pub struct FlowTable {
     flows: Vec<Flow>,
     index: FxHashMap<FlowKey, u32>,
     fragments: FxHashMap<FragmentKey, (FlowKey, Timestamp)>,
+    /// Earliest first. Every flow has an entry at or before its idle deadline.
+    deadlines: BinaryHeap<Reverse<Deadline>>,
     next_id: u64,
     /// Flows that left the table and were not yet collected by [`drain_ended`](Self::drain_ended).
     ended: Vec<(Flow, EndReason)>,
@@ -163,6 +191,7 @@ impl FlowTable {
                     self.evict_oldest();
                 }
                 let flow = self.start_flow(key, packet, src, dst, now);
+                self.schedule(&flow);
                 self.flows.push(flow);
                 let slot = self.flows.len() - 1;
                 self.index.insert(key, u32::try_from(slot).ok()?);
@@ -172,7 +201,14 @@ impl FlowTable {
         let flow = &mut self.flows[slot];
         let from_initiator = flow.initiator.ip == packet.src
             && (flow.initiator.port == packet.src_port || packet.fragment.is_later());
+        let was_closed = is_closed(flow.tcp);
         count(flow, packet, interface, from_initiator, now);
+        if !was_closed && is_closed(flow.tcp) {
+            // The shorter closed timeout may fall before the entry the flow already has.
+            let deadline = self.deadline_of(&self.flows[slot]);
+            self.deadlines.push(Reverse(deadline));
+        }
+        let flow = &mut self.flows[slot];
         Some((flow, Ingested { new_flow, from_initiator }))
     }
 
@@ -238,23 +274,49 @@ impl FlowTable {
         }
     }
 
+    /// How long a flow may stay quiet before it ends.
+    fn timeout_of(&self, flow: &Flow) -> Duration {
+        if is_closed(flow.tcp) { self.limits.closed_timeout } else { self.limits.idle_timeout }
+    }
+
+    fn deadline_of(&self, flow: &Flow) -> Deadline {
+        let at = flow.last_seen.saturating_add(self.timeout_of(flow));
+        Deadline { at, id: flow.id, key: flow.key }
+    }
+
+    fn schedule(&mut self, flow: &Flow) {
+        let deadline = self.deadline_of(flow);
+        self.deadlines.push(Reverse(deadline));
+        // Entries of evicted flows wait for their time; under a flood of new flows that could
+        // be many, so start over from the live flows when they dominate.
+        if self.deadlines.len() > 2 * self.flows.len() + 1024 {
+            let live: Vec<_> = self.flows.iter().map(|f| Reverse(self.deadline_of(f))).collect();
+            self.deadlines = BinaryHeap::from(live);
+            self.deadlines.push(Reverse(deadline));
+        }
+    }
+
     /// Ends flows idle past their timeout at `now`, and forgets stale fragment entries.
     pub fn advance(&mut self, now: Timestamp) {
-        let limits = self.limits;
-        let mut expired: Vec<(Timestamp, u64, FlowKey)> = self
-            .flows
-            .iter()
-            .filter(|flow| {
-                let timeout = match flow.tcp {
-                    Some(TcpState::Closed | TcpState::Reset) => limits.closed_timeout,
-                    _ => limits.idle_timeout,
-                };
-                now.since(flow.last_seen) >= timeout
-            })
-            .map(|flow| (flow.last_seen, flow.id, flow.key))
-            .collect();
-        // Ended flows go out in the order they went quiet: the same on every run.
+        let mut expired: Vec<(Timestamp, u64, FlowKey)> = Vec::new();
+        while let Some(Reverse(due)) = self.deadlines.peek().copied()
+            && due.at <= now
+        {
+            self.deadlines.pop();
+            let Some(flow) = self.get(&due.key).filter(|flow| flow.id == due.id) else {
+                continue; // the flow already ended
+            };
+            if now.since(flow.last_seen) >= self.timeout_of(flow) {
+                expired.push((flow.last_seen, flow.id, flow.key));
+            } else {
+                let later = self.deadline_of(flow);
+                self.deadlines.push(Reverse(later));
+            }
+        }
+        // Ended flows go out in the order they went quiet: the same on every run. A flow with
+        // two due entries (opened, then closed) was listed twice.
         expired.sort_unstable();
+        expired.dedup();
         for (_, _, key) in expired {
             if let Some(flow) = self.remove(&key) {
                 self.expired_total += 1;
@@ -269,6 +331,7 @@ impl FlowTable {
     pub fn finish(&mut self) -> Vec<Flow> {
         self.index.clear();
         self.fragments.clear();
+        self.deadlines.clear();
         let mut flows = std::mem::take(&mut self.flows);
         flows.sort_unstable_by_key(|flow| (flow.first_seen, flow.id));
         flows
@@ -285,6 +348,10 @@ impl Fragment {
     pub fn is_later(self) -> bool {
         matches!(self, Self::Later { .. })
     }
+}
+
+fn is_closed(state: Option<TcpState>) -> bool {
+    matches!(state, Some(TcpState::Closed | TcpState::Reset))
 }
 
 fn protocol_number(packet: &Packet<'_>) -> u8 {
@@ -526,5 +593,52 @@ mod tests {
         table.ingest(&tcp((CLIENT, 1), (SERVER, 443), SYN, 60), 0, at(1));
         let ports: Vec<u16> = table.finish().iter().map(|f| f.initiator.port).collect();
         assert_eq!(ports, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_flood_of_evicted_flows_does_not_grow_the_deadline_queue_without_bound() {
+        let limits = TableLimits { max_flows: 64, ..TableLimits::default() };
+        let mut table = FlowTable::new(limits);
+        for port in 0..20_000u16 {
+            table.ingest(&tcp((CLIENT, port), (SERVER, 443), SYN, 60), 0, at(u64::from(port)));
+        }
+        assert_eq!(table.len(), 64);
+        assert!(table.deadlines.len() <= 2 * 64 + 1024 + 1, "{}", table.deadlines.len());
+    }
+
+    proptest::proptest! {
+        /// The lazy deadline queue ends exactly the flows a scan of the whole table would, in
+        /// the same order.
+        #[test]
+        fn sweeping_by_deadlines_ends_the_same_flows_as_scanning_the_table(
+            steps in proptest::collection::vec((0u16..12, 0u8..4, 0u64..4_000), 1..200),
+        ) {
+            let limits = TableLimits {
+                max_flows: 1_000,
+                idle_timeout: Duration::from_secs(3),
+                closed_timeout: Duration::from_secs(1),
+            };
+            let mut table = FlowTable::new(limits);
+            let mut now = 0;
+            for (port, kind, gap_ms) in steps {
+                now += gap_ms;
+                let flags = [SYN, ACK, FIN_ACK, TcpInfo::RST][usize::from(kind)];
+                let (c, s) = ((CLIENT, 40000 + port), (SERVER, 443));
+                let packet = if kind == 1 && port % 2 == 0 { tcp(s, c, flags, 52) } else {
+                    tcp(c, s, flags, 52)
+                };
+                table.ingest(&packet, 0, at(now));
+                let mut due: Vec<(Timestamp, u64)> = table
+                    .flows()
+                    .filter(|f| at(now).since(f.last_seen) >= table.timeout_of(f))
+                    .map(|f| (f.last_seen, f.id))
+                    .collect();
+                due.sort_unstable();
+                table.advance(at(now));
+                let ended: Vec<(Timestamp, u64)> =
+                    table.drain_ended().iter().map(|(f, _)| (f.last_seen, f.id)).collect();
+                proptest::prop_assert_eq!(ended, due);
+            }
+        }
     }
 }
