@@ -272,9 +272,30 @@ fn classify(error: &watcher::Error) -> Failure {
             Failure::Retry(shorten(&format!("{verb} failed: {code} {}", status.message)))
         }
         None => Failure::Retry(shorten(&match client_error {
-            Some(e) => format!("{verb} failed: {}", error_chain(e)),
+            Some(e) => {
+                let cause = error_chain(e);
+                match tls_hint(&cause) {
+                    Some(hint) => format!("{verb} failed: {cause}; {hint}"),
+                    None => format!("{verb} failed: {cause}"),
+                }
+            }
             None => format!("{verb} failed"),
         })),
+    }
+}
+
+/// What to check when TLS is what failed. rustls's wording names the fault but not where it
+/// is configured, and for a kubeconfig that is always one of two fields.
+fn tls_hint(cause: &str) -> Option<&'static str> {
+    if cause.contains("invalid peer certificate") {
+        Some("check certificate-authority in the kubeconfig")
+    } else if cause.contains("CertificateRequired")
+        || cause.contains("alert: BadCertificate")
+        || cause.contains("alert: UnknownCA")
+    {
+        Some("check client-certificate in the kubeconfig")
+    } else {
+        None
     }
 }
 
@@ -348,6 +369,19 @@ mod tests {
             mapper.state.describe(ResourceKind::Pod),
             "reconnecting since 1970-01-01T00:01:00Z (watch failed: 503 denied)"
         );
+    }
+
+    #[test]
+    fn tls_failures_say_which_kubeconfig_field_to_check() {
+        assert_eq!(
+            tls_hint("invalid peer certificate: UnknownIssuer"),
+            Some("check certificate-authority in the kubeconfig")
+        );
+        assert_eq!(
+            tls_hint("received fatal alert: CertificateRequired"),
+            Some("check client-certificate in the kubeconfig")
+        );
+        assert_eq!(tls_hint("Connection refused (os error 111)"), None);
     }
 
     /// A pods mapper that has listed once and then lost its watch.
