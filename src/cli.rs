@@ -4,7 +4,19 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+mod kubectl_help;
+
+/// The command as the kubectl plugin runs it: the same flags and commands, named
+/// `kubectl netwatch`, with its top-level help in kubectl's layout.
+#[must_use]
+pub fn plugin_command() -> clap::Command {
+    let mut command = Cli::command().bin_name("kubectl netwatch");
+    command.build();
+    let help = kubectl_help::render(&command);
+    command.override_help(help)
+}
 
 #[derive(Debug, Parser)]
 #[command(

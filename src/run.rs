@@ -202,10 +202,26 @@ fn read_snapshot(path: &Path) -> Result<String, RunError> {
     })
 }
 
-/// The entry both binaries share: parse, validate, run, and map failures to exit codes.
+/// The `netwatch` binary's entry: parse, validate, run, and map failures to exit codes.
 pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
-    use clap::Parser;
-    let cli = match crate::cli::Cli::try_parse_from(args) {
+    main_with_command(<crate::cli::Cli as clap::CommandFactory>::command(), args)
+}
+
+/// `kubectl netwatch …`: the same program, its help in kubectl's layout.
+pub fn plugin_main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    main_with_command(crate::cli::plugin_command(), args)
+}
+
+/// What both binaries share once they have chosen their command line.
+fn main_with_command(
+    command: clap::Command,
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> i32 {
+    use clap::FromArgMatches;
+    let parsed = command
+        .try_get_matches_from(args)
+        .and_then(|matches| crate::cli::Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();

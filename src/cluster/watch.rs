@@ -6,9 +6,8 @@
 //! shown in the header. It must not hold the view: the run loop applies the events, and
 //! [`WatchStatus`] is a plain value the run loop folds updates into. Resuming from
 //! `resourceVersion`, relisting on 410 Gone and backing off on errors are kube-rs's; this module
-//! only reports them.
+//! only reports them, and notices (`accepted`) when a resumed watch is back.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Debug;
 use std::time::SystemTime;
@@ -26,213 +25,58 @@ use tokio::task::JoinHandle;
 use super::trim::{self, TrimError};
 use super::{ClusterEvent, Object, ObjectKey, ResourceKind};
 
+mod accepted;
 mod kubeconfig;
+mod status;
 
-pub use kubeconfig::{KubeSettings, WatchError, connect};
-
-/// What the watcher tells the run loop.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WatchUpdate {
-    /// A change to apply to the `ClusterView`.
-    Event(ClusterEvent),
-    /// The connection state of one kind changed.
-    State(ResourceKind, ResourceState),
-    /// An object that could not be trimmed was left out; the message names it and the field.
-    Skipped(ResourceKind, String),
-}
-
-/// The connection state of one watched kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResourceState {
-    /// No answer from the API server yet.
-    Connecting,
-    /// Listing (the first time, or again after a 410 Gone).
-    Syncing,
-    /// Listed, and watching for changes.
-    Synced,
-    /// The last request failed; kube-rs retries with backoff. `since` is the first failure.
-    Reconnecting { since: SystemTime, why: String },
-    /// The API server answered 403: the service account or user lacks `verb` on the resource.
-    Forbidden { verb: &'static str },
-    /// The API server answered 401: the credentials themselves were rejected.
-    Unauthorized,
-}
-
-impl ResourceState {
-    /// How the state reads for one kind, e.g. `reconnecting since 2026-11-29T10:00:02Z (…)`.
-    #[must_use]
-    pub fn describe(&self, kind: ResourceKind) -> String {
-        match self {
-            Self::Connecting => "connecting".to_owned(),
-            Self::Syncing => "syncing".to_owned(),
-            Self::Synced => "synced".to_owned(),
-            Self::Reconnecting { since, why } => {
-                format!("reconnecting since {} ({why})", humantime::format_rfc3339_seconds(*since))
-            }
-            Self::Forbidden { verb } => format!(
-                "forbidden: {} (missing verb '{verb}'; apply assets/rbac.yaml)",
-                resource_name(kind)
-            ),
-            Self::Unauthorized => format!(
-                "unauthorized: {} (credentials rejected; check the kubeconfig user or token)",
-                resource_name(kind)
-            ),
-        }
-    }
-
-    fn is_denied(&self) -> bool {
-        matches!(self, Self::Forbidden { .. } | Self::Unauthorized)
-    }
-}
-
-/// The resource as RBAC and kubectl name it.
-#[must_use]
-pub fn resource_name(kind: ResourceKind) -> &'static str {
-    match kind {
-        ResourceKind::Namespace => "namespaces",
-        ResourceKind::Pod => "pods",
-        ResourceKind::Service => "services",
-        ResourceKind::EndpointSlice => "endpointslices.discovery.k8s.io",
-        ResourceKind::Node => "nodes",
-        ResourceKind::NetworkPolicy => "networkpolicies.networking.k8s.io",
-    }
-}
-
-/// Every kind's state and the count of skipped objects: what the header shows. A plain value
-/// the run loop owns and feeds with [`observe`](Self::observe).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchStatus {
-    states: BTreeMap<ResourceKind, ResourceState>,
-    skipped: u64,
-    last_skipped: Option<String>,
-}
-
-impl Default for WatchStatus {
-    fn default() -> Self {
-        Self {
-            states: ResourceKind::ALL.map(|kind| (kind, ResourceState::Connecting)).into(),
-            skipped: 0,
-            last_skipped: None,
-        }
-    }
-}
-
-impl WatchStatus {
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Folds one update in; cluster events leave the status unchanged.
-    pub fn observe(&mut self, update: &WatchUpdate) {
-        match update {
-            WatchUpdate::Event(_) => {}
-            WatchUpdate::State(kind, state) => {
-                self.states.insert(*kind, state.clone());
-            }
-            WatchUpdate::Skipped(_, why) => {
-                self.skipped += 1;
-                self.last_skipped = Some(why.clone());
-            }
-        }
-    }
-
-    #[must_use]
-    pub fn state(&self, kind: ResourceKind) -> &ResourceState {
-        self.states.get(&kind).unwrap_or(&ResourceState::Connecting)
-    }
-
-    /// Objects left out because they could not be read, and the last reason.
-    #[must_use]
-    pub fn skipped(&self) -> (u64, Option<&str>) {
-        (self.skipped, self.last_skipped.as_deref())
-    }
-
-    /// One line per kind: `pods: synced`, `nodes: forbidden: nodes (…)`.
-    #[must_use]
-    pub fn lines(&self) -> Vec<String> {
-        ResourceKind::ALL
-            .iter()
-            .map(|kind| format!("{}: {}", resource_name(*kind), self.state(*kind).describe(*kind)))
-            .collect()
-    }
-
-    /// The header's one string. Denied kinds come first because only the user can fix them;
-    /// then a failing connection; then progress: `connecting`, `syncing N/6`, `synced`.
-    #[must_use]
-    pub fn summary(&self) -> String {
-        let total = ResourceKind::ALL.len();
-        let synced =
-            ResourceKind::ALL.iter().filter(|k| *self.state(**k) == ResourceState::Synced).count();
-        let denied: Vec<String> = ResourceKind::ALL
-            .iter()
-            .filter(|kind| self.state(**kind).is_denied())
-            .map(|kind| self.state(*kind).describe(*kind))
-            .collect();
-        let mut summary = if !denied.is_empty() {
-            format!("{}; {synced}/{total} synced", denied.join("; "))
-        } else if let Some((kind, state)) = ResourceKind::ALL
-            .iter()
-            .map(|kind| (*kind, self.state(*kind)))
-            .filter(|(_, state)| matches!(state, ResourceState::Reconnecting { .. }))
-            .min_by_key(|(_, state)| match state {
-                ResourceState::Reconnecting { since, .. } => Some(*since),
-                _ => None,
-            })
-        {
-            format!("{}: {}", resource_name(kind), state.describe(kind))
-        } else if synced == total {
-            "synced".to_owned()
-        } else if ResourceKind::ALL.iter().all(|k| *self.state(*k) == ResourceState::Connecting) {
-            "connecting".to_owned()
-        } else {
-            format!("syncing {synced}/{total}")
-        };
-        if self.skipped > 0 {
-            summary.push_str(&format!(", {} unreadable object(s) skipped", self.skipped));
-        }
-        summary
-    }
-}
+pub use kubeconfig::{KubeSettings, WatchClient, WatchError, connect};
+pub use status::{ResourceState, WatchStatus, WatchUpdate, resource_name};
 
 /// Starts one watcher per kind on `client`, all sending into `sender`. The task ends when every
 /// watcher has stopped, which happens only once the receiver is dropped.
-pub fn spawn_watchers(client: kube::Client, sender: mpsc::Sender<WatchUpdate>) -> JoinHandle<()> {
+pub fn spawn_watchers(client: WatchClient, sender: mpsc::Sender<WatchUpdate>) -> JoinHandle<()> {
+    let WatchClient { client, accepted } = client;
     tokio::spawn(async move {
         tokio::join!(
             watch_kind::<core::Namespace>(
                 Api::all(client.clone()),
                 ResourceKind::Namespace,
+                accepted.subscribe(ResourceKind::Namespace),
                 |o| trim::namespace(o).map(Object::Namespace),
                 sender.clone(),
             ),
             watch_kind::<core::Pod>(
                 Api::all(client.clone()),
                 ResourceKind::Pod,
+                accepted.subscribe(ResourceKind::Pod),
                 |o| trim::pod(o).map(Object::Pod),
                 sender.clone(),
             ),
             watch_kind::<core::Service>(
                 Api::all(client.clone()),
                 ResourceKind::Service,
+                accepted.subscribe(ResourceKind::Service),
                 |o| trim::service(o).map(Object::Service),
                 sender.clone(),
             ),
             watch_kind::<discovery::EndpointSlice>(
                 Api::all(client.clone()),
                 ResourceKind::EndpointSlice,
+                accepted.subscribe(ResourceKind::EndpointSlice),
                 |o| trim::endpoint_slice(o).map(Object::EndpointSlice),
                 sender.clone(),
             ),
             watch_kind::<core::Node>(
                 Api::all(client.clone()),
                 ResourceKind::Node,
+                accepted.subscribe(ResourceKind::Node),
                 |o| trim::node(o).map(Object::Node),
                 sender.clone(),
             ),
             watch_kind::<networking::NetworkPolicy>(
                 Api::all(client),
                 ResourceKind::NetworkPolicy,
+                accepted.subscribe(ResourceKind::NetworkPolicy),
                 |o| trim::network_policy(o).map(Object::NetworkPolicy),
                 sender,
             ),
@@ -244,6 +88,7 @@ pub fn spawn_watchers(client: kube::Client, sender: mpsc::Sender<WatchUpdate>) -
 async fn watch_kind<K>(
     api: Api<K>,
     kind: ResourceKind,
+    mut accepted: tokio::sync::watch::Receiver<u64>,
     trim: impl Fn(&K) -> Result<Object, TrimError>,
     sender: mpsc::Sender<WatchUpdate>,
 ) where
@@ -254,10 +99,17 @@ async fn watch_kind<K>(
     if sender.send(WatchUpdate::State(kind, ResourceState::Connecting)).await.is_err() {
         return;
     }
-    while let Some(item) = stream.next().await {
-        let updates = match item {
-            Ok(event) => mapper.event(event, &trim),
-            Err(error) => mapper.failure(&error, SystemTime::now()),
+    loop {
+        // Biased: an accepted watch is noted before the events it carries, so a 410 or a
+        // change that follows it is the last word.
+        let updates = tokio::select! {
+            biased;
+            Ok(()) = accepted.changed() => mapper.watch_accepted(),
+            item = stream.next() => match item {
+                Some(Ok(event)) => mapper.event(event, &trim),
+                Some(Err(error)) => mapper.failure(&error, SystemTime::now()),
+                None => return,
+            },
         };
         for update in updates {
             if sender.send(update).await.is_err() {
@@ -352,6 +204,18 @@ impl<K: Resource> KindMapper<K> {
         }
     }
 
+    /// The API server accepted a watch. kube-rs watches only once listed, so after a failure
+    /// this is the watch resuming from its resourceVersion: the view is current again even if
+    /// nothing changed (kube-rs yields nothing for a bookmark). A relist under way stays
+    /// `Syncing`.
+    fn watch_accepted(&mut self) -> Vec<WatchUpdate> {
+        let mut updates = Vec::new();
+        if self.state != ResourceState::Syncing {
+            self.recovered(&mut updates);
+        }
+        updates
+    }
+
     fn set_state(&mut self, state: ResourceState, updates: &mut Vec<WatchUpdate>) {
         if self.state != state {
             self.state = state.clone();
@@ -408,9 +272,30 @@ fn classify(error: &watcher::Error) -> Failure {
             Failure::Retry(shorten(&format!("{verb} failed: {code} {}", status.message)))
         }
         None => Failure::Retry(shorten(&match client_error {
-            Some(e) => format!("{verb} failed: {}", error_chain(e)),
+            Some(e) => {
+                let cause = error_chain(e);
+                match tls_hint(&cause) {
+                    Some(hint) => format!("{verb} failed: {cause}; {hint}"),
+                    None => format!("{verb} failed: {cause}"),
+                }
+            }
             None => format!("{verb} failed"),
         })),
+    }
+}
+
+/// What to check when TLS is what failed. rustls's wording names the fault but not where it
+/// is configured, and for a kubeconfig that is always one of two fields.
+fn tls_hint(cause: &str) -> Option<&'static str> {
+    if cause.contains("invalid peer certificate") {
+        Some("check certificate-authority in the kubeconfig")
+    } else if cause.contains("CertificateRequired")
+        || cause.contains("alert: BadCertificate")
+        || cause.contains("alert: UnknownCA")
+    {
+        Some("check client-certificate in the kubeconfig")
+    } else {
+        None
     }
 }
 
@@ -487,18 +372,81 @@ mod tests {
     }
 
     #[test]
-    fn the_summary_counts_synced_kinds_and_then_says_synced() {
+    fn tls_failures_say_which_kubeconfig_field_to_check() {
+        assert_eq!(
+            tls_hint("invalid peer certificate: UnknownIssuer"),
+            Some("check certificate-authority in the kubeconfig")
+        );
+        assert_eq!(
+            tls_hint("received fatal alert: CertificateRequired"),
+            Some("check client-certificate in the kubeconfig")
+        );
+        assert_eq!(tls_hint("Connection refused (os error 111)"), None);
+    }
+
+    /// A pods mapper that has listed once and then lost its watch.
+    fn listed_then_failed() -> KindMapper<core::Pod> {
+        let mut mapper = KindMapper::<core::Pod>::new(ResourceKind::Pod);
+        let trim = |o: &core::Pod| trim::pod(o).map(Object::Pod);
+        mapper.event(watcher::Event::Init, &trim);
+        mapper.event(watcher::Event::InitDone, &trim);
+        let error = watcher::Error::WatchStartFailed(api_error(503));
+        let updates = mapper.failure(&error, SystemTime::UNIX_EPOCH);
+        assert!(matches!(
+            updates.as_slice(),
+            [WatchUpdate::State(ResourceKind::Pod, ResourceState::Reconnecting { .. })]
+        ));
+        mapper
+    }
+
+    #[test]
+    fn a_change_after_a_failure_returns_the_kind_to_synced() {
+        let mut mapper = listed_then_failed();
+        let trim = |o: &core::Pod| trim::pod(o).map(Object::Pod);
+        let mut pod = core::Pod::default();
+        pod.metadata.name = Some("web".into());
+        pod.metadata.namespace = Some("shop".into());
+        let updates = mapper.event(watcher::Event::Apply(pod.clone()), &trim);
+        assert_eq!(
+            updates.last(),
+            Some(&WatchUpdate::State(ResourceKind::Pod, ResourceState::Synced))
+        );
+        mapper.failure(&watcher::Error::WatchFailed(api_error(500)), SystemTime::UNIX_EPOCH);
+        let updates = mapper.event(watcher::Event::Delete(pod), &trim);
+        assert_eq!(
+            updates.last(),
+            Some(&WatchUpdate::State(ResourceKind::Pod, ResourceState::Synced))
+        );
+    }
+
+    #[test]
+    fn a_watch_resumed_without_a_change_returns_the_kind_to_synced() {
+        let mut mapper = listed_then_failed();
         let mut status = WatchStatus::new();
-        assert_eq!(status.summary(), "connecting");
-        status.observe(&WatchUpdate::State(ResourceKind::Pod, ResourceState::Synced));
-        status.observe(&WatchUpdate::State(ResourceKind::Node, ResourceState::Syncing));
-        assert_eq!(status.summary(), "syncing 1/6");
         for kind in ResourceKind::ALL {
             status.observe(&WatchUpdate::State(kind, ResourceState::Synced));
         }
+        status.observe(&WatchUpdate::State(
+            ResourceKind::Pod,
+            ResourceState::Reconnecting { since: SystemTime::UNIX_EPOCH, why: "down".into() },
+        ));
+        assert!(status.summary().starts_with("pods: reconnecting since"), "{}", status.summary());
+        for update in mapper.watch_accepted() {
+            status.observe(&update);
+        }
         assert_eq!(status.summary(), "synced");
-        status.observe(&WatchUpdate::Skipped(ResourceKind::Pod, "Pod 'a/b': bad".into()));
-        assert_eq!(status.summary(), "synced, 1 unreadable object(s) skipped");
+        assert!(mapper.watch_accepted().is_empty(), "a state is sent only when it changes");
+    }
+
+    #[test]
+    fn an_accepted_watch_does_not_cut_a_relist_short() {
+        let mut fresh = KindMapper::<core::Pod>::new(ResourceKind::Pod);
+        assert!(fresh.watch_accepted().is_empty(), "never listed: still connecting");
+        let mut mapper = listed_then_failed();
+        let trim = |o: &core::Pod| trim::pod(o).map(Object::Pod);
+        mapper.event(watcher::Event::Init, &trim);
+        assert!(mapper.watch_accepted().is_empty());
+        assert_eq!(mapper.state, ResourceState::Syncing);
     }
 
     #[test]

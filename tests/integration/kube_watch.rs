@@ -3,6 +3,8 @@
 //! listens on 127.0.0.1 only.
 
 mod api_server;
+mod https;
+mod pki;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -90,20 +92,74 @@ fn shop() -> ClusterState {
     state
 }
 
+/// One kubeconfig context: its cluster and the credentials of its user.
+struct Context<'a> {
+    name: &'a str,
+    /// `http://…` or `https://…`.
+    server: String,
+    /// `certificate-authority-data`: the CA that signed the server's certificate, PEM.
+    ca_pem: Option<&'a str>,
+    user: User<'a>,
+}
+
+enum User<'a> {
+    Anonymous,
+    Token(&'a str),
+    Certificate { cert_pem: &'a str, key_pem: &'a str },
+}
+
+fn base64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A kubeconfig of plain-HTTP clusters on these ports, one context each, no credentials.
 fn write_kubeconfig(dir: &Path, contexts: &[(&str, u16)]) -> std::path::PathBuf {
+    let contexts: Vec<Context> = contexts
+        .iter()
+        .map(|(name, port)| Context {
+            name,
+            server: format!("http://127.0.0.1:{port}"),
+            ca_pem: None,
+            user: User::Anonymous,
+        })
+        .collect();
+    write_kubeconfig_of(dir, &contexts)
+}
+
+/// A kubeconfig as kubectl writes it; the first context is the current one.
+fn write_kubeconfig_of(dir: &Path, contexts: &[Context]) -> std::path::PathBuf {
     let mut text = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
-    for (name, port) in contexts {
+    for context in contexts {
         text.push_str(&format!(
-            "- name: {name}\n  cluster:\n    server: http://127.0.0.1:{port}\n"
+            "- name: {}\n  cluster:\n    server: {}\n",
+            context.name, context.server
+        ));
+        if let Some(ca) = context.ca_pem {
+            text.push_str(&format!("    certificate-authority-data: {}\n", base64(ca)));
+        }
+    }
+    text.push_str("users:\n");
+    for context in contexts {
+        text.push_str(&format!("- name: {}-user\n", context.name));
+        match &context.user {
+            User::Anonymous => text.push_str("  user: {}\n"),
+            User::Token(token) => text.push_str(&format!("  user:\n    token: {token}\n")),
+            User::Certificate { cert_pem, key_pem } => text.push_str(&format!(
+                "  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+                base64(cert_pem),
+                base64(key_pem)
+            )),
+        }
+    }
+    text.push_str("contexts:\n");
+    for context in contexts {
+        text.push_str(&format!(
+            "- name: {0}\n  context:\n    cluster: {0}\n    user: {0}-user\n",
+            context.name
         ));
     }
-    text.push_str("users:\n- name: tester\n  user: {}\ncontexts:\n");
-    for (name, _) in contexts {
-        text.push_str(&format!(
-            "- name: {name}\n  context:\n    cluster: {name}\n    user: tester\n"
-        ));
-    }
-    text.push_str(&format!("current-context: {}\n", contexts[0].0));
+    text.push_str(&format!("current-context: {}\n", contexts[0].name));
     let path = dir.join("kubeconfig");
     std::fs::write(&path, text).unwrap();
     path
@@ -124,6 +180,21 @@ impl Watching {
     async fn start(contexts: &[(&str, u16)], context: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = write_kubeconfig(dir.path(), contexts);
+        Self::with_kubeconfig(dir, kubeconfig, context).await
+    }
+
+    /// Watches through the kubeconfig `contexts` describe, from its first context.
+    async fn start_with(contexts: &[Context<'_>]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = write_kubeconfig_of(dir.path(), contexts);
+        Self::with_kubeconfig(dir, kubeconfig, None).await
+    }
+
+    async fn with_kubeconfig(
+        dir: tempfile::TempDir,
+        kubeconfig: std::path::PathBuf,
+        context: Option<&str>,
+    ) -> Self {
         let settings =
             KubeSettings { kubeconfig: Some(kubeconfig), context: context.map(str::to_owned) };
         let client = connect(&settings).await.unwrap();
@@ -296,6 +367,32 @@ async fn after_a_server_restart_the_watcher_reconnects_and_resyncs() {
                 && v.owners(ip("10.244.1.11")).is_empty()
         })
         .await;
+}
+
+/// The watch comes back from its resourceVersion and nothing changed meanwhile: the server sends
+/// only a bookmark, kube-rs yields nothing, and still the header must leave "reconnecting".
+#[tokio::test]
+async fn a_watch_resumed_without_changes_reads_synced_again_without_a_relist() {
+    let server = ApiServer::start(0, shop()).await;
+    let mut watching = Watching::start(&[("test", server.port)], None).await;
+    watching.synced().await;
+    let resets = |events: &[ClusterEvent]| {
+        events.iter().filter(|e| matches!(e, ClusterEvent::Reset(..))).count()
+    };
+    let resets_before = resets(&watching.events);
+
+    let (port, state) = server.stop().await;
+    watching
+        .until("every kind to report reconnecting", |_, status| {
+            ResourceKind::ALL
+                .iter()
+                .all(|k| matches!(status.state(*k), ResourceState::Reconnecting { .. }))
+        })
+        .await;
+    let _server = ApiServer::start(port, state).await;
+    watching.synced().await;
+    assert_eq!(resets(&watching.events), resets_before, "resumed, not relisted");
+    assert!(owned_by_pod(&watching.view, "10.244.1.11", "shop", "db"));
 }
 
 #[tokio::test]

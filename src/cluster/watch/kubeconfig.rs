@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use super::accepted::AcceptedWatches;
+
 /// Where the cluster credentials come from. Both `None`: `KUBECONFIG`, then `~/.kube/config`,
 /// then the in-cluster service account.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,13 +46,22 @@ pub enum WatchError {
     Client { server: String, reason: String },
 }
 
+/// A client for [`spawn_watchers`](super::spawn_watchers), made by [`connect`]: it also notes
+/// which watches the API server accepts, the only sign that a dropped watch came back quietly.
+pub struct WatchClient {
+    pub(super) client: kube::Client,
+    pub(super) accepted: AcceptedWatches,
+}
+
 /// Builds a client from `settings`. Reads files but sends no request: a cluster that is down
 /// shows up later as a watch state, not here.
-pub async fn connect(settings: &KubeSettings) -> Result<kube::Client, WatchError> {
+pub async fn connect(settings: &KubeSettings) -> Result<WatchClient, WatchError> {
     let config = config(settings).await?;
     let server = config.cluster_url.to_string();
-    kube::Client::try_from(config)
-        .map_err(|error| WatchError::Client { server, reason: error.to_string() })
+    let accepted = AcceptedWatches::new();
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|error| WatchError::Client { server, reason: error.to_string() })?;
+    Ok(WatchClient { client: builder.with_layer(&accepted).build(), accepted })
 }
 
 async fn config(settings: &KubeSettings) -> Result<kube::Config, WatchError> {

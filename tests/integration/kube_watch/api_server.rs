@@ -1,5 +1,5 @@
 //! A Kubernetes API server small enough to read, inside the test process: list and watch of the
-//! six collections netwatch uses, over plain HTTP/1.1 on 127.0.0.1.
+//! six collections netwatch uses, over HTTP/1.1 or HTTPS on 127.0.0.1.
 //!
 //! It speaks what kube-rs's watcher sends and expects: `GET <collection>` answers a `…List` with
 //! `metadata.resourceVersion`; `GET <collection>?watch=true&resourceVersion=N` answers a chunked
@@ -7,13 +7,17 @@
 //! `allowWatchBookmarks=true`, and an ERROR event carrying a 410 `Status` when N is older than the
 //! compacted history. A forbidden collection answers 403 with the API server's `Status` body.
 //! Every response closes its connection, so no keep-alive bookkeeping is needed.
+//!
+//! [`Security`] makes it check what a real API server checks: TLS (rustls; with a client
+//! certificate verifier, a client without a certificate from that CA fails the handshake) and a
+//! bearer token (anything else is answered 401 with a `Status`, as kube-apiserver does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -142,10 +146,21 @@ fn object_key(object: &Value) -> String {
     }
 }
 
+/// What a client must bring. The default: nothing (plain HTTP, no credentials).
+#[derive(Clone, Default)]
+pub struct Security {
+    /// Serve HTTPS with this configuration (and its client certificate verifier, if any).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Answer 401 unless the request carries `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
 /// A running server. Dropping it stops it.
 pub struct ApiServer {
     pub port: u16,
     state: Arc<Mutex<ClusterState>>,
+    /// Why TLS handshakes failed, as the server saw it.
+    tls_failures: Arc<Mutex<Vec<String>>>,
     /// Bumped on every change so open watches look at the history again.
     changed: watch::Sender<u64>,
     /// Bumped to end every open watch stream (a dropped connection).
@@ -154,33 +169,56 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Starts on `port` (0: any free port) with `state`.
+    /// Starts on `port` (0: any free port) with `state`, over plain HTTP, open to anyone.
     pub async fn start(port: u16, state: ClusterState) -> Self {
-        Self::start_shared(port, Arc::new(Mutex::new(state))).await
+        Self::start_with(port, state, Security::default()).await
     }
 
-    async fn start_shared(port: u16, state: Arc<Mutex<ClusterState>>) -> Self {
+    /// Starts on `port` (0: any free port) with `state`, checking `security`.
+    pub async fn start_with(port: u16, state: ClusterState, security: Security) -> Self {
+        let state = Arc::new(Mutex::new(state));
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (changed, _) = watch::channel(0);
         let (cut, _) = watch::channel(0);
+        let tls_failures = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = security.tls.map(tokio_rustls::TlsAcceptor::from);
+        let token = security.token;
         let accept = tokio::spawn({
             let state = state.clone();
             let changed = changed.clone();
             let cut = cut.clone();
+            let tls_failures = tls_failures.clone();
             async move {
                 let mut connections = tokio::task::JoinSet::new();
                 while let Ok((stream, _)) = listener.accept().await {
                     let state = state.clone();
                     let changed = changed.subscribe();
                     let cut = cut.subscribe();
+                    let acceptor = acceptor.clone();
+                    let token = token.clone();
+                    let tls_failures = tls_failures.clone();
                     connections.spawn(async move {
-                        let _ = serve(stream, state, changed, cut).await;
+                        let Some(acceptor) = acceptor else {
+                            let _ = serve(stream, token, state, changed, cut).await;
+                            return;
+                        };
+                        match acceptor.accept(stream).await {
+                            Ok(stream) => {
+                                let _ = serve(stream, token, state, changed, cut).await;
+                            }
+                            Err(error) => tls_failures.lock().unwrap().push(error.to_string()),
+                        }
                     });
                 }
             }
         });
-        Self { port, state, changed, cut, accept }
+        Self { port, state, tls_failures, changed, cut, accept }
+    }
+
+    /// Why TLS handshakes with this server failed, so far.
+    pub fn tls_failures(&self) -> Vec<String> {
+        self.tls_failures.lock().unwrap().clone()
     }
 
     /// Changes the cluster and wakes the open watches.
@@ -212,8 +250,9 @@ impl Drop for ApiServer {
     }
 }
 
-async fn serve(
-    stream: TcpStream,
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    token: Option<String>,
     state: Arc<Mutex<ClusterState>>,
     changed: watch::Receiver<u64>,
     cut: watch::Receiver<u64>,
@@ -221,10 +260,16 @@ async fn serve(
     let mut stream = BufReader::new(stream);
     let mut request_line = String::new();
     stream.read_line(&mut request_line).await?;
+    let mut authorization = None;
     loop {
         let mut header = String::new();
         if stream.read_line(&mut header).await? == 0 || header == "\r\n" {
             break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+        {
+            authorization = Some(value.trim().to_owned());
         }
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
@@ -232,6 +277,12 @@ async fn serve(
     let query: BTreeMap<&str, &str> =
         query.split('&').filter_map(|pair| pair.split_once('=')).collect();
     let mut stream = stream.into_inner();
+    if let Some(token) = token
+        && authorization.as_deref() != Some(format!("Bearer {token}").as_str())
+    {
+        let body = status(401, "Unauthorized", "Unauthorized");
+        return respond(&mut stream, "401 Unauthorized", &body).await;
+    }
     let Some(collection) = Collection::from_path(path) else {
         let body = status(404, "NotFound", &format!("the server could not find '{path}'"));
         return respond(&mut stream, "404 Not Found", &body).await;
@@ -269,8 +320,8 @@ async fn serve(
     watch_stream(&mut stream, collection, from, bookmarks, state, changed, cut).await
 }
 
-async fn watch_stream(
-    stream: &mut TcpStream,
+async fn watch_stream<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     collection: Collection,
     from: u64,
     bookmarks: bool,
@@ -323,7 +374,7 @@ async fn watch_stream(
     stream.write_all(b"0\r\n\r\n").await
 }
 
-async fn chunk(stream: &mut TcpStream, value: &Value) -> std::io::Result<()> {
+async fn chunk<S: AsyncWrite + Unpin>(stream: &mut S, value: &Value) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(value).unwrap();
     line.push(b'\n');
     stream.write_all(format!("{:x}\r\n", line.len()).as_bytes()).await?;
@@ -332,7 +383,11 @@ async fn chunk(stream: &mut TcpStream, value: &Value) -> std::io::Result<()> {
     stream.flush().await
 }
 
-async fn respond(stream: &mut TcpStream, status_line: &str, body: &Value) -> std::io::Result<()> {
+async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status_line: &str,
+    body: &Value,
+) -> std::io::Result<()> {
     let body = serde_json::to_vec(body).unwrap();
     let head = format!(
         "HTTP/1.1 {status_line}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
