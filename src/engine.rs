@@ -4,6 +4,7 @@
 //! name book, the cluster view and the compiled policies; the run loop owns the engine. No I/O
 //! and no clock: every call takes the time it should act at.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -32,7 +33,7 @@ pub struct Engine {
     policies: PolicySet,
     policy_diagnostics: Vec<String>,
     /// Verdicts by connection, valid for one cluster-view generation.
-    verdicts: FxHashMap<Connection, Verdict>,
+    verdicts: FxHashMap<Connection, Arc<Verdict>>,
     interface_names: Vec<String>,
     frames: u64,
     decoded: u64,
@@ -197,7 +198,7 @@ impl Engine {
             self.refresh_cluster();
             let verdict = current_verdict(&mut self.record_context(), &connection);
             if let Some(flow) = self.table.get_mut(&key) {
-                flow.closed_verdict = Some(Box::new(verdict));
+                flow.closed_verdict = Some(verdict);
             }
         }
     }
@@ -314,7 +315,7 @@ impl Engine {
 struct RecordContext<'a> {
     view: &'a ClusterView,
     policies: &'a PolicySet,
-    verdicts: &'a mut FxHashMap<Connection, Verdict>,
+    verdicts: &'a mut FxHashMap<Connection, Arc<Verdict>>,
     interface_names: &'a [String],
     input_ended: bool,
 }
@@ -326,7 +327,7 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
     let port = |p: u16| protocol.has_ports().then_some(p);
     let connection = connection_of(flow);
     let verdict = match &flow.closed_verdict {
-        Some(verdict) => (**verdict).clone(),
+        Some(verdict) => Arc::clone(verdict),
         None => current_verdict(ctx, &connection),
     };
     let violation = verdict.violation();
@@ -394,14 +395,14 @@ fn backend_of(counted: Endpoints, seen: Endpoints) -> Option<SocketEnd> {
     }
 }
 
-/// The verdict under the current policies, cached until the cluster view changes.
-fn current_verdict(ctx: &mut RecordContext<'_>, connection: &Connection) -> Verdict {
-    if let Some(verdict) = ctx.verdicts.get(connection) {
-        return verdict.clone();
-    }
-    let verdict = ctx.policies.evaluate(ctx.view, connection);
-    ctx.verdicts.insert(*connection, verdict.clone());
-    verdict
+/// The verdict under the current policies, cached until the cluster view changes (shared, not
+/// copied: many flows and their records hold the same one).
+fn current_verdict(ctx: &mut RecordContext<'_>, connection: &Connection) -> Arc<Verdict> {
+    Arc::clone(
+        ctx.verdicts
+            .entry(*connection)
+            .or_insert_with(|| Arc::new(ctx.policies.evaluate(ctx.view, connection))),
+    )
 }
 
 /// The connection a flow asks policy about.

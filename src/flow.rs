@@ -90,8 +90,9 @@ pub struct Flow {
     /// To the initiator.
     pub rx: Counters,
     pub tcp: Option<TcpState>,
-    /// Capture interfaces the flow was seen on, by interface index of the source.
-    pub interfaces: Vec<u16>,
+    /// Capture interfaces the flow was seen on, by interface index of the source. Inline: almost
+    /// every flow is seen on one to four, and this is touched on every packet.
+    pub interfaces: smallvec::SmallVec<[u16; 4]>,
     /// TLS SNI from the initiator's first payload.
     pub sni: Option<Box<str>>,
     /// HTTP Host from the initiator's first payload.
@@ -105,7 +106,7 @@ pub struct Flow {
     pub payload_inspected: bool,
     /// The verdict as it stood when a TCP flow closed: later policy changes do not rewrite
     /// history. `None` while the flow is open (its verdict follows the current policies).
-    pub closed_verdict: Option<Box<crate::policy::Verdict>>,
+    pub closed_verdict: Option<std::sync::Arc<crate::policy::Verdict>>,
     /// FIN seen from initiator / responder.
     pub(crate) fin: [bool; 2],
     pub rates: RateWindow,

@@ -24,6 +24,9 @@ pub struct RecordWriter<W: Write> {
     out: W,
     format: Format,
     wrote_header: bool,
+    /// One JSON line is built here and handed to `out` in one write: serde_json writes a record
+    /// in dozens of small pieces, each a full `Write` call on a buffered (or boxed) writer.
+    line: Vec<u8>,
 }
 
 const SOURCE_WIDTH: usize = 30;
@@ -31,14 +34,16 @@ const DESTINATION_WIDTH: usize = 44;
 
 impl<W: Write> RecordWriter<W> {
     pub fn new(out: W, format: Format) -> Self {
-        Self { out, format, wrote_header: false }
+        Self { out, format, wrote_header: false, line: Vec::with_capacity(1024) }
     }
 
     pub fn write(&mut self, record: &FlowRecord) -> io::Result<()> {
         match self.format {
             Format::Json => {
-                serde_json::to_writer(&mut self.out, record)?;
-                self.out.write_all(b"\n")
+                self.line.clear();
+                serde_json::to_writer(&mut self.line, record)?;
+                self.line.push(b'\n');
+                self.out.write_all(&self.line)
             }
             Format::Table => {
                 if !self.wrote_header {

@@ -71,7 +71,7 @@ pub struct FlowRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpState>,
     pub interfaces: Vec<String>,
-    pub verdict: Verdict,
+    pub verdict: std::sync::Arc<Verdict>,
     pub violation: Option<Direction>,
     pub leak: bool,
     pub direct_ip: bool,
@@ -84,7 +84,8 @@ pub struct FlowRecord {
 }
 
 fn rfc3339<S: serde::Serializer>(ts: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&ts.rfc3339())
+    // Formatted straight into the output: no string per timestamp.
+    serializer.collect_str(&ts.rfc3339_display())
 }
 
 /// Counts of everything the pipeline saw, for the summary line and the header.

@@ -48,7 +48,13 @@ impl Timestamp {
     /// RFC 3339 with microseconds, UTC: `2026-11-29T10:00:00.123456Z`.
     #[must_use]
     pub fn rfc3339(self) -> String {
-        humantime::format_rfc3339_micros(self.to_system_time()).to_string()
+        self.rfc3339_display().to_string()
+    }
+
+    /// The RFC 3339 form (microseconds, UTC), to be written without an intermediate string.
+    #[must_use]
+    pub fn rfc3339_display(self) -> impl std::fmt::Display {
+        humantime::format_rfc3339_micros(self.to_system_time())
     }
 
     /// Parses RFC 3339 in UTC (`2026-11-29T10:00:00.123456Z`, up to nanoseconds), as flow

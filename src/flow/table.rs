@@ -244,7 +244,7 @@ impl FlowTable {
             tx: Counters::default(),
             rx: Counters::default(),
             tcp,
-            interfaces: Vec::new(),
+            interfaces: smallvec::SmallVec::new(),
             sni: None,
             http_host: None,
             responder_name: None,

@@ -94,7 +94,11 @@ pub fn run<S: PacketSource + Send + 'static>(
     let reader = std::thread::Builder::new()
         .name("netwatch-read".into())
         .spawn(move || {
-            read_source(source, |item| item_sender.blocking_send(item).is_ok());
+            read_source(
+                source,
+                || Vec::with_capacity(crate::capture::FRAME_BATCH),
+                |item| item_sender.blocking_send(item).is_ok(),
+            );
         })
         .map_err(|e| RunError::Runtime(format!("cannot start the capture reader: {e}")))?;
     let result = in_terminal(engine, items, session);

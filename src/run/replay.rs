@@ -243,9 +243,13 @@ pub fn replay<S: PacketSource + Send + 'static>(
     mut emit: impl FnMut(&FlowRecord) -> io::Result<()>,
 ) -> io::Result<S> {
     let (sender, items) = mpsc::sync_channel::<ReaderItem>(8);
-    let reader = thread::Builder::new()
-        .name("netwatch-read".into())
-        .spawn(move || read_source(source, |item| sender.send(item).is_ok()))?;
+    // Emptied batches go back to the reader: allocating them anew on one thread and freeing
+    // them on the other made the allocator hand pages back and fault them in again.
+    let (recycle, recycled) = mpsc::channel::<Vec<DecodedFrame>>();
+    let reader = thread::Builder::new().name("netwatch-read".into()).spawn(move || {
+        let fresh = || recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(FRAME_BATCH));
+        read_source(source, fresh, |item| sender.send(item).is_ok())
+    })?;
     let mut next_sweep: Option<Timestamp> = None;
     let mut last_ts = Timestamp::default();
     let mut result = Ok(());
@@ -260,7 +264,8 @@ pub fn replay<S: PacketSource + Send + 'static>(
             }
             ReaderItem::Interfaces(_) | ReaderItem::Drops(_) | ReaderItem::Warning(_) => continue,
         };
-        for DecodedFrame { ts, interface, decoded, .. } in batch {
+        let mut batch = batch;
+        for DecodedFrame { ts, interface, decoded, .. } in batch.drain(..) {
             if next_sweep.is_none_or(|at| ts >= at) {
                 if let Err(e) = engine.advance(ts, &mut emit) {
                     result = Err(e);
@@ -271,6 +276,8 @@ pub fn replay<S: PacketSource + Send + 'static>(
             last_ts = last_ts.max(ts);
             engine.ingest_decoded(ts, interface, decoded);
         }
+        // The reader may have finished and gone: then the batch is simply dropped.
+        let _ = recycle.send(batch);
     }
     // Dropping the receiver (on error) makes the reader stop at its next send.
     drop(items);
@@ -286,16 +293,17 @@ pub fn replay<S: PacketSource + Send + 'static>(
 /// source so its warnings can be shown.
 pub(crate) fn read_source<S: PacketSource>(
     mut source: S,
+    mut fresh_batch: impl FnMut() -> Vec<DecodedFrame>,
     mut send: impl FnMut(ReaderItem) -> bool,
 ) -> S {
-    let mut batch = Vec::with_capacity(FRAME_BATCH);
+    let mut batch = fresh_batch();
     loop {
         match source.next_frame() {
             Next::Packet(frame) => {
                 let decoded = DecodedFrame::from_frame(&frame);
                 let events = source.take_cluster_events();
                 if !events.is_empty() {
-                    let frames = std::mem::replace(&mut batch, Vec::with_capacity(FRAME_BATCH));
+                    let frames = std::mem::replace(&mut batch, fresh_batch());
                     if (!frames.is_empty() && !send(ReaderItem::Frames(frames)))
                         || !send(ReaderItem::Cluster(events))
                     {
@@ -304,10 +312,7 @@ pub(crate) fn read_source<S: PacketSource>(
                 }
                 batch.push(decoded);
                 if batch.len() == FRAME_BATCH
-                    && !send(ReaderItem::Frames(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(FRAME_BATCH),
-                    )))
+                    && !send(ReaderItem::Frames(std::mem::replace(&mut batch, fresh_batch())))
                 {
                     return source;
                 }
