@@ -13,6 +13,7 @@
 //! module must not touch the engine: it only produces events.
 
 mod attach;
+pub mod budget;
 mod supervisor;
 mod worker;
 
@@ -44,6 +45,9 @@ pub struct LiveConfig {
     pub filter: Option<String>,
     /// Kernel capture buffer per interface, in bytes.
     pub buffer_bytes: u32,
+    /// Most kernel buffer bytes over all interfaces: past it, interfaces attached later get
+    /// what remains, never below [`budget::BUFFER_FLOOR`].
+    pub buffer_total: u64,
     /// Bytes kept of each frame: [`SNAPLEN_FLOWS`], or [`SNAPLEN_FULL`] when recording.
     pub snaplen: u32,
     /// libpcap immediate mode: each frame handed over as it arrives (one wakeup per packet at
@@ -69,6 +73,7 @@ impl Default for LiveConfig {
             selection: Selection::PodFacing,
             filter: None,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
+            buffer_total: budget::DEFAULT_BUFFER_TOTAL,
             snaplen: SNAPLEN_FLOWS,
             immediate: false,
             read_timeout: Duration::from_millis(10),
@@ -91,6 +96,8 @@ pub struct InterfaceStats {
     pub dropped: u64,
     /// Dropped by the interface or driver before capture.
     pub if_dropped: u64,
+    /// The kernel buffer it was given (less than `--buffer-size` once the budget ran short).
+    pub buffer_bytes: u32,
 }
 
 /// What live capture tells the run loop.

@@ -598,6 +598,32 @@ fn inside_a_namespace_node() {
     // The uplink and the bridge did see the external traffic: copies were recognised.
     let uplink = with_bridge.index_of(&node.uplink());
     assert!(with_bridge.seen_on(uplink, (P2, 40004), (WEB, 443)).0 > 0);
+
+    // A total buffer budget smaller than three full buffers: the first pod veth gets the
+    // per-interface size, the next what remains, the last the floor; one warning says so.
+    let (sender, receiver) = mpsc::sync_channel(4096);
+    let config = LiveConfig { buffer_total: 40 << 20, ..LiveConfig::default() };
+    let tight = LiveCapture::start(config, sender).unwrap();
+    let mut budgeted = Collector { receiver, events: Vec::new(), ended: false };
+    budgeted.wait_for(Duration::from_secs(3), |e| matches!(e, CaptureEvent::Stats(_)));
+    tight.stop();
+    budgeted.drain();
+    let sizes: Vec<(String, u32)> = budgeted
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            CaptureEvent::Stats(stats) => {
+                Some(stats.iter().map(|s| (s.name.clone(), s.buffer_bytes >> 20)).collect())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let expected: Vec<(String, u32)> =
+        [(1, 32), (2, 8), (3, 2)].iter().map(|(i, mib)| (node.pod_veth(*i), *mib)).collect();
+    assert_eq!(sizes, expected);
+    let warnings = budgeted.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("--buffer-total 40.0MiB is used up"), "{}", warnings[0]);
     drop(node);
 }
 

@@ -9,6 +9,7 @@ use std::thread::{self, JoinHandle};
 
 use pcap::{Active, Capture, Linktype, Precision};
 
+use super::budget::BUFFER_FLOOR;
 use super::supervisor::{Supervisor, stats_for};
 use super::worker::Reader;
 use super::{
@@ -17,15 +18,20 @@ use super::{
 };
 use crate::capture::interfaces::{InterfaceInfo, Selection};
 use crate::decode::LinkType;
+use crate::record::human_bytes;
 
-/// Opens one interface for capture.
-fn open(name: &str, config: &LiveConfig) -> Result<Capture<Active>, pcap::Error> {
+/// Opens one interface for capture, with a kernel buffer of `buffer_bytes`.
+fn open(
+    name: &str,
+    config: &LiveConfig,
+    buffer_bytes: u32,
+) -> Result<Capture<Active>, pcap::Error> {
     let mut capture = Capture::from_device(name)?
         .immediate_mode(config.immediate)
         // A promiscuous bridge is handed frames meant for others: the DNAT'd SYN twice.
         .promisc(false)
         .snaplen(i32::try_from(config.snaplen).unwrap_or(i32::MAX))
-        .buffer_size(i32::try_from(config.buffer_bytes).unwrap_or(i32::MAX))
+        .buffer_size(i32::try_from(buffer_bytes).unwrap_or(i32::MAX))
         .precision(Precision::Nano)
         .timeout(i32::try_from(config.read_timeout.as_millis()).unwrap_or(i32::MAX).max(1))
         .open()?;
@@ -66,7 +72,7 @@ impl Supervisor {
     /// Opens the initial selection on the caller's thread, so failures are errors of `start`.
     pub(super) fn attach_initial(&mut self, survey: &[InterfaceInfo]) -> Result<(), LiveError> {
         if self.config.selection == Selection::Any {
-            let capture = open("any", &self.config).map_err(|e| open_error("any", &e))?;
+            let (capture, buffer) = self.open_granted("any").map_err(|e| open_error("any", &e))?;
             let linktype = LinkType::from_linktype(capture.get_datalink().0);
             let (detach, breaker, thread) = self.spawn_reader(capture, 0, linktype, true)?;
             self.attached.insert(
@@ -77,7 +83,7 @@ impl Supervisor {
                     detach,
                     breaker,
                     thread: Some(thread),
-                    stats: stats_for(0, "any"),
+                    stats: stats_for(0, "any", buffer),
                     raw: (0, 0, 0),
                 },
             );
@@ -86,10 +92,10 @@ impl Supervisor {
         }
         let named = matches!(self.config.selection, Selection::Named(_));
         for info in survey.iter().filter(|info| info.captured) {
-            match open(&info.name, &self.config) {
-                Ok(capture) => {
+            match self.open_granted(&info.name) {
+                Ok((capture, buffer)) => {
                     let index = self.slot_for(&info.name);
-                    self.start_reader(capture, index, info)?;
+                    self.start_reader(capture, index, info, buffer)?;
                 }
                 Err(error) if is_permission_error(&error) => {
                     return Err(open_error(&info.name, &error));
@@ -143,9 +149,13 @@ impl Supervisor {
         capture: Capture<Active>,
         index: u16,
         info: &InterfaceInfo,
+        buffer: u32,
     ) -> Result<(), LiveError> {
         let linktype = LinkType::from_linktype(capture.get_datalink().0);
-        let (detach, breaker, thread) = self.spawn_reader(capture, index, linktype, false)?;
+        let (detach, breaker, thread) =
+            self.spawn_reader(capture, index, linktype, false).inspect_err(|_| {
+                self.budget.release(buffer);
+            })?;
         self.attached.insert(
             index,
             Attachment {
@@ -154,12 +164,32 @@ impl Supervisor {
                 detach,
                 breaker,
                 thread: Some(thread),
-                stats: stats_for(index, &info.name),
+                stats: stats_for(index, &info.name, buffer),
                 raw: (0, 0, 0),
             },
         );
         self.queued.push(CaptureEvent::Attached { index, interface: info.clone() });
         Ok(())
+    }
+
+    /// Opens an interface with a buffer from the budget (given back if the open fails); the
+    /// first time the budget shrinks a buffer, says so once.
+    fn open_granted(&mut self, name: &str) -> Result<(Capture<Active>, u32), pcap::Error> {
+        let grant = self.budget.grant();
+        let capture = open(name, &self.config, grant.bytes).inspect_err(|_| {
+            self.budget.release(grant.bytes);
+        })?;
+        if grant.shrunk && !self.budget_warned {
+            self.budget_warned = true;
+            self.queued.push(CaptureEvent::Warning(format!(
+                "--buffer-total {} is used up: '{name}' and later interfaces get {} kernel buffers instead of --buffer-size {} (never below {}); raise --buffer-total if they drop packets",
+                human_bytes(self.budget.total()),
+                human_bytes(u64::from(grant.bytes)),
+                human_bytes(u64::from(self.budget.per_interface())),
+                human_bytes(u64::from(BUFFER_FLOOR)),
+            )));
+        }
+        Ok((capture, grant.bytes))
     }
 
     /// The index for an interface name: its old one if it was seen before, else the next free.
@@ -211,10 +241,10 @@ impl Supervisor {
             {
                 continue;
             }
-            match open(&info.name, &self.config) {
-                Ok(capture) => {
+            match self.open_granted(&info.name) {
+                Ok((capture, buffer)) => {
                     let index = self.slot_for(&info.name);
-                    if let Err(error) = self.start_reader(capture, index, info) {
+                    if let Err(error) = self.start_reader(capture, index, info, buffer) {
                         self.queued.push(CaptureEvent::Warning(error.to_string()));
                     }
                 }

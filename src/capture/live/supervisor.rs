@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::attach::{Attachment, still_up};
+use super::budget::BufferBudget;
 use super::worker::Internal;
 use super::{CaptureEvent, InterfaceStats, LiveConfig};
 use crate::capture::DecodedFrame;
@@ -37,6 +38,10 @@ pub(super) struct Supervisor {
     /// Events made before the supervisor thread runs (sent first thing there).
     pub(super) queued: Vec<CaptureEvent>,
     pub(super) receiver_gone: bool,
+    /// Kernel buffer bytes given to attached interfaces, against `--buffer-total`.
+    pub(super) budget: BufferBudget,
+    /// The budget shrank a buffer and the user was told.
+    pub(super) budget_warned: bool,
 }
 
 impl Supervisor {
@@ -47,6 +52,7 @@ impl Supervisor {
         stop: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            budget: BufferBudget::new(config.buffer_bytes, config.buffer_total),
             config,
             events,
             internal,
@@ -59,6 +65,7 @@ impl Supervisor {
             held: Vec::new(),
             queued: Vec::new(),
             receiver_gone: false,
+            budget_warned: false,
         }
     }
 
@@ -130,6 +137,7 @@ impl Supervisor {
             }
             Internal::Ended { index, error } => {
                 let Some(mut attachment) = self.attached.remove(&index) else { return };
+                self.budget.release(attachment.stats.buffer_bytes);
                 if let Some(thread) = attachment.thread.take() {
                     let _ = thread.join();
                 }
@@ -196,8 +204,15 @@ impl Supervisor {
     }
 }
 
-pub(super) fn stats_for(index: u16, name: &str) -> InterfaceStats {
-    InterfaceStats { index, name: name.to_owned(), received: 0, dropped: 0, if_dropped: 0 }
+pub(super) fn stats_for(index: u16, name: &str, buffer_bytes: u32) -> InterfaceStats {
+    InterfaceStats {
+        index,
+        name: name.to_owned(),
+        received: 0,
+        dropped: 0,
+        if_dropped: 0,
+        buffer_bytes,
+    }
 }
 
 fn duration_nanos(duration: Duration) -> u64 {
