@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use pcap::{Active, Capture};
 
 use super::pcap_reason;
+use crate::capture::file::sll2_ifindex;
 use crate::capture::{DecodedFrame, Frame};
 use crate::decode::LinkType;
 use crate::time::Timestamp;
@@ -119,10 +120,7 @@ impl Reader {
 /// The interface index in a Linux cooked v2 header (bytes 4..8), as a frame's interface: with
 /// `-i any` announced interfaces use their kernel index (truncated to 16 bits).
 fn any_interface(data: &[u8]) -> u16 {
-    data.get(4..8).map_or(0, |b| {
-        let ifindex = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        u16::try_from(ifindex & 0xffff).unwrap_or(0)
-    })
+    sll2_ifindex(data).map_or(0, |ifindex| u16::try_from(ifindex & 0xffff).unwrap_or(0))
 }
 
 #[cfg(test)]
