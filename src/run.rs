@@ -15,10 +15,12 @@ pub use replay::{ClusterGate, replay};
 use replay::{Opened, open_input, run_replay};
 pub(crate) use replay::{ReaderItem, read_source};
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
 
 use crate::capture::CaptureError;
+use crate::capture::interfaces::behind;
 use crate::capture::live::budget::{self, BufferBudget};
 use crate::capture::{self, interfaces::Selection};
 use crate::cluster::ResourceKind;
@@ -164,8 +166,19 @@ fn print_interfaces(
         let bytes = buffers.get(&(info.name.as_str(), info.ifindex))?;
         Some(crate::record::human_bytes(u64::from(*bytes)))
     };
+    // Addresses behind each pod veth besides its routes (bridge CNIs); only worth reading
+    // when there is a cluster to name them.
+    let mut behind: BTreeMap<u32, Vec<std::net::IpAddr>> = BTreeMap::new();
+    if !matches!(cluster, ClusterSource::None) {
+        let found =
+            [behind::via_bridge_tables(&interfaces), behind::via_peer_namespaces(&interfaces)];
+        for (ifindex, ips) in found.into_iter().flatten() {
+            behind.entry(ifindex).or_default().extend(ips);
+        }
+    }
     let table = capture::interfaces::render_table(&interfaces, buffer_for, |info| {
-        info.routed_addresses.iter().find_map(|ip| {
+        let learned = behind.get(&info.ifindex).into_iter().flatten();
+        info.routed_addresses.iter().chain(learned).find_map(|ip| {
             view.owners(*ip).iter().find_map(|owner| match owner {
                 crate::cluster::IpOwner::Pod(key) => Some(key.to_string()),
                 _ => None,

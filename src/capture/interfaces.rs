@@ -4,7 +4,10 @@
 //! table say about one link), so it is tested without root; [`discover`] is the thin layer that
 //! reads them. Pod veths are told by topology (a veth whose peer lives in another network
 //! namespace), never by name: CNIs name them freely (`veth*`, `cali*`, `lxc*`). This module
-//! must not open captures; `live` does, from the list made here.
+//! must not open captures; `live` does, from the list made here. Who is behind a pod veth on a
+//! bridge CNI (no per-pod route) is found in [`behind`].
+
+pub mod behind;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
