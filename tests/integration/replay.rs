@@ -131,7 +131,11 @@ fn the_demo_resolves_services_node_ports_and_host_network() {
     assert_eq!(fragmented["bytes"]["tx"], 3000 + 8 + 3 * 20);
 }
 
-fn write_capture(name: &str, linktype: u32, frames: &[TimedFrame]) -> std::path::PathBuf {
+pub(crate) fn write_capture(
+    name: &str,
+    linktype: u32,
+    frames: &[TimedFrame],
+) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("netwatch-test-{}-{name}", std::process::id()));
     let mut file = std::fs::File::create(&path).unwrap();
     synth::write_pcap(&mut file, linktype, frames).unwrap();
@@ -180,7 +184,7 @@ fn a_tcpdump_any_capture_in_linux_cooked_v2_replays() {
 /// the router's MACs and a TTL one lower than where it entered the node (the pod's packets
 /// enter on the veth, the replies on the uplink). Returns the frames and one copy's
 /// (client packets, server packets, client bytes, server bytes), bytes as IP lengths.
-fn tcpdump_any_pod_to_external() -> (Vec<TimedFrame>, [u64; 4]) {
+pub(crate) fn tcpdump_any_pod_to_external() -> (Vec<TimedFrame>, [u64; 4]) {
     let t0 = 1_795_946_400 * synth::SECOND_NANOS;
     let (pod, web) = ("10.244.7.12:40004".parse().unwrap(), "203.0.113.10:443".parse().unwrap());
     let mut timeline = synth::Timeline::new();
