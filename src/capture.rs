@@ -106,6 +106,12 @@ pub trait PacketSource {
     fn interfaces(&self) -> Vec<String>;
     /// Problems met while reading (a damaged file, a vanished interface), each once, taken.
     fn take_warnings(&mut self) -> Vec<String>;
+    /// Whether one packet may appear on several of the source's interfaces (a `tcpdump -i any`
+    /// capture sees it on the pod's veth and again on the bridge or uplink): the engine should
+    /// then count each packet once across interfaces.
+    fn sees_packets_more_than_once(&self) -> bool {
+        false
+    }
     /// Cluster changes recorded in the input ahead of the frames read so far (a netwatch
     /// recording carries them), taken. Sources without any return none.
     fn take_cluster_events(&mut self) -> Vec<crate::cluster::ClusterEvent> {

@@ -48,9 +48,8 @@ pub struct LiveArgs {
     #[arg(long, value_name = "BPF")]
     pub filter: Option<String>,
 
-    /// Kernel capture buffer per interface, e.g. 32MiB.
-    #[arg(long, value_name = "SIZE", default_value = "32MiB")]
-    pub buffer_size: String,
+    #[command(flatten)]
+    pub buffers: BufferArgs,
 
     /// Cluster snapshot for identities and verdicts, instead of watching the cluster.
     #[arg(long, value_name = "SNAPSHOT", conflicts_with = "no_kube")]
@@ -77,6 +76,18 @@ pub struct LiveArgs {
 
     #[command(flatten)]
     pub table: TableArgs,
+}
+
+/// Kernel capture buffers: per interface, and over all of them.
+#[derive(Debug, Args)]
+pub struct BufferArgs {
+    /// Kernel capture buffer per interface, e.g. 32MiB.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB")]
+    pub buffer_size: String,
+
+    /// Most kernel buffer over all interfaces; past it new interfaces get what remains (at least 2MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub buffer_total: String,
 }
 
 /// How to reach the cluster, as kubectl takes it.
@@ -214,6 +225,10 @@ pub struct InterfacesArgs {
     /// Cluster snapshot: name the pod behind each veth.
     #[arg(long, value_name = "SNAPSHOT")]
     pub cluster: Option<PathBuf>,
+
+    /// The kernel buffers live capture would give each interface.
+    #[command(flatten)]
+    pub buffers: BufferArgs,
 }
 
 #[derive(Debug, Args)]

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use crate::capture::interfaces::Selection;
 use crate::capture::live::LiveConfig;
 use crate::cli::{
-    Cli, Command, KubeArgs, LiveArgs, OutputArgs, OutputFormat, PolicyCommand, RecordArgs,
-    ReportArg, TableArgs,
+    BufferArgs, Cli, Command, KubeArgs, LiveArgs, OutputArgs, OutputFormat, PolicyCommand,
+    RecordArgs, ReportArg, TableArgs,
 };
 use crate::cluster::watch::KubeSettings;
 use crate::flow::TableLimits;
@@ -28,6 +28,9 @@ pub enum Mode {
     Interfaces {
         selection: Selection,
         cluster: ClusterSource,
+        /// Kernel buffer per interface and in total, as live capture would hand them out.
+        buffer_bytes: u32,
+        buffer_total: u64,
     },
     Snapshot {
         output: PathBuf,
@@ -152,10 +155,15 @@ impl TryFrom<Cli> for Config {
                 kube: kube_settings(&args.kube),
                 timeout: args.timeout,
             },
-            Some(Command::Interfaces(args)) => Mode::Interfaces {
-                selection: Selection::from_names(&args.interfaces),
-                cluster: args.cluster.map_or(ClusterSource::None, ClusterSource::Snapshot),
-            },
+            Some(Command::Interfaces(args)) => {
+                let (buffer_bytes, buffer_total) = buffers(&args.buffers)?;
+                Mode::Interfaces {
+                    selection: Selection::from_names(&args.interfaces),
+                    cluster: args.cluster.map_or(ClusterSource::None, ClusterSource::Snapshot),
+                    buffer_bytes,
+                    buffer_total,
+                }
+            }
             Some(Command::Demo(args)) => Mode::Replay(ReplayConfig {
                 input: Input::Demo,
                 cluster: ClusterSource::Demo,
@@ -199,17 +207,13 @@ impl TryFrom<Cli> for Config {
 }
 
 fn live_config(args: &LiveArgs) -> Result<LiveRunConfig, ConfigError> {
-    let buffer = parse_size(&args.buffer_size).map_err(|e| {
-        ConfigError(format!("--buffer-size '{}': {e}; e.g. '32MiB'", args.buffer_size))
-    })?;
-    let buffer_bytes = u32::try_from(buffer).ok().filter(|b| *b >= 1 << 20).ok_or_else(|| {
-        ConfigError(format!("--buffer-size '{}' must be between 1MiB and 4GiB", args.buffer_size))
-    })?;
+    let (buffer_bytes, buffer_total) = buffers(&args.buffers)?;
     Ok(LiveRunConfig {
         capture: LiveConfig {
             selection: Selection::from_names(&args.interfaces),
             filter: args.filter.clone(),
             buffer_bytes,
+            buffer_total,
             // Recording keeps whole packets; watching needs only their headers.
             snaplen: if args.record.is_some() {
                 DEFAULT_SNAPLEN
@@ -225,6 +229,25 @@ fn live_config(args: &LiveArgs) -> Result<LiveRunConfig, ConfigError> {
         record: args.record.clone(),
         limits: limits(&args.table)?,
     })
+}
+
+/// `--buffer-size` (1MiB to 4GiB) and `--buffer-total` (at least 1MiB).
+fn buffers(args: &BufferArgs) -> Result<(u32, u64), ConfigError> {
+    let size = |flag: &str, text: &str| {
+        parse_size(text).map_err(|e| ConfigError(format!("{flag} '{text}': {e}; e.g. '32MiB'")))
+    };
+    let per = size("--buffer-size", &args.buffer_size)?;
+    let buffer_bytes = u32::try_from(per).ok().filter(|b| *b >= 1 << 20).ok_or_else(|| {
+        ConfigError(format!("--buffer-size '{}' must be between 1MiB and 4GiB", args.buffer_size))
+    })?;
+    let buffer_total = size("--buffer-total", &args.buffer_total)?;
+    if buffer_total < 1 << 20 {
+        return Err(ConfigError(format!(
+            "--buffer-total '{}' must be at least 1MiB (e.g. '1GiB')",
+            args.buffer_total
+        )));
+    }
+    Ok((buffer_bytes, buffer_total))
 }
 
 fn kube_settings(args: &KubeArgs) -> KubeSettings {

@@ -15,10 +15,13 @@ pub use replay::{ClusterGate, replay};
 use replay::{Opened, open_input, run_replay};
 pub(crate) use replay::{ReaderItem, read_source};
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
 
 use crate::capture::CaptureError;
+use crate::capture::interfaces::behind;
+use crate::capture::live::budget::{self, BufferBudget};
 use crate::capture::{self, interfaces::Selection};
 use crate::cluster::ResourceKind;
 use crate::cluster::snapshot;
@@ -58,7 +61,10 @@ impl From<CaptureError> for RunError {
 pub fn run(config: Config) -> Result<(), RunError> {
     match config.command {
         Mode::Live(live) => run_live(&live),
-        Mode::Interfaces { selection, cluster } => print_interfaces(&selection, &cluster),
+        Mode::Interfaces { selection, cluster, buffer_bytes, buffer_total } => {
+            let budget = BufferBudget::new(buffer_bytes, buffer_total);
+            print_interfaces(&selection, &cluster, budget)
+        }
         Mode::Snapshot { output, kube, timeout } => write_snapshot(&output, &kube, timeout),
         Mode::Replay(replay) => run_replay(&replay),
         Mode::Record(config) => record::run(&config),
@@ -143,12 +149,36 @@ fn write_snapshot(
 
 /// `netwatch interfaces`: every interface, its class, whether it is captured and why, and with a
 /// cluster snapshot the pod behind each veth (matched by routed address or peer index).
-fn print_interfaces(selection: &Selection, cluster: &ClusterSource) -> Result<(), RunError> {
+fn print_interfaces(
+    selection: &Selection,
+    cluster: &ClusterSource,
+    budget: BufferBudget,
+) -> Result<(), RunError> {
     let interfaces = capture::interfaces::list(selection)
         .map_err(|e| RunError::Runtime(format!("cannot list network interfaces: {e}")))?;
     let view = load_view(cluster)?;
-    let table = capture::interfaces::render_table(&interfaces, |info| {
-        info.routed_addresses.iter().find_map(|ip| {
+    let buffers: std::collections::HashMap<(&str, u32), u32> = interfaces
+        .iter()
+        .zip(budget::plan(&interfaces, selection, budget))
+        .filter_map(|(info, bytes)| Some(((info.name.as_str(), info.ifindex), bytes?)))
+        .collect();
+    let buffer_for = |info: &capture::interfaces::InterfaceInfo| {
+        let bytes = buffers.get(&(info.name.as_str(), info.ifindex))?;
+        Some(crate::record::human_bytes(u64::from(*bytes)))
+    };
+    // Addresses behind each pod veth besides its routes (bridge CNIs); only worth reading
+    // when there is a cluster to name them.
+    let mut behind: BTreeMap<u32, Vec<std::net::IpAddr>> = BTreeMap::new();
+    if !matches!(cluster, ClusterSource::None) {
+        let found =
+            [behind::via_bridge_tables(&interfaces), behind::via_peer_namespaces(&interfaces)];
+        for (ifindex, ips) in found.into_iter().flatten() {
+            behind.entry(ifindex).or_default().extend(ips);
+        }
+    }
+    let table = capture::interfaces::render_table(&interfaces, buffer_for, |info| {
+        let learned = behind.get(&info.ifindex).into_iter().flatten();
+        info.routed_addresses.iter().chain(learned).find_map(|ip| {
             view.owners(*ip).iter().find_map(|owner| match owner {
                 crate::cluster::IpOwner::Pod(key) => Some(key.to_string()),
                 _ => None,

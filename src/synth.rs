@@ -28,7 +28,8 @@ pub use frame::{arp_reply, arp_request, icmp_echo, mac_for, sctp_init, tcp, udp}
 pub use pcap::{PcapWriter, write_pcap};
 pub use timeline::{Exchange, Timeline};
 pub use transform::{
-    fragment_ipv4, to_linux_sll, to_linux_sll2, to_raw_ip, with_ipv6_extension_headers, with_vlan,
+    forwarded, fragment_ipv4, to_linux_sll, to_linux_sll2, to_raw_ip, with_ipv6_extension_headers,
+    with_vlan,
 };
 
 /// One captured frame and when it was seen.

@@ -2,7 +2,12 @@
 //!
 //! A damaged or truncated file yields every packet before the damage, then one warning that says
 //! where it stopped; the run goes on with what was read.
+//!
+//! A Linux cooked v2 capture (`tcpdump -i any`) names the interface of every packet, and sees a
+//! pod's packet on its veth and again on the bridge or uplink. Its frames carry their interface
+//! (a dense index per kernel interface index, named `if<N>`), so the copies can be counted once.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -20,6 +25,10 @@ pub struct FileSource {
     last_ts: Option<Timestamp>,
     warnings: Vec<String>,
     ended: bool,
+    /// Cooked v2 only: the kernel interface indexes of the file in order of first appearance,
+    /// and each one's dense index (the frame's interface).
+    ifindexes: Vec<u32>,
+    dense: HashMap<u32, u16>,
     /// Keeps a bundled capture's temporary copy alive for as long as libpcap reads it.
     _temp: Option<tempfile::NamedTempFile>,
 }
@@ -69,6 +78,20 @@ impl FileSource {
                 "{label}: link type {name} is not decoded (Ethernet, Linux cooked v1/v2, raw IP and loopback are); its packets are counted as skipped"
             ));
         }
+        let ifindexes = if linktype == Some(LinkType::LinuxSll2) {
+            let (ifindexes, more) = scan_ifindexes(path);
+            if more > 0 {
+                warnings.push(format!(
+                    "{label}: packets name more than {} interfaces; those of the {more} past it are counted as the last one's",
+                    u16::MAX
+                ));
+            }
+            ifindexes
+        } else {
+            Vec::new()
+        };
+        let dense =
+            (0..=u16::MAX).zip(&ifindexes).map(|(dense, ifindex)| (*ifindex, dense)).collect();
         Ok(Self {
             capture,
             linktype,
@@ -77,6 +100,8 @@ impl FileSource {
             last_ts: None,
             warnings,
             ended: false,
+            ifindexes,
+            dense,
             _temp: temp,
         })
     }
@@ -96,9 +121,17 @@ impl PacketSource for FileSource {
                 let ts = Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
                 self.packets_read += 1;
                 self.last_ts = Some(ts);
+                let interface = match sll2_ifindex(packet.data) {
+                    // Past the 65,536th interface (never met in practice): the last index.
+                    Some(ifindex) if !self.dense.is_empty() => {
+                        self.dense.get(&ifindex).copied().unwrap_or(u16::MAX)
+                    }
+                    // Too short for its header: decode counts it as truncated.
+                    _ => 0,
+                };
                 Next::Packet(Frame {
                     ts,
-                    interface: 0,
+                    interface,
                     linktype: self.linktype,
                     data: packet.data,
                     wire_len: header.len,
@@ -123,13 +156,99 @@ impl PacketSource for FileSource {
         }
     }
 
-    /// A file has no interface names of its own: its frames are named after the file.
+    /// A classic pcap has no interface names: a cooked v2 capture's interfaces are named by
+    /// their kernel index (`if7`), any other file's frames after the file.
     fn interfaces(&self) -> Vec<String> {
+        if !self.ifindexes.is_empty() {
+            return self.ifindexes.iter().take(1 << 16).map(|i| format!("if{i}")).collect();
+        }
         let name = Path::new(&self.label).file_name().map(|n| n.to_string_lossy().into_owned());
         vec![name.unwrap_or_else(|| self.label.clone())]
     }
 
     fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
+    }
+
+    fn sees_packets_more_than_once(&self) -> bool {
+        self.ifindexes.len() > 1
+    }
+}
+
+/// The interface index in a Linux cooked v2 header (bytes 4..8, network order).
+#[must_use]
+pub fn sll2_ifindex(data: &[u8]) -> Option<u32> {
+    data.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The distinct interface indexes of a cooked v2 capture, in order of first appearance (at most
+/// 65,536), and how many more there were. A first pass over the file, so that the interfaces
+/// are named before any frame is read; it stops quietly at damage, which the real read reports.
+fn scan_ifindexes(path: &Path) -> (Vec<u32>, usize) {
+    let Ok(mut capture) = Capture::from_file(path) else { return (Vec::new(), 0) };
+    let mut seen = HashSet::new();
+    let mut order = Vec::new();
+    while let Ok(packet) = capture.next_packet() {
+        if let Some(ifindex) = sll2_ifindex(packet.data)
+            && seen.insert(ifindex)
+        {
+            order.push(ifindex);
+        }
+    }
+    let more = order.len().saturating_sub(1 << 16);
+    order.truncate(1 << 16);
+    (order, more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{self, TimedFrame, linktype};
+
+    fn capture_of(linktype: u32, frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        let frames: Vec<TimedFrame> = frames
+            .iter()
+            .map(|(ts_nanos, frame)| TimedFrame { ts_nanos: *ts_nanos, frame: frame.clone() })
+            .collect();
+        let mut bytes = Vec::new();
+        synth::write_pcap(&mut bytes, linktype, &frames).unwrap();
+        bytes
+    }
+
+    fn interfaces_read(source: &mut FileSource) -> Vec<u16> {
+        let mut read = Vec::new();
+        while let Next::Packet(frame) = source.next_frame() {
+            read.push(frame.interface);
+        }
+        read
+    }
+
+    #[test]
+    fn cooked_v2_frames_carry_a_dense_index_per_kernel_interface_named_by_it() {
+        let frame = synth::udp("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap(), b"");
+        let on = |ifindex| synth::to_linux_sll2(&frame, ifindex);
+        let frames = [(1, on(12)), (2, on(70_000)), (3, on(12)), (4, vec![0, 8]), (5, on(4))];
+        let bytes = capture_of(linktype::LINUX_SLL2, &frames);
+        let mut source = FileSource::from_bytes("any.pcap", &bytes).unwrap();
+        assert_eq!(source.interfaces(), ["if12", "if70000", "if4"]);
+        assert!(source.sees_packets_more_than_once());
+        // The two-byte frame has no interface to name: index 0, and decode counts it truncated.
+        assert_eq!(interfaces_read(&mut source), [0, 1, 0, 0, 2]);
+        assert!(source.take_warnings().is_empty());
+    }
+
+    #[test]
+    fn other_link_types_and_a_single_cooked_interface_do_not_count_copies() {
+        let frame = synth::udp("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap(), b"");
+        let ethernet = capture_of(linktype::ETHERNET, &[(1, frame.clone()), (2, frame.clone())]);
+        let mut source = FileSource::from_bytes("eth.pcap", &ethernet).unwrap();
+        assert_eq!(source.interfaces(), ["eth.pcap"]);
+        assert!(!source.sees_packets_more_than_once());
+        assert_eq!(interfaces_read(&mut source), [0, 0]);
+        let one = synth::to_linux_sll2(&frame, 9);
+        let cooked = capture_of(linktype::LINUX_SLL2, &[(1, one.clone()), (2, one)]);
+        let source = FileSource::from_bytes("one.pcap", &cooked).unwrap();
+        assert_eq!(source.interfaces(), ["if9"]);
+        assert!(!source.sees_packets_more_than_once());
     }
 }

@@ -4,7 +4,10 @@
 //! table say about one link), so it is tested without root; [`discover`] is the thin layer that
 //! reads them. Pod veths are told by topology (a veth whose peer lives in another network
 //! namespace), never by name: CNIs name them freely (`veth*`, `cali*`, `lxc*`). This module
-//! must not open captures; `live` does, from the list made here.
+//! must not open captures; `live` does, from the list made here. Who is behind a pod veth on a
+//! bridge CNI (no per-pod route) is found in [`behind`].
+
+pub mod behind;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -309,14 +312,16 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     pattern[p..].iter().all(|c| *c == '*')
 }
 
-/// The `netwatch interfaces` table. `pod_for` names the pod behind an interface (matched by
-/// its routed addresses or its peer index, never by name), where a cluster view knows it.
+/// The `netwatch interfaces` table. `buffer_for` gives the kernel buffer a captured interface
+/// would get; `pod_for` names the pod behind an interface (matched by address or peer index,
+/// never by name), where a cluster view knows it.
 #[must_use]
 pub fn render_table(
     interfaces: &[InterfaceInfo],
+    buffer_for: impl Fn(&InterfaceInfo) -> Option<String>,
     pod_for: impl Fn(&InterfaceInfo) -> Option<String>,
 ) -> String {
-    let rows: Vec<[String; 5]> = interfaces
+    let rows: Vec<[String; 6]> = interfaces
         .iter()
         .map(|info| {
             let name = match &info.master {
@@ -327,12 +332,13 @@ pub fn render_table(
                 name,
                 info.class.name().to_owned(),
                 if info.captured { "yes" } else { "no" }.to_owned(),
+                buffer_for(info).unwrap_or_else(|| "-".to_owned()),
                 pod_for(info).unwrap_or_else(|| "-".to_owned()),
                 info.reason.clone(),
             ]
         })
         .collect();
-    let header = ["INTERFACE", "CLASS", "CAPTURED", "POD", "WHY"];
+    let header = ["INTERFACE", "CLASS", "CAPTURED", "BUFFER", "POD", "WHY"];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -629,14 +635,19 @@ mod tests {
     #[test]
     fn the_table_shows_class_decision_pod_and_reason() {
         let infos = survey(&node(), &Selection::PodFacing);
-        let table = render_table(&infos, |info| {
-            (info.peer_ifindex == Some(2) && info.name == "veth1a2b3c4d")
-                .then(|| "shop/web-a".into())
-        });
+        let table = render_table(
+            &infos,
+            |info| info.captured.then(|| "32.0MiB".into()),
+            |info| {
+                (info.peer_ifindex == Some(2) && info.name == "veth1a2b3c4d")
+                    .then(|| "shop/web-a".into())
+            },
+        );
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("INTERFACE"), "{table}");
         let veth = lines.iter().find(|l| l.starts_with("veth1a2b3c4d (cni0)")).unwrap();
         assert!(veth.contains("pod veth") && veth.contains("yes") && veth.contains("shop/web-a"));
+        assert!(veth.contains(" 32.0MiB "), "{veth}");
         let lo = lines.iter().find(|l| l.starts_with("lo ")).unwrap();
         assert!(lo.contains("loopback") && lo.contains(" no ") && lo.contains("no pod traffic"));
     }

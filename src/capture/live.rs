@@ -12,19 +12,22 @@
 //! sends per-interface stats. A vanished interface is a quiet detach, never an error. This
 //! module must not touch the engine: it only produces events.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod attach;
+pub mod budget;
+mod supervisor;
+mod worker;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, SyncSender};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use pcap::{Active, Capture, Linktype, Precision};
+use pcap::{Capture, Linktype};
 
+use super::DecodedFrame;
 use super::interfaces::{self, InterfaceInfo, Selection};
-use super::{DecodedFrame, Frame};
-use crate::decode::LinkType;
-use crate::time::Timestamp;
+use supervisor::Supervisor;
 
 /// Snap length for flows and names: whole DNS messages and TLS ClientHellos, even when the
 /// kernel hands over GRO-merged segments.
@@ -42,6 +45,9 @@ pub struct LiveConfig {
     pub filter: Option<String>,
     /// Kernel capture buffer per interface, in bytes.
     pub buffer_bytes: u32,
+    /// Most kernel buffer bytes over all interfaces: past it, interfaces attached later get
+    /// what remains, never below [`budget::BUFFER_FLOOR`].
+    pub buffer_total: u64,
     /// Bytes kept of each frame: [`SNAPLEN_FLOWS`], or [`SNAPLEN_FULL`] when recording.
     pub snaplen: u32,
     /// libpcap immediate mode: each frame handed over as it arrives (one wakeup per packet at
@@ -67,6 +73,7 @@ impl Default for LiveConfig {
             selection: Selection::PodFacing,
             filter: None,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
+            buffer_total: budget::DEFAULT_BUFFER_TOTAL,
             snaplen: SNAPLEN_FLOWS,
             immediate: false,
             read_timeout: Duration::from_millis(10),
@@ -89,6 +96,8 @@ pub struct InterfaceStats {
     pub dropped: u64,
     /// Dropped by the interface or driver before capture.
     pub if_dropped: u64,
+    /// The kernel buffer it was given (less than `--buffer-size` once the budget ran short).
+    pub buffer_bytes: u32,
 }
 
 /// What live capture tells the run loop.
@@ -243,554 +252,6 @@ fn pcap_reason(error: &pcap::Error) -> String {
     }
 }
 
-/// Opens one interface for capture.
-fn open(name: &str, config: &LiveConfig) -> Result<Capture<Active>, pcap::Error> {
-    let mut capture = Capture::from_device(name)?
-        .immediate_mode(config.immediate)
-        // A promiscuous bridge is handed frames meant for others: the DNAT'd SYN twice.
-        .promisc(false)
-        .snaplen(i32::try_from(config.snaplen).unwrap_or(i32::MAX))
-        .buffer_size(i32::try_from(config.buffer_bytes).unwrap_or(i32::MAX))
-        .precision(Precision::Nano)
-        .timeout(i32::try_from(config.read_timeout.as_millis()).unwrap_or(i32::MAX).max(1))
-        .open()?;
-    if name == "any" {
-        // Cooked v2 names the interface of each frame, so dedup can tell the copies apart.
-        let _ = capture.set_datalink(Linktype(LINKTYPE_LINUX_SLL2));
-    }
-    if let Some(filter) = &config.filter {
-        capture.filter(filter, true)?;
-    }
-    Ok(capture)
-}
-
-const LINKTYPE_LINUX_SLL2: i32 = 276;
-/// Most frames per batch; a batch also ends whenever the kernel has nothing more ready.
-const BATCH_FRAMES: usize = 256;
-/// Most frames in one `CaptureEvent::Frames`.
-const RELEASE_FRAMES: usize = 1024;
-/// How often the supervisor releases held frames.
-const RELEASE_TICK: Duration = Duration::from_millis(10);
-
-/// From a capture thread to the supervisor.
-enum Internal {
-    Frames(Vec<DecodedFrame>),
-    Stats { index: u16, received: u32, dropped: u32, if_dropped: u32 },
-    Ended { index: u16, error: Option<String> },
-}
-
-/// What a capture thread needs besides its capture.
-struct Reader {
-    index: u16,
-    linktype: Option<LinkType>,
-    /// Frames of the `any` device carry their interface in the cooked header.
-    any: bool,
-    stop: Arc<AtomicBool>,
-    detach: Arc<AtomicBool>,
-    out: SyncSender<Internal>,
-    stats_interval: Duration,
-    /// Recording: keep each frame's bytes beside its decoded summary.
-    keep_bytes: bool,
-}
-
-impl Reader {
-    fn run(self, mut capture: Capture<Active>) {
-        let mut batch: Vec<DecodedFrame> = Vec::with_capacity(BATCH_FRAMES);
-        let mut hung_up = false;
-        let mut next_stats = Instant::now() + self.stats_interval;
-        let error = loop {
-            if self.stop.load(Ordering::Relaxed) || self.detach.load(Ordering::Relaxed) {
-                break None;
-            }
-            // One dispatch hands over what the kernel has ready (blocking while there is
-            // nothing; a stop or detach breaks the wait), so a batch goes out as soon as the
-            // ring is drained and no frame waits on this thread for more traffic.
-            let result = capture.dispatch(None, |packet| {
-                if hung_up {
-                    return;
-                }
-                // With nanosecond precision libpcap puts nanoseconds in the microsecond field.
-                let secs = u64::try_from(packet.header.ts.tv_sec).unwrap_or(0);
-                let nanos = u64::try_from(packet.header.ts.tv_usec).unwrap_or(0);
-                let ts = Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
-                let interface = if self.any { any_interface(packet.data) } else { self.index };
-                let frame = Frame {
-                    ts,
-                    interface,
-                    linktype: self.linktype,
-                    data: packet.data,
-                    wire_len: packet.header.len,
-                };
-                batch.push(if self.keep_bytes {
-                    DecodedFrame::keeping_bytes(&frame)
-                } else {
-                    DecodedFrame::from_frame(&frame)
-                });
-                if batch.len() >= BATCH_FRAMES {
-                    let frames = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_FRAMES));
-                    hung_up = self.out.send(Internal::Frames(frames)).is_err();
-                }
-            });
-            if hung_up {
-                return;
-            }
-            if !batch.is_empty() {
-                let frames = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_FRAMES));
-                if self.out.send(Internal::Frames(frames)).is_err() {
-                    return;
-                }
-            }
-            if let Err(error) = result {
-                if self.stop.load(Ordering::Relaxed) || self.detach.load(Ordering::Relaxed) {
-                    break None;
-                }
-                break Some(pcap_reason(&error));
-            }
-            let now = Instant::now();
-            if now >= next_stats {
-                next_stats = now + self.stats_interval;
-                if !self.send_stats(&mut capture) {
-                    return;
-                }
-            }
-        };
-        self.send_stats(&mut capture);
-        let _ = self.out.send(Internal::Ended { index: self.index, error });
-    }
-
-    /// Sends libpcap's counts; false when the supervisor is gone.
-    fn send_stats(&self, capture: &mut Capture<Active>) -> bool {
-        let Ok(stat) = capture.stats() else { return true };
-        let stats = Internal::Stats {
-            index: self.index,
-            received: stat.received,
-            dropped: stat.dropped,
-            if_dropped: stat.if_dropped,
-        };
-        self.out.send(stats).is_ok()
-    }
-}
-
-/// The interface index in a Linux cooked v2 header (bytes 4..8), as a frame's interface: with
-/// `-i any` announced interfaces use their kernel index (truncated to 16 bits).
-fn any_interface(data: &[u8]) -> u16 {
-    data.get(4..8).map_or(0, |b| {
-        let ifindex = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        u16::try_from(ifindex & 0xffff).unwrap_or(0)
-    })
-}
-
-/// One attached interface, as the supervisor tracks it.
-struct Attachment {
-    name: String,
-    ifindex: u32,
-    detach: Arc<AtomicBool>,
-    /// Wakes the thread from a wait for packets.
-    breaker: pcap::BreakLoop,
-    thread: Option<JoinHandle<()>>,
-    stats: InterfaceStats,
-    /// Raw counters last reported by libpcap (32-bit, wrapping).
-    raw: (u32, u32, u32),
-}
-
-impl Attachment {
-    /// Asks the thread to end, waking it if it waits for packets.
-    fn detach(&self) {
-        self.detach.store(true, Ordering::Relaxed);
-        self.breaker.breakloop();
-    }
-}
-
-/// Owns the capture threads, the reorder buffer and hot-plug.
-struct Supervisor {
-    config: LiveConfig,
-    events: SyncSender<CaptureEvent>,
-    internal: SyncSender<Internal>,
-    stop: Arc<AtomicBool>,
-    attached: BTreeMap<u16, Attachment>,
-    /// Index per interface name, stable across detach and re-attach.
-    slots: HashMap<String, u16>,
-    next_slot: u16,
-    /// Interfaces (name, ifindex) that failed to open while present: not retried.
-    failed: HashSet<(String, u32)>,
-    /// With `-i any`: interfaces announced, by kernel index.
-    any_members: BTreeMap<u32, String>,
-    held: Vec<DecodedFrame>,
-    /// Events made before the supervisor thread runs (sent first thing there).
-    queued: Vec<CaptureEvent>,
-    receiver_gone: bool,
-}
-
-impl Supervisor {
-    fn new(
-        config: LiveConfig,
-        events: SyncSender<CaptureEvent>,
-        internal: SyncSender<Internal>,
-        stop: Arc<AtomicBool>,
-    ) -> Self {
-        Self {
-            config,
-            events,
-            internal,
-            stop,
-            attached: BTreeMap::new(),
-            slots: HashMap::new(),
-            next_slot: 0,
-            failed: HashSet::new(),
-            any_members: BTreeMap::new(),
-            held: Vec::new(),
-            queued: Vec::new(),
-            receiver_gone: false,
-        }
-    }
-
-    /// Opens the initial selection on the caller's thread, so failures are errors of `start`.
-    fn attach_initial(&mut self, survey: &[InterfaceInfo]) -> Result<(), LiveError> {
-        if self.config.selection == Selection::Any {
-            let capture = open("any", &self.config).map_err(|e| open_error("any", &e))?;
-            let linktype = LinkType::from_linktype(capture.get_datalink().0);
-            let (detach, breaker, thread) = self.spawn_reader(capture, 0, linktype, true)?;
-            self.attached.insert(
-                0,
-                Attachment {
-                    name: "any".into(),
-                    ifindex: 0,
-                    detach,
-                    breaker,
-                    thread: Some(thread),
-                    stats: stats_for(0, "any"),
-                    raw: (0, 0, 0),
-                },
-            );
-            self.follow_any_members(survey);
-            return Ok(());
-        }
-        let named = matches!(self.config.selection, Selection::Named(_));
-        for info in survey.iter().filter(|info| info.captured) {
-            match open(&info.name, &self.config) {
-                Ok(capture) => {
-                    let index = self.slot_for(&info.name);
-                    self.start_reader(capture, index, info)?;
-                }
-                Err(error) if is_permission_error(&error) => {
-                    return Err(open_error(&info.name, &error));
-                }
-                // Gone between listing and opening: pods come and go.
-                Err(_) if !still_present(&info.name, info.ifindex) => {}
-                Err(error) if named => return Err(open_error(&info.name, &error)),
-                Err(error) => {
-                    self.failed.insert((info.name.clone(), info.ifindex));
-                    self.queued
-                        .push(CaptureEvent::Warning(open_error(&info.name, &error).to_string()));
-                }
-            }
-        }
-        if self.attached.is_empty() && self.config.selection == Selection::PodFacing {
-            self.queued.push(CaptureEvent::Warning(
-                "no pod-facing interfaces yet: waiting for pods (run 'netwatch interfaces' to see why, or choose with -i)".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    fn spawn_reader(
-        &self,
-        mut capture: Capture<Active>,
-        index: u16,
-        linktype: Option<LinkType>,
-        any: bool,
-    ) -> Result<(Arc<AtomicBool>, pcap::BreakLoop, JoinHandle<()>), LiveError> {
-        let breaker = capture.breakloop_handle();
-        let detach = Arc::new(AtomicBool::new(false));
-        let reader = Reader {
-            index,
-            linktype,
-            any,
-            stop: self.stop.clone(),
-            detach: detach.clone(),
-            out: self.internal.clone(),
-            stats_interval: self.config.stats_interval,
-            keep_bytes: self.config.keep_bytes,
-        };
-        let thread = thread::Builder::new()
-            .name(format!("netwatch-cap-{index}"))
-            .spawn(move || reader.run(capture))
-            .map_err(|e| LiveError::Open { interface: index.to_string(), reason: e.to_string() })?;
-        Ok((detach, breaker, thread))
-    }
-
-    fn start_reader(
-        &mut self,
-        capture: Capture<Active>,
-        index: u16,
-        info: &InterfaceInfo,
-    ) -> Result<(), LiveError> {
-        let linktype = LinkType::from_linktype(capture.get_datalink().0);
-        let (detach, breaker, thread) = self.spawn_reader(capture, index, linktype, false)?;
-        self.attached.insert(
-            index,
-            Attachment {
-                name: info.name.clone(),
-                ifindex: info.ifindex,
-                detach,
-                breaker,
-                thread: Some(thread),
-                stats: stats_for(index, &info.name),
-                raw: (0, 0, 0),
-            },
-        );
-        self.queued.push(CaptureEvent::Attached { index, interface: info.clone() });
-        Ok(())
-    }
-
-    /// The index for an interface name: its old one if it was seen before, else the next free.
-    fn slot_for(&mut self, name: &str) -> u16 {
-        if let Some(slot) = self.slots.get(name) {
-            return *slot;
-        }
-        let slot = if self.next_slot < u16::MAX {
-            self.next_slot += 1;
-            self.next_slot - 1
-        } else {
-            // Sixty-five thousand interface names in one run: reuse one not attached now.
-            let free = (0..u16::MAX).find(|slot| !self.attached.contains_key(slot)).unwrap_or(0);
-            self.slots.retain(|_, s| *s != free);
-            free
-        };
-        self.slots.insert(name.to_owned(), slot);
-        slot
-    }
-
-    fn run(mut self, from_captures: &Receiver<Internal>) {
-        for event in std::mem::take(&mut self.queued) {
-            self.send(event);
-        }
-        let now = Instant::now();
-        let mut next_poll = now + self.config.poll_interval;
-        let mut next_stats = now + self.config.stats_interval;
-        let mut next_release = now + RELEASE_TICK;
-        while !self.stop.load(Ordering::Relaxed) && !self.receiver_gone {
-            match from_captures.recv_timeout(RELEASE_TICK) {
-                Ok(message) => self.handle(message),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
-            }
-            let now = Instant::now();
-            if now >= next_release {
-                next_release = now + RELEASE_TICK;
-                self.release(Some(self.config.reorder_hold));
-            }
-            if now >= next_poll {
-                next_poll = now + self.config.poll_interval;
-                self.poll();
-            }
-            if now >= next_stats {
-                next_stats = now + self.config.stats_interval;
-                let stats = self.attached.values().map(|a| a.stats.clone()).collect();
-                self.send(CaptureEvent::Stats(stats));
-            }
-            for event in std::mem::take(&mut self.queued) {
-                self.send(event);
-            }
-        }
-        self.shut_down(from_captures);
-    }
-
-    /// Ends every capture thread, collecting what they still send, then releases all frames.
-    fn shut_down(&mut self, from_captures: &Receiver<Internal>) {
-        for attachment in self.attached.values() {
-            attachment.detach();
-        }
-        while !self.attached.is_empty() {
-            match from_captures.recv_timeout(Duration::from_secs(1)) {
-                Ok(message) => self.handle(message),
-                // A thread stuck in libpcap past a second: give up on it rather than hang.
-                Err(_) => break,
-            }
-        }
-        if !self.receiver_gone {
-            self.release(None);
-            for event in std::mem::take(&mut self.queued) {
-                self.send(event);
-            }
-        }
-    }
-
-    fn handle(&mut self, message: Internal) {
-        match message {
-            Internal::Frames(frames) => self.held.extend(frames),
-            Internal::Stats { index, received, dropped, if_dropped } => {
-                if let Some(attachment) = self.attached.get_mut(&index) {
-                    let (r, d, i) = attachment.raw;
-                    attachment.stats.received += u64::from(received.wrapping_sub(r));
-                    attachment.stats.dropped += u64::from(dropped.wrapping_sub(d));
-                    attachment.stats.if_dropped += u64::from(if_dropped.wrapping_sub(i));
-                    attachment.raw = (received, dropped, if_dropped);
-                }
-            }
-            Internal::Ended { index, error } => {
-                let Some(mut attachment) = self.attached.remove(&index) else { return };
-                if let Some(thread) = attachment.thread.take() {
-                    let _ = thread.join();
-                }
-                let asked = attachment.detach.load(Ordering::Relaxed);
-                if let Some(reason) = error
-                    && !asked
-                    && still_up(&attachment.name, attachment.ifindex)
-                {
-                    self.failed.insert((attachment.name.clone(), attachment.ifindex));
-                    self.queued.push(CaptureEvent::Warning(format!(
-                        "capture on '{}' stopped: {reason}",
-                        attachment.name
-                    )));
-                }
-                // Its last frames may still be held: they follow in order; the index stays named.
-                self.queued.push(CaptureEvent::Detached { index, name: attachment.name });
-            }
-        }
-    }
-
-    /// Sends held frames in timestamp order: those older than `hold` (all with `None`).
-    fn release(&mut self, hold: Option<Duration>) {
-        if self.held.is_empty() {
-            return;
-        }
-        // Batches arrive as sorted runs: the stable sort merges them in near-linear time.
-        self.held.sort_by_key(|frame| frame.ts);
-        let ready = match hold {
-            None => self.held.len(),
-            Some(hold) => {
-                let now = Timestamp::from_system_time(SystemTime::now());
-                let cutoff = Timestamp(now.0.saturating_sub(duration_nanos(hold)));
-                self.held.partition_point(|frame| frame.ts <= cutoff)
-            }
-        };
-        if ready == 0 {
-            return;
-        }
-        // Earlier queued events (an attach) go first, so frames never name an unknown index.
-        for event in std::mem::take(&mut self.queued) {
-            self.send(event);
-        }
-        // Messages of bounded size and capacity, so the run loop's channel bounds memory
-        // whatever the rate.
-        let mut released = std::mem::take(&mut self.held);
-        self.held = released.split_off(ready);
-        let mut chunk = Vec::with_capacity(RELEASE_FRAMES.min(released.len()));
-        for frame in released {
-            chunk.push(frame);
-            if chunk.len() == RELEASE_FRAMES {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(RELEASE_FRAMES));
-                self.send(CaptureEvent::Frames(full));
-            }
-        }
-        if !chunk.is_empty() {
-            self.send(CaptureEvent::Frames(chunk));
-        }
-    }
-
-    /// Hot-plug: attaches new matching interfaces, detaches vanished ones.
-    fn poll(&mut self) {
-        let Ok(links) = interfaces::discover() else { return };
-        let survey = interfaces::survey(&links, &self.config.selection);
-        if self.config.selection == Selection::Any {
-            self.follow_any_members(&survey);
-            return;
-        }
-        let wanted: HashSet<(&str, u32)> = survey
-            .iter()
-            .filter(|info| info.captured)
-            .map(|info| (info.name.as_str(), info.ifindex))
-            .collect();
-        for attachment in self.attached.values() {
-            if !wanted.contains(&(attachment.name.as_str(), attachment.ifindex)) {
-                attachment.detach();
-            }
-        }
-        let attached: HashSet<(String, u32)> =
-            self.attached.values().map(|a| (a.name.clone(), a.ifindex)).collect();
-        for info in survey.iter().filter(|info| info.captured) {
-            let key = (info.name.clone(), info.ifindex);
-            if attached.contains(&key) || self.failed.contains(&key) {
-                continue;
-            }
-            // An old thread on a same-named interface still winding down keeps its slot.
-            if let Some(slot) = self.slots.get(&info.name)
-                && self.attached.contains_key(slot)
-            {
-                continue;
-            }
-            match open(&info.name, &self.config) {
-                Ok(capture) => {
-                    let index = self.slot_for(&info.name);
-                    if let Err(error) = self.start_reader(capture, index, info) {
-                        self.queued.push(CaptureEvent::Warning(error.to_string()));
-                    }
-                }
-                Err(_) if !still_present(&info.name, info.ifindex) => {}
-                Err(error) => {
-                    self.failed.insert(key);
-                    self.queued
-                        .push(CaptureEvent::Warning(open_error(&info.name, &error).to_string()));
-                }
-            }
-        }
-    }
-
-    /// With `-i any`, announces interfaces by kernel index as they appear and vanish.
-    fn follow_any_members(&mut self, survey: &[InterfaceInfo]) {
-        let present: BTreeMap<u32, &InterfaceInfo> =
-            survey.iter().map(|info| (info.ifindex, info)).collect();
-        let gone: Vec<u32> =
-            self.any_members.keys().filter(|i| !present.contains_key(i)).copied().collect();
-        for ifindex in gone {
-            if let Some(name) = self.any_members.remove(&ifindex) {
-                let index = u16::try_from(ifindex & 0xffff).unwrap_or(0);
-                self.queued.push(CaptureEvent::Detached { index, name });
-            }
-        }
-        for (ifindex, info) in present {
-            if let std::collections::btree_map::Entry::Vacant(entry) =
-                self.any_members.entry(ifindex)
-            {
-                entry.insert(info.name.clone());
-                let index = u16::try_from(ifindex & 0xffff).unwrap_or(0);
-                self.queued.push(CaptureEvent::Attached { index, interface: info.clone() });
-            }
-        }
-    }
-
-    fn send(&mut self, event: CaptureEvent) {
-        if !self.receiver_gone && self.events.send(event).is_err() {
-            self.receiver_gone = true;
-        }
-    }
-}
-
-fn stats_for(index: u16, name: &str) -> InterfaceStats {
-    InterfaceStats { index, name: name.to_owned(), received: 0, dropped: 0, if_dropped: 0 }
-}
-
-fn duration_nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Whether the interface of that name is still the same one (same index).
-fn still_present(name: &str, ifindex: u32) -> bool {
-    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-        .ok()
-        .and_then(|text| text.trim().parse::<u32>().ok())
-        == Some(ifindex)
-}
-
-/// Whether the same interface is still there and up: a capture error on it is worth a word.
-fn still_up(name: &str, ifindex: u32) -> bool {
-    still_present(name, ifindex)
-        && std::fs::read_to_string(format!("/sys/class/net/{name}/flags"))
-            .ok()
-            .and_then(|text| u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok())
-            .is_some_and(|flags| flags & 0x1 != 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -818,13 +279,5 @@ mod tests {
         assert!(!text.contains('\n'));
         let before_any = LiveError::Permission { interface: None, reason: "socket".into() };
         assert!(before_any.to_string().starts_with("cannot capture packets: permission denied"));
-    }
-
-    #[test]
-    fn frames_of_the_any_device_name_their_interface() {
-        let mut header = [0u8; 20];
-        header[4..8].copy_from_slice(&7u32.to_be_bytes());
-        assert_eq!(any_interface(&header), 7);
-        assert_eq!(any_interface(&[0, 1]), 0);
     }
 }

@@ -59,6 +59,9 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
     }
     let names = source.interfaces();
     engine.set_interfaces(names.clone());
+    if source.sees_packets_more_than_once() {
+        engine.count_once_across_interfaces();
+    }
     let mut flows = flow_writer(config)?;
     let mut emit = |record: &FlowRecord| -> io::Result<()> {
         match flows.as_mut() {

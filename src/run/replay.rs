@@ -108,6 +108,9 @@ fn replay_source<S: PacketSource + Send + 'static>(
         cluster_label.push_str(&format!(", policies from {}", path.display()));
     }
     engine.set_interfaces(source.interfaces());
+    if source.sees_packets_more_than_once() {
+        engine.count_once_across_interfaces();
+    }
     let format = match config.view {
         View::Headless(format) => format,
         View::Interactive => {

@@ -1,5 +1,5 @@
 //! Rewrites of finished Ethernet frames: 802.1Q tags, Linux cooked headers (v1 and v2), raw IP,
-//! IPv4 fragmentation and IPv6 extension headers.
+//! IPv4 fragmentation, IPv6 extension headers, and a router's forwarding (new MACs, TTL - 1).
 //!
 //! These exist so decoders are tested on every link type and L3 shape a capture can hold, from
 //! the same frames the builders make. They never recompute L4 checksums: none of the rewrites
@@ -104,6 +104,32 @@ pub fn to_raw_ip(frame: &[u8]) -> Vec<u8> {
         Some((at, ETHERTYPE_IPV4 | ETHERTYPE_IPV6)) => frame[at..].to_vec(),
         _ => Vec::new(),
     }
+}
+
+/// The frame as a router forwards it: new MAC addresses, and the IPv4 TTL (header checksum
+/// updated) or IPv6 hop limit one lower — what a node's uplink shows of a pod's packet. A
+/// non-IP frame only gets the new MACs; a frame too short for a header comes back unchanged.
+#[must_use]
+pub fn forwarded(frame: &[u8], src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    if out.len() < ETHERNET_HEADER_LEN {
+        return out;
+    }
+    out[..6].copy_from_slice(&dst_mac);
+    out[6..12].copy_from_slice(&src_mac);
+    match l3_start(frame) {
+        Some((at, ETHERTYPE_IPV4)) => {
+            if let Some(mut packet) = out.get_mut(at..).and_then(MutableIpv4Packet::new) {
+                packet.set_ttl(packet.get_ttl().saturating_sub(1));
+                packet.set_checksum(ipv4::checksum(&packet.to_immutable()));
+            }
+        }
+        Some((at, ETHERTYPE_IPV6)) if out.len() >= at + IPV6_HEADER_LEN => {
+            out[at + 7] = out[at + 7].saturating_sub(1);
+        }
+        _ => {}
+    }
+    out
 }
 
 /// Splits an IPv4 frame into fragments whose IP payloads hold at most `max_payload` bytes
@@ -249,6 +275,23 @@ mod tests {
             &sll.get_link_layer_address()[..6],
             &mac_for("10.0.0.11".parse().unwrap()).octets()
         );
+    }
+
+    #[test]
+    fn a_forwarded_frame_has_new_macs_one_less_ttl_and_a_valid_checksum() {
+        let original = sample();
+        let (router, next_hop) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let frame = forwarded(&original, router, next_hop);
+        let eth = EthernetPacket::new(&frame).unwrap();
+        assert_eq!(eth.get_source().octets(), router);
+        assert_eq!(eth.get_destination().octets(), next_hop);
+        let ip = Ipv4Packet::new(eth.payload()).unwrap();
+        assert_eq!(ip.get_ttl(), 63);
+        assert_eq!(ip.get_checksum(), ipv4::checksum(&ip));
+        assert_eq!(&frame[14 + 12..], &original[14 + 12..], "addresses and payload unchanged");
+        let v6 = tcp(sa("[fd00::1]:1"), sa("[fd00::2]:2"), TcpFlags::ACK, 1, 2, b"x");
+        assert_eq!(forwarded(&v6, router, next_hop)[14 + 7], 63);
+        assert_eq!(forwarded(&[1, 2, 3], router, next_hop), [1, 2, 3]);
     }
 
     #[test]

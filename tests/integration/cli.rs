@@ -193,4 +193,17 @@ fn kubectl_netwatch_subcommand_help_names_the_plugin() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("kubectl netwatch replay"), "{text}");
+
+#[test]
+fn a_buffer_total_below_a_mebibyte_or_unreadable_is_a_usage_error_naming_the_flag() {
+    for (value, says) in [("10KB", "must be at least 1MiB"), ("lots", "--buffer-total 'lots'")] {
+        let output = netwatch(&["interfaces", "--buffer-total", value]);
+        assert_eq!(output.status.code(), Some(2), "{value}");
+        let text = stderr(&output);
+        assert!(text.contains(says), "{value}: {text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+    let output = netwatch(&["--buffer-total", "512KiB", "--no-kube"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--buffer-total '512KiB'"), "{}", stderr(&output));
 }

@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use netwatch::capture::DecodedFrame;
-use netwatch::capture::interfaces::{self, InterfaceClass, Selection};
+use netwatch::capture::interfaces::{self, InterfaceClass, Selection, behind};
 use netwatch::capture::live::{CaptureEvent, LiveCapture, LiveConfig};
 use netwatch::engine::Engine;
 use netwatch::flow::TableLimits;
@@ -598,8 +598,98 @@ fn inside_a_namespace_node() {
     // The uplink and the bridge did see the external traffic: copies were recognised.
     let uplink = with_bridge.index_of(&node.uplink());
     assert!(with_bridge.seen_on(uplink, (P2, 40004), (WEB, 443)).0 > 0);
+
+    pods_are_named_behind_their_veths(&node);
+
+    // A total buffer budget smaller than three full buffers: the first pod veth gets the
+    // per-interface size, the next what remains, the last the floor; one warning says so.
+    let (sender, receiver) = mpsc::sync_channel(4096);
+    let config = LiveConfig { buffer_total: 40 << 20, ..LiveConfig::default() };
+    let tight = LiveCapture::start(config, sender).unwrap();
+    let mut budgeted = Collector { receiver, events: Vec::new(), ended: false };
+    budgeted.wait_for(Duration::from_secs(3), |e| matches!(e, CaptureEvent::Stats(_)));
+    tight.stop();
+    budgeted.drain();
+    let sizes: Vec<(String, u32)> = budgeted
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            CaptureEvent::Stats(stats) => {
+                Some(stats.iter().map(|s| (s.name.clone(), s.buffer_bytes >> 20)).collect())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let expected: Vec<(String, u32)> =
+        [(1, 32), (2, 8), (3, 2)].iter().map(|(i, mib)| (node.pod_veth(*i), *mib)).collect();
+    assert_eq!(sizes, expected);
+    let warnings = budgeted.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("--buffer-total 40.0MiB is used up"), "{}", warnings[0]);
     drop(node);
 }
+
+/// `netwatch interfaces --cluster` names the pod behind each veth of this bridge node, where
+/// no per-pod route says it: from the kernel's ARP and bridge tables, and from the veth's peer
+/// in the pod's named namespace, each checked on its own. Also shows the kernel buffer each
+/// veth would get under a small `--buffer-total`.
+fn pods_are_named_behind_their_veths(node: &Node) {
+    // The node talks to each pod, so its ARP table and the bridge's forwarding table know them.
+    for i in 1..=3 {
+        let ip = format!("10.244.7.{}", 10 + i);
+        run(&["python3", "-c", UDP_POKE, &ip]);
+    }
+    let survey = interfaces::list(&Selection::PodFacing).unwrap();
+    let veth_index =
+        |i: u32| survey.iter().find(|info| info.name == node.pod_veth(i)).unwrap().ifindex;
+    let expected: std::collections::BTreeMap<u32, Vec<IpAddr>> = (1..=3)
+        .map(|i| (veth_index(i), vec![format!("10.244.7.{}", 10 + i).parse().unwrap()]))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let from_tables = loop {
+        let found = behind::via_bridge_tables(&survey);
+        if found == expected || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(from_tables, expected, "ARP + brforward + brport/port_no");
+    assert_eq!(behind::via_peer_namespaces(&survey), expected, "peer index in the pod namespace");
+
+    let snapshot = std::env::temp_dir().join(format!("netwatch-node-{}.yaml", node.suffix));
+    let pods: Vec<String> = (1..=3)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pod-{i}\n  namespace: shop\nspec:\n  containers:\n  - name: app\n    image: app\nstatus:\n  phase: Running\n  podIP: 10.244.7.{}\n",
+                10 + i
+            )
+        })
+        .collect();
+    std::fs::write(&snapshot, pods.join("---\n")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(["interfaces", "--cluster", snapshot.to_str().unwrap(), "--buffer-total", "40MiB"])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&snapshot).unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for (i, buffer) in [(1, "32.0MiB"), (2, "8.0MiB"), (3, "2.0MiB")] {
+        let row = table
+            .lines()
+            .find(|line| line.starts_with(&format!("{} ({})", node.pod_veth(i), node.bridge())))
+            .unwrap_or_else(|| panic!("no row for pod veth {i}:\n{table}"));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[2..7], ["pod", "veth", "yes", buffer, &format!("shop/pod-{i}")], "{row}");
+    }
+    let bridge = table.lines().find(|line| line.starts_with(&node.bridge())).unwrap();
+    assert!(bridge.contains(" no ") && bridge.contains(" - "), "{bridge}");
+}
+
+/// Sends one UDP datagram from the node to a pod's discard port, so the node resolves it.
+const UDP_POKE: &str = r#"
+import socket, sys
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", (sys.argv[1], 9))
+"#;
 
 /// CPU time (ns) of this process's threads whose name starts with `prefix`, from schedstat.
 fn thread_cpu_ns(prefix: &str) -> u64 {

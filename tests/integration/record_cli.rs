@@ -196,3 +196,29 @@ fn record_rejects_flow_records_as_input_and_bad_sizes_as_usage() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--rotate 'lots'"));
 }
+
+#[test]
+fn recording_a_tcpdump_any_capture_counts_each_packet_once_and_keeps_every_copy() {
+    let (frames, [tx, rx, tx_bytes, rx_bytes]) = crate::replay::tcpdump_any_pod_to_external();
+    let capture =
+        crate::replay::write_capture("record-any.pcap", synth::linktype::LINUX_SLL2, &frames);
+    let pcapng = temp("any.pcapng");
+    let output = netwatch(&[
+        "record",
+        "--read",
+        capture.to_str().unwrap(),
+        "-w",
+        pcapng.to_str().unwrap(),
+        "--flows",
+        "-",
+    ]);
+    std::fs::remove_file(&capture).unwrap();
+    let records = json_lines(&output);
+    let _ = std::fs::remove_file(&pcapng);
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["packets"], serde_json::json!({"tx": tx, "rx": rx}));
+    assert_eq!(records[0]["bytes"], serde_json::json!({"tx": tx_bytes, "rx": rx_bytes}));
+    assert_eq!(records[0]["interfaces"], serde_json::json!(["if7", "if3"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("recorded {} packets", frames.len())), "{stderr}");
+}

@@ -131,7 +131,11 @@ fn the_demo_resolves_services_node_ports_and_host_network() {
     assert_eq!(fragmented["bytes"]["tx"], 3000 + 8 + 3 * 20);
 }
 
-fn write_capture(name: &str, linktype: u32, frames: &[TimedFrame]) -> std::path::PathBuf {
+pub(crate) fn write_capture(
+    name: &str,
+    linktype: u32,
+    frames: &[TimedFrame],
+) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("netwatch-test-{}-{name}", std::process::id()));
     let mut file = std::fs::File::create(&path).unwrap();
     synth::write_pcap(&mut file, linktype, frames).unwrap();
@@ -173,6 +177,70 @@ fn a_tcpdump_any_capture_in_linux_cooked_v2_replays() {
     assert_eq!(flow["packets"], serde_json::json!({"tx": 3, "rx": 2}));
     assert_eq!(flow["tcp"], "closing");
     assert_eq!(flow["src"]["kind"], "unknown", "no cluster: a private address is not external");
+}
+
+/// A pod's HTTPS exchange with an outside server as `tcpdump -i any` on the node records it:
+/// each packet on the pod's veth (kernel index 7) and on the uplink (index 3), where it shows
+/// the router's MACs and a TTL one lower than where it entered the node (the pod's packets
+/// enter on the veth, the replies on the uplink). Returns the frames and one copy's
+/// (client packets, server packets, client bytes, server bytes), bytes as IP lengths.
+pub(crate) fn tcpdump_any_pod_to_external() -> (Vec<TimedFrame>, [u64; 4]) {
+    let t0 = 1_795_946_400 * synth::SECOND_NANOS;
+    let (pod, web) = ("10.244.7.12:40004".parse().unwrap(), "203.0.113.10:443".parse().unwrap());
+    let mut timeline = synth::Timeline::new();
+    let request = synth::tls_client_hello("api.example.com");
+    timeline.tcp_session(pod, web, t0, &request, &[0x17; 1800], true);
+    let (uplink_mac, gateway_mac) = ([2, 0, 0xc6, 0x33, 0x64, 1], [2, 0, 0xc6, 0x33, 0x64, 2]);
+    let mut counts = [0u64; 4];
+    let mut frames = Vec::new();
+    for original in timeline.frames() {
+        let from_pod = original.frame[14 + 12..14 + 16] == [10, 244, 7, 12];
+        let ip_len = (original.frame.len() - 14) as u64;
+        let side = usize::from(!from_pod);
+        counts[side] += 1;
+        counts[2 + side] += ip_len;
+        let (first, first_if, second, second_if) = if from_pod {
+            let out = synth::forwarded(&original.frame, uplink_mac, gateway_mac);
+            (original.frame.clone(), 7, out, 3)
+        } else {
+            let pod_mac = synth::mac_for("10.244.7.12".parse().unwrap()).octets();
+            let inbound = synth::forwarded(&original.frame, gateway_mac, uplink_mac);
+            let to_pod = synth::forwarded(&original.frame, [2, 0, 10, 244, 7, 1], pod_mac);
+            (inbound, 3, to_pod, 7)
+        };
+        let ts = original.ts_nanos;
+        frames.push(TimedFrame { ts_nanos: ts, frame: synth::to_linux_sll2(&first, first_if) });
+        frames.push(TimedFrame {
+            ts_nanos: ts + 20 * synth::MICRO_NANOS,
+            frame: synth::to_linux_sll2(&second, second_if),
+        });
+    }
+    (frames, counts)
+}
+
+#[test]
+fn a_tcpdump_any_capture_counts_a_packet_seen_on_veth_and_uplink_once() {
+    let (frames, [tx, rx, tx_bytes, rx_bytes]) = tcpdump_any_pod_to_external();
+    let path = write_capture("any-twice.pcap", synth::linktype::LINUX_SLL2, &frames);
+    let output = netwatch(&["replay", path.to_str().unwrap(), "--headless", "-o", "json"]);
+    std::fs::remove_file(&path).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let records = records(&output);
+    assert_eq!(records.len(), 1, "one flow, not one per interface: {records:#?}");
+    let flow = &records[0];
+    assert_eq!(flow["src"]["ip"], "10.244.7.12");
+    assert_eq!(flow["dst"]["ip"], "203.0.113.10");
+    assert_eq!(flow["dst"]["sni"], "api.example.com");
+    assert_eq!(flow["packets"], serde_json::json!({"tx": tx, "rx": rx}));
+    assert_eq!(flow["bytes"], serde_json::json!({"tx": tx_bytes, "rx": rx_bytes}));
+    assert_eq!(flow["interfaces"], serde_json::json!(["if7", "if3"]));
+    let copies = tx + rx;
+    assert!(
+        stderr.contains(&format!("{} packets read, {copies} decoded", 2 * copies))
+            && stderr.contains(&format!("; {copies} copies seen on a second interface")),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,0 +1,220 @@
+//! The supervisor thread: owns the capture threads, releases their frames in timestamp order
+//! across interfaces, and sends per-interface stats. Attaching and detaching interfaces (at
+//! start and on hot-plug) is in `attach`. It must not touch the engine: it only sends events.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::attach::{Attachment, still_up};
+use super::budget::BufferBudget;
+use super::worker::Internal;
+use super::{CaptureEvent, InterfaceStats, LiveConfig};
+use crate::capture::DecodedFrame;
+use crate::time::Timestamp;
+
+/// Most frames in one `CaptureEvent::Frames`.
+const RELEASE_FRAMES: usize = 1024;
+/// How often the supervisor releases held frames.
+const RELEASE_TICK: Duration = Duration::from_millis(10);
+
+/// Owns the capture threads, the reorder buffer and hot-plug.
+pub(super) struct Supervisor {
+    pub(super) config: LiveConfig,
+    pub(super) events: SyncSender<CaptureEvent>,
+    pub(super) internal: SyncSender<Internal>,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) attached: BTreeMap<u16, Attachment>,
+    /// Index per interface name, stable across detach and re-attach.
+    pub(super) slots: HashMap<String, u16>,
+    pub(super) next_slot: u16,
+    /// Interfaces (name, ifindex) that failed to open while present: not retried.
+    pub(super) failed: HashSet<(String, u32)>,
+    /// With `-i any`: interfaces announced, by kernel index.
+    pub(super) any_members: BTreeMap<u32, String>,
+    pub(super) held: Vec<DecodedFrame>,
+    /// Events made before the supervisor thread runs (sent first thing there).
+    pub(super) queued: Vec<CaptureEvent>,
+    pub(super) receiver_gone: bool,
+    /// Kernel buffer bytes given to attached interfaces, against `--buffer-total`.
+    pub(super) budget: BufferBudget,
+    /// The budget shrank a buffer and the user was told.
+    pub(super) budget_warned: bool,
+}
+
+impl Supervisor {
+    pub(super) fn new(
+        config: LiveConfig,
+        events: SyncSender<CaptureEvent>,
+        internal: SyncSender<Internal>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            budget: BufferBudget::new(config.buffer_bytes, config.buffer_total),
+            config,
+            events,
+            internal,
+            stop,
+            attached: BTreeMap::new(),
+            slots: HashMap::new(),
+            next_slot: 0,
+            failed: HashSet::new(),
+            any_members: BTreeMap::new(),
+            held: Vec::new(),
+            queued: Vec::new(),
+            receiver_gone: false,
+            budget_warned: false,
+        }
+    }
+
+    pub(super) fn run(mut self, from_captures: &Receiver<Internal>) {
+        for event in std::mem::take(&mut self.queued) {
+            self.send(event);
+        }
+        let now = Instant::now();
+        let mut next_poll = now + self.config.poll_interval;
+        let mut next_stats = now + self.config.stats_interval;
+        let mut next_release = now + RELEASE_TICK;
+        while !self.stop.load(Ordering::Relaxed) && !self.receiver_gone {
+            match from_captures.recv_timeout(RELEASE_TICK) {
+                Ok(message) => self.handle(message),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            }
+            let now = Instant::now();
+            if now >= next_release {
+                next_release = now + RELEASE_TICK;
+                self.release(Some(self.config.reorder_hold));
+            }
+            if now >= next_poll {
+                next_poll = now + self.config.poll_interval;
+                self.poll();
+            }
+            if now >= next_stats {
+                next_stats = now + self.config.stats_interval;
+                let stats = self.attached.values().map(|a| a.stats.clone()).collect();
+                self.send(CaptureEvent::Stats(stats));
+            }
+            for event in std::mem::take(&mut self.queued) {
+                self.send(event);
+            }
+        }
+        self.shut_down(from_captures);
+    }
+
+    /// Ends every capture thread, collecting what they still send, then releases all frames.
+    fn shut_down(&mut self, from_captures: &Receiver<Internal>) {
+        for attachment in self.attached.values() {
+            attachment.detach();
+        }
+        while !self.attached.is_empty() {
+            match from_captures.recv_timeout(Duration::from_secs(1)) {
+                Ok(message) => self.handle(message),
+                // A thread stuck in libpcap past a second: give up on it rather than hang.
+                Err(_) => break,
+            }
+        }
+        if !self.receiver_gone {
+            self.release(None);
+            for event in std::mem::take(&mut self.queued) {
+                self.send(event);
+            }
+        }
+    }
+
+    fn handle(&mut self, message: Internal) {
+        match message {
+            Internal::Frames(frames) => self.held.extend(frames),
+            Internal::Stats { index, received, dropped, if_dropped } => {
+                if let Some(attachment) = self.attached.get_mut(&index) {
+                    let (r, d, i) = attachment.raw;
+                    attachment.stats.received += u64::from(received.wrapping_sub(r));
+                    attachment.stats.dropped += u64::from(dropped.wrapping_sub(d));
+                    attachment.stats.if_dropped += u64::from(if_dropped.wrapping_sub(i));
+                    attachment.raw = (received, dropped, if_dropped);
+                }
+            }
+            Internal::Ended { index, error } => {
+                let Some(mut attachment) = self.attached.remove(&index) else { return };
+                self.budget.release(attachment.stats.buffer_bytes);
+                if let Some(thread) = attachment.thread.take() {
+                    let _ = thread.join();
+                }
+                let asked = attachment.detach.load(Ordering::Relaxed);
+                if let Some(reason) = error
+                    && !asked
+                    && still_up(&attachment.name, attachment.ifindex)
+                {
+                    self.failed.insert((attachment.name.clone(), attachment.ifindex));
+                    self.queued.push(CaptureEvent::Warning(format!(
+                        "capture on '{}' stopped: {reason}",
+                        attachment.name
+                    )));
+                }
+                // Its last frames may still be held: they follow in order; the index stays named.
+                self.queued.push(CaptureEvent::Detached { index, name: attachment.name });
+            }
+        }
+    }
+
+    /// Sends held frames in timestamp order: those older than `hold` (all with `None`).
+    fn release(&mut self, hold: Option<Duration>) {
+        if self.held.is_empty() {
+            return;
+        }
+        // Batches arrive as sorted runs: the stable sort merges them in near-linear time.
+        self.held.sort_by_key(|frame| frame.ts);
+        let ready = match hold {
+            None => self.held.len(),
+            Some(hold) => {
+                let now = Timestamp::from_system_time(SystemTime::now());
+                let cutoff = Timestamp(now.0.saturating_sub(duration_nanos(hold)));
+                self.held.partition_point(|frame| frame.ts <= cutoff)
+            }
+        };
+        if ready == 0 {
+            return;
+        }
+        // Earlier queued events (an attach) go first, so frames never name an unknown index.
+        for event in std::mem::take(&mut self.queued) {
+            self.send(event);
+        }
+        // Messages of bounded size and capacity, so the run loop's channel bounds memory
+        // whatever the rate.
+        let mut released = std::mem::take(&mut self.held);
+        self.held = released.split_off(ready);
+        let mut chunk = Vec::with_capacity(RELEASE_FRAMES.min(released.len()));
+        for frame in released {
+            chunk.push(frame);
+            if chunk.len() == RELEASE_FRAMES {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(RELEASE_FRAMES));
+                self.send(CaptureEvent::Frames(full));
+            }
+        }
+        if !chunk.is_empty() {
+            self.send(CaptureEvent::Frames(chunk));
+        }
+    }
+
+    pub(super) fn send(&mut self, event: CaptureEvent) {
+        if !self.receiver_gone && self.events.send(event).is_err() {
+            self.receiver_gone = true;
+        }
+    }
+}
+
+pub(super) fn stats_for(index: u16, name: &str, buffer_bytes: u32) -> InterfaceStats {
+    InterfaceStats {
+        index,
+        name: name.to_owned(),
+        received: 0,
+        dropped: 0,
+        if_dropped: 0,
+        buffer_bytes,
+    }
+}
+
+fn duration_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
