@@ -15,7 +15,7 @@ use crate::decode::{self, AppData, SkipReason};
 use crate::flow::dedup::{Dedup, DedupLimits, Endpoints, PacketFacts, Sighting, Translation};
 use crate::flow::table::EndReason;
 use crate::flow::{
-    Flow, FlowKey, FlowTable, LearnedName, Protocol, SocketEnd, TableLimits, TcpState,
+    ClosedAs, Flow, FlowKey, FlowTable, LearnedName, Protocol, SocketEnd, TableLimits, TcpState,
 };
 use crate::identity::{self, EndpointKind, Identity};
 use crate::names::NameBook;
@@ -175,7 +175,7 @@ impl Engine {
             flow.backend = backend;
         }
         let just_closed = matches!(flow.tcp, Some(TcpState::Closed | TcpState::Reset))
-            && flow.closed_verdict.is_none();
+            && flow.closed_as.is_none();
         let key = flow.key;
         if ingested.new_flow {
             flow.responder_name = learned_name(&self.names, &self.view, flow, ts);
@@ -195,10 +195,17 @@ impl Engine {
         }
         if just_closed {
             let connection = connection_of(flow);
+            let (initiator, responder) = (flow.initiator, flow.responder);
             self.refresh_cluster();
             let verdict = current_verdict(&mut self.record_context(), &connection);
+            let protocol = key.protocol;
+            let closed = ClosedAs {
+                verdict,
+                initiator: identity::resolve(&self.view, initiator.ip, initiator.port, protocol),
+                responder: identity::resolve(&self.view, responder.ip, responder.port, protocol),
+            };
             if let Some(flow) = self.table.get_mut(&key) {
-                flow.closed_verdict = Some(verdict);
+                flow.closed_as = Some(Box::new(closed));
             }
         }
     }
@@ -322,13 +329,16 @@ struct RecordContext<'a> {
 
 fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecord {
     let protocol = flow.key.protocol;
-    let src_id = identity::resolve(ctx.view, flow.initiator.ip, flow.initiator.port, protocol);
-    let dst_id = identity::resolve(ctx.view, flow.responder.ip, flow.responder.port, protocol);
     let port = |p: u16| protocol.has_ports().then_some(p);
-    let connection = connection_of(flow);
-    let verdict = match &flow.closed_verdict {
-        Some(verdict) => Arc::clone(verdict),
-        None => current_verdict(ctx, &connection),
+    let (src_id, dst_id, verdict) = match &flow.closed_as {
+        Some(closed) => {
+            (closed.initiator.clone(), closed.responder.clone(), Arc::clone(&closed.verdict))
+        }
+        None => (
+            identity::resolve(ctx.view, flow.initiator.ip, flow.initiator.port, protocol),
+            identity::resolve(ctx.view, flow.responder.ip, flow.responder.port, protocol),
+            current_verdict(ctx, &connection_of(flow)),
+        ),
     };
     let violation = verdict.violation();
     let denied =
@@ -452,3 +462,6 @@ fn endpoint_record(ip: std::net::IpAddr, port: Option<u16>, id: Identity) -> End
         http_host: None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -104,12 +104,22 @@ pub struct Flow {
     pub responder_name: Option<LearnedName>,
     /// Whether the initiator's first payload was already inspected.
     pub payload_inspected: bool,
-    /// The verdict as it stood when a TCP flow closed: later policy changes do not rewrite
-    /// history. `None` while the flow is open (its verdict follows the current policies).
-    pub closed_verdict: Option<std::sync::Arc<crate::policy::Verdict>>,
+    /// The verdict and the names as they stood when a TCP flow closed: later cluster changes
+    /// do not rewrite history. `None` while the flow is open (it follows the current view).
+    pub closed_as: Option<Box<ClosedAs>>,
     /// FIN seen from initiator / responder.
     pub(crate) fin: [bool; 2],
     pub rates: RateWindow,
+}
+
+/// How a finished TCP conversation was judged and who its ends were. Kept whole: a policy added
+/// later must not change its verdict, and a pod created later on a deleted pod's IP must not
+/// become the party to a conversation it never had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedAs {
+    pub verdict: std::sync::Arc<crate::policy::Verdict>,
+    pub initiator: crate::identity::Identity,
+    pub responder: crate::identity::Identity,
 }
 
 impl Flow {

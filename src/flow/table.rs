@@ -250,7 +250,7 @@ impl FlowTable {
             responder_name: None,
             backend: None,
             payload_inspected: false,
-            closed_verdict: None,
+            closed_as: None,
             fin: [false; 2],
             rates: RateWindow::default(),
         }

@@ -193,6 +193,7 @@ fn kubectl_netwatch_subcommand_help_names_the_plugin() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("kubectl netwatch replay"), "{text}");
+}
 
 #[test]
 fn a_buffer_total_below_a_mebibyte_or_unreadable_is_a_usage_error_naming_the_flag() {

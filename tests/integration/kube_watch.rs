@@ -2,7 +2,7 @@
 //! way a user reaches a cluster: through a kubeconfig file. Every wait is bounded; everything
 //! listens on 127.0.0.1 only.
 
-mod api_server;
+pub mod api_server;
 mod https;
 mod pki;
 
@@ -27,11 +27,11 @@ fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
-fn namespace(name: &str) -> Value {
+pub fn namespace(name: &str) -> Value {
     json!({"metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}})
 }
 
-fn pod(ns: &str, name: &str, app: &str, pod_ip: &str) -> Value {
+pub fn pod(ns: &str, name: &str, app: &str, pod_ip: &str) -> Value {
     json!({
         "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
         "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": "busybox",
@@ -60,7 +60,7 @@ fn endpoint_slice(ns: &str, name: &str, service: &str, pod: &str, pod_ip: &str) 
     })
 }
 
-fn node(name: &str, address: &str) -> Value {
+pub fn node(name: &str, address: &str) -> Value {
     json!({
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
         "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]},
@@ -114,7 +114,7 @@ fn base64(text: &str) -> String {
 }
 
 /// A kubeconfig of plain-HTTP clusters on these ports, one context each, no credentials.
-fn write_kubeconfig(dir: &Path, contexts: &[(&str, u16)]) -> std::path::PathBuf {
+pub fn write_kubeconfig(dir: &Path, contexts: &[(&str, u16)]) -> std::path::PathBuf {
     let contexts: Vec<Context> = contexts
         .iter()
         .map(|(name, port)| Context {

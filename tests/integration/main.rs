@@ -9,6 +9,7 @@ mod decode_frames;
 mod deploy_assets;
 mod kube_watch;
 mod live_capture;
+mod live_cluster_tui;
 mod policy_cli;
 mod record_cli;
 mod record_live;

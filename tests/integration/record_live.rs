@@ -44,7 +44,7 @@ fn wait_until_created(path: &std::path::Path) {
     std::thread::sleep(Duration::from_millis(300));
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

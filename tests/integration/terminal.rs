@@ -47,7 +47,12 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // kill-server leaves the socket file behind: remove it as well.
+        let socket = self.run(&["display-message", "-p", "#{socket_path}"]);
         let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
+        if !socket.trim().is_empty() {
+            let _ = std::fs::remove_file(socket.trim());
+        }
     }
 }
 

@@ -1,0 +1,101 @@
+//! The engine against cluster changes that arrive while flows are in the table.
+
+use std::net::SocketAddr;
+
+use super::Engine;
+use crate::cluster::event::{ClusterEvent, Object, ResourceKind};
+use crate::cluster::{ObjectKey, snapshot};
+use crate::flow::TableLimits;
+use crate::snapshot::FlowRecord;
+use crate::synth::SECOND_NANOS;
+use crate::synth::timeline::Timeline;
+use crate::time::Timestamp;
+
+const START: u64 = 1_800_000_000 * SECOND_NANOS;
+
+fn pod_yaml(name: &str, ip: &str) -> String {
+    format!(
+        "- apiVersion: v1\n  kind: Pod\n  metadata: {{name: {name}, namespace: shop, labels: {{app: {name}}}}}\n  \
+         spec: {{nodeName: n1, containers: [{{name: main, image: busybox}}]}}\n  \
+         status: {{phase: Running, podIP: {ip}, podIPs: [{{ip: {ip}}}]}}\n"
+    )
+}
+
+/// The pods of a snapshot holding only `pods`, as objects to upsert.
+fn pods(pods: &[(&str, &str)]) -> Vec<Object> {
+    let items: String = pods.iter().map(|(name, ip)| pod_yaml(name, ip)).collect();
+    let text = format!("apiVersion: v1\nkind: List\nitems:\n{items}");
+    let loaded = snapshot::parse("pods.yaml", &text).unwrap();
+    loaded
+        .events
+        .into_iter()
+        .find_map(|event| match event {
+            ClusterEvent::Reset(ResourceKind::Pod, objects) => Some(objects),
+            _ => None,
+        })
+        .unwrap()
+}
+
+fn ingest(engine: &mut Engine, timeline: Timeline) {
+    for frame in timeline.into_frames() {
+        engine.ingest(&frame.as_frame());
+    }
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn names(record: &FlowRecord) -> (Option<&str>, Option<&str>) {
+    (record.src.name.as_deref(), record.dst.name.as_deref())
+}
+
+/// A deleted pod's IP handed to a new pod: a conversation that closed while the old pod had the
+/// IP stays the old pod's (as its verdict stays what it was); an open one and a new one are the
+/// new pod's.
+#[test]
+fn a_closed_flow_keeps_the_names_it_had_when_the_ip_passes_to_another_pod() {
+    let mut engine = Engine::new(TableLimits::default());
+    for object in pods(&[("web", "10.244.1.10"), ("db", "10.244.1.11")]) {
+        engine.apply(ClusterEvent::Upsert(object));
+    }
+    let mut before = Timeline::new();
+    let closed_at = before.tcp_session(
+        addr("10.244.1.10:40000"),
+        addr("10.244.1.11:5432"),
+        START,
+        b"query",
+        b"rows",
+        true,
+    );
+    before.tcp_session(
+        addr("10.244.1.10:40001"),
+        addr("10.244.1.11:5432"),
+        START,
+        b"query",
+        b"rows",
+        false,
+    );
+    ingest(&mut engine, before);
+
+    engine.apply(ClusterEvent::Delete(ResourceKind::Pod, ObjectKey::namespaced("shop", "db")));
+    for object in pods(&[("cache", "10.244.1.11")]) {
+        engine.apply(ClusterEvent::Upsert(object));
+    }
+    let mut after = Timeline::new();
+    after.tcp_session(
+        addr("10.244.1.10:40002"),
+        addr("10.244.1.11:6379"),
+        closed_at + SECOND_NANOS,
+        b"get",
+        b"value",
+        true,
+    );
+    ingest(&mut engine, after);
+
+    let records = engine.live_records(Timestamp(closed_at + 2 * SECOND_NANOS));
+    let by_port = |port: u16| records.iter().find(|r| r.src.port == Some(port)).map(names).unwrap();
+    assert_eq!(by_port(40000), (Some("web"), Some("db")), "closed while db had the IP");
+    assert_eq!(by_port(40001), (Some("web"), Some("cache")), "still open: the IP's owner now");
+    assert_eq!(by_port(40002), (Some("web"), Some("cache")), "made after the reuse");
+}
