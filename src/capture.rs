@@ -112,6 +112,11 @@ pub trait PacketSource {
     fn sees_packets_more_than_once(&self) -> bool {
         false
     }
+    /// The interface names again, if interfaces were added since the last call (a file names
+    /// its interfaces as it meets them). Names are only ever appended: indexes stay valid.
+    fn take_new_interfaces(&mut self) -> Option<Vec<String>> {
+        None
+    }
     /// Cluster changes recorded in the input ahead of the frames read so far (a netwatch
     /// recording carries them), taken. Sources without any return none.
     fn take_cluster_events(&mut self) -> Vec<crate::cluster::ClusterEvent> {

@@ -7,7 +7,7 @@
 //! pod's packet on its veth and again on the bridge or uplink. Its frames carry their interface
 //! (a dense index per kernel interface index, named `if<N>`), so the copies can be counted once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -25,10 +25,14 @@ pub struct FileSource {
     last_ts: Option<Timestamp>,
     warnings: Vec<String>,
     ended: bool,
-    /// Cooked v2 only: the kernel interface indexes of the file in order of first appearance,
+    /// Cooked v2 only: the kernel interface indexes met so far in order of first appearance,
     /// and each one's dense index (the frame's interface).
     ifindexes: Vec<u32>,
     dense: HashMap<u32, u16>,
+    /// An interface was met since the names were last taken.
+    new_interfaces: bool,
+    /// Interfaces past the 65,536th, counted as the last one's.
+    ifindexes_beyond: u64,
     /// Keeps a bundled capture's temporary copy alive for as long as libpcap reads it.
     _temp: Option<tempfile::NamedTempFile>,
 }
@@ -78,20 +82,6 @@ impl FileSource {
                 "{label}: link type {name} is not decoded (Ethernet, Linux cooked v1/v2, raw IP and loopback are); its packets are counted as skipped"
             ));
         }
-        let ifindexes = if linktype == Some(LinkType::LinuxSll2) {
-            let (ifindexes, more) = scan_ifindexes(path);
-            if more > 0 {
-                warnings.push(format!(
-                    "{label}: packets name more than {} interfaces; those of the {more} past it are counted as the last one's",
-                    u16::MAX
-                ));
-            }
-            ifindexes
-        } else {
-            Vec::new()
-        };
-        let dense =
-            (0..=u16::MAX).zip(&ifindexes).map(|(dense, ifindex)| (*ifindex, dense)).collect();
         Ok(Self {
             capture,
             linktype,
@@ -100,8 +90,10 @@ impl FileSource {
             last_ts: None,
             warnings,
             ended: false,
-            ifindexes,
-            dense,
+            ifindexes: Vec::new(),
+            dense: HashMap::new(),
+            new_interfaces: false,
+            ifindexes_beyond: 0,
             _temp: temp,
         })
     }
@@ -121,12 +113,18 @@ impl PacketSource for FileSource {
                 let ts = Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
                 self.packets_read += 1;
                 self.last_ts = Some(ts);
-                let interface = match sll2_ifindex(packet.data) {
-                    // Past the 65,536th interface (never met in practice): the last index.
-                    Some(ifindex) if !self.dense.is_empty() => {
-                        self.dense.get(&ifindex).copied().unwrap_or(u16::MAX)
-                    }
-                    // Too short for its header: decode counts it as truncated.
+                let interface = match self.linktype {
+                    Some(LinkType::LinuxSll2) => match sll2_ifindex(packet.data) {
+                        Some(ifindex) => dense_index(
+                            &mut self.dense,
+                            &mut self.ifindexes,
+                            &mut self.new_interfaces,
+                            &mut self.ifindexes_beyond,
+                            ifindex,
+                        ),
+                        // Too short for its header: decode counts it as truncated.
+                        None => 0,
+                    },
                     _ => 0,
                 };
                 Next::Packet(Frame {
@@ -139,6 +137,14 @@ impl PacketSource for FileSource {
             }
             Err(pcap::Error::NoMorePackets) => {
                 self.ended = true;
+                if self.ifindexes_beyond > 0 {
+                    self.warnings.push(format!(
+                        "{}: packets name more than {} interfaces; those of the {} past it are counted as the last one's",
+                        self.label,
+                        1 << 16,
+                        self.ifindexes_beyond
+                    ));
+                }
                 Next::End
             }
             Err(error) => {
@@ -170,8 +176,40 @@ impl PacketSource for FileSource {
         std::mem::take(&mut self.warnings)
     }
 
+    /// A cooked v2 capture may be `tcpdump -i any`: its interfaces are only known as they come,
+    /// and a single one never yields a copy, so counting once costs nothing wrong.
     fn sees_packets_more_than_once(&self) -> bool {
-        self.ifindexes.len() > 1
+        self.linktype == Some(LinkType::LinuxSll2)
+    }
+
+    fn take_new_interfaces(&mut self) -> Option<Vec<String>> {
+        std::mem::take(&mut self.new_interfaces).then(|| self.interfaces())
+    }
+}
+
+/// The dense index of a kernel interface index, given one on first sight (past the 65,536th,
+/// never met in practice, the last index, counted).
+fn dense_index(
+    dense: &mut HashMap<u32, u16>,
+    order: &mut Vec<u32>,
+    new_interface: &mut bool,
+    beyond: &mut u64,
+    ifindex: u32,
+) -> u16 {
+    if let Some(index) = dense.get(&ifindex) {
+        return *index;
+    }
+    match u16::try_from(order.len()) {
+        Ok(index) => {
+            dense.insert(ifindex, index);
+            order.push(ifindex);
+            *new_interface = true;
+            index
+        }
+        Err(_) => {
+            *beyond += 1;
+            u16::MAX
+        }
     }
 }
 
@@ -179,25 +217,6 @@ impl PacketSource for FileSource {
 #[must_use]
 pub fn sll2_ifindex(data: &[u8]) -> Option<u32> {
     data.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// The distinct interface indexes of a cooked v2 capture, in order of first appearance (at most
-/// 65,536), and how many more there were. A first pass over the file, so that the interfaces
-/// are named before any frame is read; it stops quietly at damage, which the real read reports.
-fn scan_ifindexes(path: &Path) -> (Vec<u32>, usize) {
-    let Ok(mut capture) = Capture::from_file(path) else { return (Vec::new(), 0) };
-    let mut seen = HashSet::new();
-    let mut order = Vec::new();
-    while let Ok(packet) = capture.next_packet() {
-        if let Some(ifindex) = sll2_ifindex(packet.data)
-            && seen.insert(ifindex)
-        {
-            order.push(ifindex);
-        }
-    }
-    let more = order.len().saturating_sub(1 << 16);
-    order.truncate(1 << 16);
-    (order, more)
 }
 
 #[cfg(test)]
@@ -230,25 +249,39 @@ mod tests {
         let frames = [(1, on(12)), (2, on(70_000)), (3, on(12)), (4, vec![0, 8]), (5, on(4))];
         let bytes = capture_of(linktype::LINUX_SLL2, &frames);
         let mut source = FileSource::from_bytes("any.pcap", &bytes).unwrap();
-        assert_eq!(source.interfaces(), ["if12", "if70000", "if4"]);
         assert!(source.sees_packets_more_than_once());
+        assert_eq!(source.take_new_interfaces(), None, "none met before the first frame");
+        let mut met = Vec::new();
+        let mut read = Vec::new();
+        while let Next::Packet(frame) = source.next_frame() {
+            read.push(frame.interface);
+            met.push(source.take_new_interfaces());
+        }
         // The two-byte frame has no interface to name: index 0, and decode counts it truncated.
-        assert_eq!(interfaces_read(&mut source), [0, 1, 0, 0, 2]);
+        assert_eq!(read, [0, 1, 0, 0, 2]);
+        let names = |n: &[&str]| Some(n.iter().map(ToString::to_string).collect::<Vec<_>>());
+        assert_eq!(
+            met,
+            [
+                names(&["if12"]),
+                names(&["if12", "if70000"]),
+                None,
+                None,
+                names(&["if12", "if70000", "if4"])
+            ]
+        );
+        assert_eq!(source.interfaces(), ["if12", "if70000", "if4"]);
         assert!(source.take_warnings().is_empty());
     }
 
     #[test]
-    fn other_link_types_and_a_single_cooked_interface_do_not_count_copies() {
+    fn other_link_types_do_not_count_copies() {
         let frame = synth::udp("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap(), b"");
         let ethernet = capture_of(linktype::ETHERNET, &[(1, frame.clone()), (2, frame.clone())]);
         let mut source = FileSource::from_bytes("eth.pcap", &ethernet).unwrap();
         assert_eq!(source.interfaces(), ["eth.pcap"]);
         assert!(!source.sees_packets_more_than_once());
         assert_eq!(interfaces_read(&mut source), [0, 0]);
-        let one = synth::to_linux_sll2(&frame, 9);
-        let cooked = capture_of(linktype::LINUX_SLL2, &[(1, one.clone()), (2, one)]);
-        let source = FileSource::from_bytes("one.pcap", &cooked).unwrap();
-        assert_eq!(source.interfaces(), ["if9"]);
-        assert!(!source.sees_packets_more_than_once());
+        assert_eq!(source.take_new_interfaces(), None);
     }
 }

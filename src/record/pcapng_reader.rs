@@ -100,6 +100,8 @@ pub struct PcapngSource<R: Read = BufReader<File>> {
     unknown_interface_packets: u64,
     warnings: Vec<String>,
     ended: bool,
+    /// An interface was named since the names were last taken.
+    new_interfaces: bool,
 }
 
 impl PcapngSource {
@@ -152,6 +154,7 @@ impl<R: Read> PcapngSource<R> {
             unknown_interface_packets: 0,
             warnings: Vec::new(),
             ended: false,
+            new_interfaces: false,
         };
         loop {
             match source.next_block() {
@@ -329,20 +332,26 @@ impl<R: Read> PcapngSource<R> {
                 self.label
             ));
         }
-        // The same interface in a later section (concatenated or rotated files) keeps its index.
+        let global = self.global_index(name, linktype_number);
+        self.section.push(SectionInterface { global, linktype, snaplen, resolution, offset_secs });
+    }
+
+    /// The source-wide index of an interface. The same interface in a later section
+    /// (concatenated or rotated files) keeps its index.
+    fn global_index(&mut self, name: String, linktype_number: u16) -> Option<u16> {
         let key = (name, linktype_number);
-        let global = match self.keys.iter().position(|k| *k == key) {
+        match self.keys.iter().position(|k| *k == key) {
             Some(index) => u16::try_from(index).ok(),
             None => {
                 let index = u16::try_from(self.names.len()).ok();
                 if index.is_some() {
                     self.names.push(key.0.clone());
                     self.keys.push(key);
+                    self.new_interfaces = true;
                 }
                 index
             }
-        };
-        self.section.push(SectionInterface { global, linktype, snaplen, resolution, offset_secs });
+        }
     }
 
     fn timestamp(interface: &SectionInterface, units: u64) -> Timestamp {
@@ -360,16 +369,29 @@ impl<R: Read> PcapngSource<R> {
         captured: usize,
         original: usize,
     ) -> Step {
-        let Some(interface) = self.section.get(local) else {
+        let Some(interface) = self.section.get(local).cloned() else {
             self.unknown_interface_packets += 1;
             return Step::Continue;
         };
-        let Some(global) = interface.global else {
+        let Some(mut global) = interface.global else {
             self.unknown_interface_packets += 1;
             return Step::Continue;
         };
+        let linktype = interface.linktype;
+        // `tcpdump -i any --pcapng`: one interface on file, the real one in each packet's cooked
+        // header. Each becomes an interface of its own (`if7`), so copies can be counted once.
+        if linktype == Some(LinkType::LinuxSll2)
+            && let Some(ifindex) = self
+                .block
+                .get(data_start..data_start + captured)
+                .and_then(crate::capture::file::sll2_ifindex)
+        {
+            global = self
+                .global_index(format!("if{ifindex}"), LinkType::LinuxSll2.number())
+                .unwrap_or(global);
+        }
         let ts = match units {
-            Some(units) => Self::timestamp(interface, units),
+            Some(units) => Self::timestamp(&interface, units),
             // A Simple Packet Block has no time: it happened no earlier than the one before.
             None => self.last_ts.unwrap_or_default(),
         };
@@ -378,7 +400,7 @@ impl<R: Read> PcapngSource<R> {
         Step::Packet(FoundFrame {
             ts,
             interface: global,
-            linktype: interface.linktype,
+            linktype,
             start: data_start,
             len: captured,
             wire_len: u32::try_from(original.max(captured)).unwrap_or(u32::MAX),
@@ -523,6 +545,17 @@ impl<R: Read> PacketSource for PcapngSource<R> {
 
     fn interfaces(&self) -> Vec<String> {
         self.names.clone()
+    }
+
+    /// A recording of several interfaces sees a pod's packet on its veth and again on the
+    /// bridge or uplink, and interfaces may be added mid-file as pods come: live capture counted
+    /// each packet once, and so must its replay. On a single interface nothing is a copy.
+    fn sees_packets_more_than_once(&self) -> bool {
+        true
+    }
+
+    fn take_new_interfaces(&mut self) -> Option<Vec<String>> {
+        std::mem::take(&mut self.new_interfaces).then(|| self.names.clone())
     }
 
     fn take_cluster_events(&mut self) -> Vec<crate::cluster::ClusterEvent> {

@@ -57,7 +57,7 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
     for event in source.take_cluster_events().into_iter().filter(|e| gate.admit(e)) {
         engine.apply(event);
     }
-    let names = source.interfaces();
+    let mut names = source.interfaces();
     engine.set_interfaces(names.clone());
     if source.sees_packets_more_than_once() {
         engine.count_once_across_interfaces();
@@ -90,6 +90,11 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
             Next::Idle => continue,
             Next::End => break,
         };
+        // A file names its interfaces as it meets them (`tcpdump -i any`).
+        if let Some(new_names) = source.take_new_interfaces() {
+            names = new_names;
+            engine.set_interfaces(names.clone());
+        }
         let events: Vec<_> =
             source.take_cluster_events().into_iter().filter(|e| gate.admit(e)).collect();
         if let Some(path) = &config.pcapng

@@ -265,7 +265,11 @@ pub fn replay<S: PacketSource + Send + 'static>(
                 }
                 continue;
             }
-            ReaderItem::Interfaces(_) | ReaderItem::Drops(_) | ReaderItem::Warning(_) => continue,
+            ReaderItem::Interfaces(names) => {
+                engine.set_interfaces(names);
+                continue;
+            }
+            ReaderItem::Drops(_) | ReaderItem::Warning(_) => continue,
         };
         let mut batch = batch;
         for DecodedFrame { ts, interface, decoded, .. } in batch.drain(..) {
@@ -304,6 +308,12 @@ pub(crate) fn read_source<S: PacketSource>(
         match source.next_frame() {
             Next::Packet(frame) => {
                 let decoded = DecodedFrame::from_frame(&frame);
+                // Ahead of the batch holding the frame that named it.
+                if let Some(names) = source.take_new_interfaces()
+                    && !send(ReaderItem::Interfaces(names))
+                {
+                    return source;
+                }
                 let events = source.take_cluster_events();
                 if !events.is_empty() {
                     let frames = std::mem::replace(&mut batch, fresh_batch());

@@ -1,11 +1,13 @@
 //! Headless replay end to end: the bundled demo (golden, and field by field), a `tcpdump -i any`
 //! style capture, and damaged files.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 use netwatch::synth::{self, TimedFrame};
+use netwatch::time::Timestamp;
 
 fn netwatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_netwatch")).args(args).output().unwrap()
@@ -185,6 +187,20 @@ fn a_tcpdump_any_capture_in_linux_cooked_v2_replays() {
 /// enter on the veth, the replies on the uplink). Returns the frames and one copy's
 /// (client packets, server packets, client bytes, server bytes), bytes as IP lengths.
 pub(crate) fn tcpdump_any_pod_to_external() -> (Vec<TimedFrame>, [u64; 4]) {
+    let (frames, counts) = pod_to_external_seen_twice();
+    let cooked = frames
+        .into_iter()
+        .map(|(ifindex, f)| TimedFrame {
+            ts_nanos: f.ts_nanos,
+            frame: synth::to_linux_sll2(&f.frame, ifindex),
+        })
+        .collect();
+    (cooked, counts)
+}
+
+/// The same exchange as Ethernet frames, each with the kernel index of the interface it was
+/// seen on (7 the veth, 3 the uplink).
+fn pod_to_external_seen_twice() -> (Vec<(u32, TimedFrame)>, [u64; 4]) {
     let t0 = 1_795_946_400 * synth::SECOND_NANOS;
     let (pod, web) = ("10.244.7.12:40004".parse().unwrap(), "203.0.113.10:443".parse().unwrap());
     let mut timeline = synth::Timeline::new();
@@ -209,11 +225,11 @@ pub(crate) fn tcpdump_any_pod_to_external() -> (Vec<TimedFrame>, [u64; 4]) {
             (inbound, 3, to_pod, 7)
         };
         let ts = original.ts_nanos;
-        frames.push(TimedFrame { ts_nanos: ts, frame: synth::to_linux_sll2(&first, first_if) });
-        frames.push(TimedFrame {
-            ts_nanos: ts + 20 * synth::MICRO_NANOS,
-            frame: synth::to_linux_sll2(&second, second_if),
-        });
+        frames.push((first_if, TimedFrame { ts_nanos: ts, frame: first }));
+        frames.push((
+            second_if,
+            TimedFrame { ts_nanos: ts + 20 * synth::MICRO_NANOS, frame: second },
+        ));
     }
     (frames, counts)
 }
@@ -270,4 +286,59 @@ fn table_output_marks_violations_and_direct_ip() {
         .unwrap();
     assert!(leak.starts_with("LEAK-egress"), "{leak}");
     assert!(leak.ends_with("direct-ip,name-from-other-client"), "{leak}");
+}
+
+/// Writes frames as pcapng: each `(interface, frame)` on the interface of that index, the
+/// interfaces described as they are first used (as a live recording meets new veths).
+fn write_pcapng(name: &str, interfaces: &[(&str, u16)], frames: &[(u32, TimedFrame)]) -> PathBuf {
+    use netwatch::record::pcapng::{InterfaceDesc, PcapngWriter, WriterOptions};
+    let path = std::env::temp_dir().join(format!("netwatch-test-{}-{name}", std::process::id()));
+    let start = Timestamp(frames[0].1.ts_nanos);
+    let mut writer =
+        PcapngWriter::new(Vec::new(), name, &[], &[], start, WriterOptions::default()).unwrap();
+    let mut described = 0;
+    for (interface, frame) in frames {
+        while described <= *interface {
+            let (name, linktype) = interfaces[described as usize];
+            writer.add_interface(InterfaceDesc::new(name, linktype)).unwrap();
+            described += 1;
+        }
+        let len = frame.frame.len() as u32;
+        writer.write_frame(*interface, Timestamp(frame.ts_nanos), &frame.frame, len).unwrap();
+    }
+    std::fs::write(&path, writer.finish().unwrap()).unwrap();
+    path
+}
+
+fn the_one_flow_of(path: &Path) -> Value {
+    let output = netwatch(&["replay", path.to_str().unwrap(), "--headless", "-o", "json"]);
+    std::fs::remove_file(path).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let records = records(&output);
+    assert_eq!(records.len(), 1, "one flow, not one per interface: {records:#?}");
+    records[0].clone()
+}
+
+#[test]
+fn a_pcapng_of_several_interfaces_counts_a_packet_seen_on_two_of_them_once() {
+    let (frames, [tx, rx, tx_bytes, rx_bytes]) = pod_to_external_seen_twice();
+    // As netwatch records live: Ethernet frames, the veth and the uplink each an interface of
+    // its own, the uplink described only when its first packet comes (hot-plug).
+    let ethernet: Vec<(u32, TimedFrame)> =
+        frames.iter().map(|(ifindex, f)| (u32::from(*ifindex != 7), f.clone())).collect();
+    let recorded = write_pcapng("two.pcapng", &[("veth7", 1), ("eth0", 1)], &ethernet);
+    let flow = the_one_flow_of(&recorded);
+    assert_eq!(flow["packets"], serde_json::json!({"tx": tx, "rx": rx}));
+    assert_eq!(flow["bytes"], serde_json::json!({"tx": tx_bytes, "rx": rx_bytes}));
+    assert_eq!(flow["interfaces"], serde_json::json!(["veth7", "eth0"]));
+
+    // `tcpdump -i any --pcapng`: one interface on file, the real ones in the cooked headers.
+    let (cooked, _) = tcpdump_any_pod_to_external();
+    let cooked: Vec<(u32, TimedFrame)> = cooked.into_iter().map(|f| (0, f)).collect();
+    let any = write_pcapng("any.pcapng", &[("any", synth::linktype::LINUX_SLL2 as u16)], &cooked);
+    let flow = the_one_flow_of(&any);
+    assert_eq!(flow["packets"], serde_json::json!({"tx": tx, "rx": rx}));
+    assert_eq!(flow["bytes"], serde_json::json!({"tx": tx_bytes, "rx": rx_bytes}));
+    assert_eq!(flow["interfaces"], serde_json::json!(["if7", "if3"]));
 }
