@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
         if next_sweep.is_none_or(|at| frame.ts >= at) {
             let _ = engine.advance(frame.ts, |r| {
                 records += 1;
-                sink.write(r)
+                sink.write(&r)
             });
             next_sweep = Some(frame.ts.saturating_add(SWEEP_INTERVAL));
         }
@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let _ = engine.finish(Timestamp::default(), |r| {
         records += 1;
-        sink.write(r)
+        sink.write(&r)
     });
     let finish = started.elapsed().as_secs_f64();
     let mut out = io::stdout().lock();

@@ -32,8 +32,8 @@ pub struct Engine {
     view: ClusterView,
     policies: PolicySet,
     policy_diagnostics: Vec<String>,
-    /// Verdicts by connection, valid for one cluster-view generation.
-    verdicts: FxHashMap<Connection, Arc<Verdict>>,
+    /// Verdicts, valid for one cluster-view generation.
+    verdicts: VerdictCache,
     interface_names: Vec<String>,
     frames: u64,
     decoded: u64,
@@ -57,7 +57,7 @@ impl Engine {
             view,
             policies,
             policy_diagnostics: Vec::new(),
-            verdicts: FxHashMap::default(),
+            verdicts: VerdictCache::default(),
             interface_names: Vec::new(),
             frames: 0,
             decoded: 0,
@@ -216,7 +216,7 @@ impl Engine {
     pub fn advance<E>(
         &mut self,
         now: Timestamp,
-        emit: impl FnMut(&FlowRecord) -> Result<(), E>,
+        emit: impl FnMut(FlowRecord) -> Result<(), E>,
     ) -> Result<(), E> {
         self.table.advance(now);
         self.names.expire(now);
@@ -227,13 +227,13 @@ impl Engine {
     pub fn finish<E>(
         &mut self,
         now: Timestamp,
-        mut emit: impl FnMut(&FlowRecord) -> Result<(), E>,
+        mut emit: impl FnMut(FlowRecord) -> Result<(), E>,
     ) -> Result<(), E> {
         self.input_ended = true;
         let remaining = self.table.finish();
         self.emit_ended(now, &mut emit)?;
         for flow in &remaining {
-            emit(&record(&mut self.record_context(), flow, now))?;
+            emit(record(&mut self.record_context(), flow, now))?;
         }
         Ok(())
     }
@@ -254,7 +254,7 @@ impl Engine {
     fn emit_ended<E>(
         &mut self,
         now: Timestamp,
-        mut emit: impl FnMut(&FlowRecord) -> Result<(), E>,
+        mut emit: impl FnMut(FlowRecord) -> Result<(), E>,
     ) -> Result<(), E> {
         let ended = self.table.drain_ended();
         if ended.is_empty() {
@@ -264,7 +264,7 @@ impl Engine {
         for (flow, reason) in &ended {
             // An evicted flow is reported as of its last packet, not of the flood.
             let at = if *reason == EndReason::Evicted { flow.last_seen } else { now };
-            emit(&record(&mut self.record_context(), flow, at))?;
+            emit(record(&mut self.record_context(), flow, at))?;
         }
         Ok(())
     }
@@ -322,7 +322,7 @@ impl Engine {
 struct RecordContext<'a> {
     view: &'a ClusterView,
     policies: &'a PolicySet,
-    verdicts: &'a mut FxHashMap<Connection, Arc<Verdict>>,
+    verdicts: &'a mut VerdictCache,
     interface_names: &'a [String],
     input_ended: bool,
 }
@@ -405,13 +405,39 @@ fn backend_of(counted: Endpoints, seen: Endpoints) -> Option<SocketEnd> {
     }
 }
 
-/// The verdict under the current policies, cached until the cluster view changes (shared, not
-/// copied: many flows and their records hold the same one).
+/// Verdicts under the current policies, shared (not copied: many flows and their records hold
+/// the same one) until the cluster view changes.
+#[derive(Default)]
+struct VerdictCache {
+    by_connection: FxHashMap<Connection, Arc<Verdict>>,
+    /// The one verdict of every connection between two addresses the cluster does not know: a
+    /// capture of hosts outside any cluster would otherwise fill the map one per connection.
+    between_strangers: Option<Arc<Verdict>>,
+}
+
+impl VerdictCache {
+    fn clear(&mut self) {
+        self.by_connection.clear();
+        self.between_strangers = None;
+    }
+}
+
+/// The verdict under the current policies, cached until the cluster view changes.
 fn current_verdict(ctx: &mut RecordContext<'_>, connection: &Connection) -> Arc<Verdict> {
+    let (policies, view) = (ctx.policies, ctx.view);
+    if view.owners(connection.src).is_empty() && view.owners(connection.dst).is_empty() {
+        // Neither end is a pod, node or service: no policy can apply, whatever the port.
+        let verdict = ctx
+            .verdicts
+            .between_strangers
+            .get_or_insert_with(|| Arc::new(policies.evaluate(view, connection)));
+        return Arc::clone(verdict);
+    }
     Arc::clone(
         ctx.verdicts
+            .by_connection
             .entry(*connection)
-            .or_insert_with(|| Arc::new(ctx.policies.evaluate(ctx.view, connection))),
+            .or_insert_with(|| Arc::new(policies.evaluate(view, connection))),
     )
 }
 

@@ -99,3 +99,42 @@ fn a_closed_flow_keeps_the_names_it_had_when_the_ip_passes_to_another_pod() {
     assert_eq!(by_port(40001), (Some("web"), Some("cache")), "still open: the IP's owner now");
     assert_eq!(by_port(40002), (Some("web"), Some("cache")), "made after the reuse");
 }
+
+/// Connections between addresses the cluster does not know share one verdict; a connection
+/// from a pod is judged on its own, and a change to the view is seen by both.
+#[test]
+fn connections_between_strangers_share_one_verdict_and_pods_get_their_own() {
+    let mut engine = Engine::new(TableLimits::default());
+    for object in pods(&[("web", "10.244.1.10")]) {
+        engine.apply(ClusterEvent::Upsert(object));
+    }
+    let mut timeline = Timeline::new();
+    for (i, (src, dst)) in [
+        ("198.51.100.1:40000", "203.0.113.1:443"),
+        ("198.51.100.2:40001", "203.0.113.2:8080"),
+        ("10.244.1.10:40002", "203.0.113.1:443"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = START + i as u64 * SECOND_NANOS;
+        timeline.tcp_session(addr(src), addr(dst), at, b"hello", b"world", false);
+    }
+    ingest(&mut engine, timeline);
+    let records = engine.live_records(Timestamp(START + 5 * SECOND_NANOS));
+    let by_port = |port: u16| records.iter().find(|r| r.src.port == Some(port)).unwrap();
+    let (first, second, pod) = (by_port(40000), by_port(40001), by_port(40002));
+    assert!(std::sync::Arc::ptr_eq(&first.verdict, &second.verdict), "one shared verdict");
+    assert_eq!(first.verdict.egress.reason, "source is not a pod");
+    assert_eq!(first.verdict.ingress.reason, "destination is not a pod");
+    assert!(!std::sync::Arc::ptr_eq(&first.verdict, &pod.verdict));
+    assert_ne!(pod.verdict.egress.reason, "source is not a pod", "{:?}", pod.verdict);
+
+    // A pod now at one stranger's address: that connection is judged as the pod's.
+    for object in pods(&[("api", "198.51.100.1")]) {
+        engine.apply(ClusterEvent::Upsert(object));
+    }
+    let records = engine.live_records(Timestamp(START + 6 * SECOND_NANOS));
+    let first = records.iter().find(|r| r.src.port == Some(40000)).unwrap();
+    assert_ne!(first.verdict.egress.reason, "source is not a pod", "{:?}", first.verdict);
+}

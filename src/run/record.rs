@@ -63,9 +63,9 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
         engine.count_once_across_interfaces();
     }
     let mut flows = flow_writer(config)?;
-    let mut emit = |record: &FlowRecord| -> io::Result<()> {
+    let mut emit = |record: FlowRecord| -> io::Result<()> {
         match flows.as_mut() {
-            Some(writer) => writer.write(record),
+            Some(writer) => writer.write(&record),
             None => Ok(()),
         }
     };
@@ -210,9 +210,9 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     let stop = watch_for_stop_signals();
     let cluster_updates = config.kube.clone().map(watch_cluster);
     let mut flows = flow_writer(config)?;
-    let mut emit = |record: &FlowRecord| -> io::Result<()> {
+    let mut emit = |record: FlowRecord| -> io::Result<()> {
         match flows.as_mut() {
-            Some(writer) => writer.write(record),
+            Some(writer) => writer.write(&record),
             None => Ok(()),
         }
     };

@@ -21,6 +21,9 @@ use crate::record::pcapng_reader::{self, PcapngSource};
 use crate::snapshot::{FlowRecord, Stats};
 use crate::time::Timestamp;
 
+/// Flow records handed to the output thread at a time.
+const RECORD_BATCH: usize = 256;
+
 /// A replay input, recognised by its first bytes.
 pub(super) enum Opened {
     /// Classic pcap (or anything else libpcap reads), through libpcap.
@@ -126,14 +129,44 @@ fn replay_source<S: PacketSource + Send + 'static>(
             return interactive::run(engine, source, &session);
         }
     };
-    let stdout = io::stdout();
-    let mut writer = RecordWriter::new(BufWriter::with_capacity(1 << 16, stdout.lock()), format);
-    let result = replay(source, &mut engine, gate, |record| writer.write(record));
-    let flushed = result.and_then(|mut source| {
+    // Records become text on a thread of their own: serialising them is a large part of the
+    // engine thread's work, and that thread is the one a replay waits on.
+    let (records, batches) = mpsc::sync_channel::<Vec<FlowRecord>>(4);
+    let writer = thread::Builder::new().name("netwatch-write".into()).spawn(move || {
+        let stdout = io::stdout();
+        let mut writer =
+            RecordWriter::new(BufWriter::with_capacity(1 << 16, stdout.lock()), format);
+        for batch in batches {
+            for record in &batch {
+                writer.write(record)?;
+            }
+        }
+        writer.flush()
+    });
+    let writer =
+        writer.map_err(|e| RunError::Runtime(format!("cannot start the output writer: {e}")))?;
+    let mut pending = Vec::with_capacity(RECORD_BATCH);
+    let hung_up = || io::Error::other("the output writer stopped");
+    let result = replay(source, &mut engine, gate, |record| {
+        pending.push(record);
+        if pending.len() == RECORD_BATCH {
+            let full = std::mem::replace(&mut pending, Vec::with_capacity(RECORD_BATCH));
+            records.send(full).map_err(|_| hung_up())?;
+        }
+        Ok(())
+    })
+    .and_then(|source| {
+        records.send(pending).map_err(|_| hung_up())?;
+        Ok(source)
+    });
+    drop(records);
+    let written =
+        writer.join().unwrap_or_else(|_| Err(io::Error::other("the output writer panicked")));
+    // The writer's own error says why it stopped (`| head` closing the pipe, a full disk).
+    let flushed = written.and(result).map(|mut source| {
         for warning in source.take_warnings() {
             eprintln!("netwatch: warning: {warning}");
         }
-        writer.flush()
     });
     match flushed {
         // A reader that went away (`| head`) is not a failure.
@@ -243,7 +276,7 @@ pub fn replay<S: PacketSource + Send + 'static>(
     source: S,
     engine: &mut Engine,
     gate: ClusterGate,
-    mut emit: impl FnMut(&FlowRecord) -> io::Result<()>,
+    mut emit: impl FnMut(FlowRecord) -> io::Result<()>,
 ) -> io::Result<S> {
     let (sender, items) = mpsc::sync_channel::<ReaderItem>(8);
     // Emptied batches go back to the reader: allocating them anew on one thread and freeing

@@ -402,7 +402,7 @@ fn replaying_the_recording_with_its_own_cluster_view_names_endpoints_as_the_demo
     let mut lines = Vec::new();
     let gate = netwatch::run::ClusterGate { recorded: true, pinned_policies: false };
     netwatch::run::replay(source, &mut engine, gate, |record| {
-        lines.push(serde_json::to_string(record).unwrap());
+        lines.push(serde_json::to_string(&record).unwrap());
         Ok(())
     })
     .unwrap();
