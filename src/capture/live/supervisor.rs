@@ -2,7 +2,8 @@
 //! across interfaces, and sends per-interface stats. Attaching and detaching interfaces (at
 //! start and on hot-plug) is in `attach`. It must not touch the engine: it only sends events.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -34,7 +35,10 @@ pub(super) struct Supervisor {
     pub(super) failed: HashSet<(String, u32)>,
     /// With `-i any`: interfaces announced, by kernel index.
     pub(super) any_members: BTreeMap<u32, String>,
-    pub(super) held: Vec<DecodedFrame>,
+    /// Frames not yet released, per interface, each queue in timestamp order (as its capture
+    /// thread delivers them): releasing merges the queues' fronts, so a frame is moved once on
+    /// its way out rather than copied and re-sorted on every tick it waits.
+    pub(super) held: HeldFrames,
     /// Events made before the supervisor thread runs (sent first thing there).
     pub(super) queued: Vec<CaptureEvent>,
     pub(super) receiver_gone: bool,
@@ -62,7 +66,7 @@ impl Supervisor {
             next_slot: 0,
             failed: HashSet::new(),
             any_members: BTreeMap::new(),
-            held: Vec::new(),
+            held: HeldFrames::default(),
             queued: Vec::new(),
             receiver_gone: false,
             budget_warned: false,
@@ -125,7 +129,7 @@ impl Supervisor {
 
     fn handle(&mut self, message: Internal) {
         match message {
-            Internal::Frames(frames) => self.held.extend(frames),
+            Internal::Frames(frames) => self.held.add(frames),
             Internal::Stats { index, received, dropped, if_dropped } => {
                 if let Some(attachment) = self.attached.get_mut(&index) {
                     let (r, d, i) = attachment.raw;
@@ -160,20 +164,14 @@ impl Supervisor {
 
     /// Sends held frames in timestamp order: those older than `hold` (all with `None`).
     fn release(&mut self, hold: Option<Duration>) {
-        if self.held.is_empty() {
-            return;
-        }
-        // Batches arrive as sorted runs: the stable sort merges them in near-linear time.
-        self.held.sort_by_key(|frame| frame.ts);
-        let ready = match hold {
-            None => self.held.len(),
+        let cutoff = match hold {
+            None => Timestamp(u64::MAX),
             Some(hold) => {
                 let now = Timestamp::from_system_time(SystemTime::now());
-                let cutoff = Timestamp(now.0.saturating_sub(duration_nanos(hold)));
-                self.held.partition_point(|frame| frame.ts <= cutoff)
+                Timestamp(now.0.saturating_sub(duration_nanos(hold)))
             }
         };
-        if ready == 0 {
+        if !self.held.any_at_or_before(cutoff) {
             return;
         }
         // Earlier queued events (an attach) go first, so frames never name an unknown index.
@@ -182,15 +180,16 @@ impl Supervisor {
         }
         // Messages of bounded size and capacity, so the run loop's channel bounds memory
         // whatever the rate.
-        let mut released = std::mem::take(&mut self.held);
-        self.held = released.split_off(ready);
-        let mut chunk = Vec::with_capacity(RELEASE_FRAMES.min(released.len()));
-        for frame in released {
+        let mut chunk = Vec::with_capacity(RELEASE_FRAMES);
+        let mut full = Vec::new();
+        self.held.release_until(cutoff, |frame| {
             chunk.push(frame);
             if chunk.len() == RELEASE_FRAMES {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(RELEASE_FRAMES));
-                self.send(CaptureEvent::Frames(full));
+                full.push(std::mem::replace(&mut chunk, Vec::with_capacity(RELEASE_FRAMES)));
             }
+        });
+        for frames in full {
+            self.send(CaptureEvent::Frames(frames));
         }
         if !chunk.is_empty() {
             self.send(CaptureEvent::Frames(chunk));
@@ -217,4 +216,91 @@ pub(super) fn stats_for(index: u16, name: &str, buffer_bytes: u32) -> InterfaceS
 
 fn duration_nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Frames held for reordering, one timestamp-ordered queue per interface.
+#[derive(Default)]
+pub(super) struct HeldFrames {
+    queues: BTreeMap<u16, VecDeque<DecodedFrame>>,
+}
+
+impl HeldFrames {
+    /// Adds a capture thread's batch. Its frames are in capture order, which is timestamp order
+    /// but for the odd frame the kernel stamped late: that one is put in its place.
+    pub(super) fn add(&mut self, frames: Vec<DecodedFrame>) {
+        for frame in frames {
+            let queue = self.queues.entry(frame.interface).or_default();
+            if queue.back().is_none_or(|last| last.ts <= frame.ts) {
+                queue.push_back(frame);
+            } else {
+                let at = queue.partition_point(|held| held.ts <= frame.ts);
+                queue.insert(at, frame);
+            }
+        }
+    }
+
+    fn any_at_or_before(&self, cutoff: Timestamp) -> bool {
+        self.queues.values().any(|queue| queue.front().is_some_and(|f| f.ts <= cutoff))
+    }
+
+    /// Hands out, oldest first across interfaces, every frame stamped at or before `cutoff`
+    /// (ties in interface order).
+    pub(super) fn release_until(&mut self, cutoff: Timestamp, mut out: impl FnMut(DecodedFrame)) {
+        let mut fronts: BinaryHeap<Reverse<(Timestamp, u16)>> = self
+            .queues
+            .iter()
+            .filter_map(|(index, queue)| queue.front().map(|f| Reverse((f.ts, *index))))
+            .filter(|Reverse((ts, _))| *ts <= cutoff)
+            .collect();
+        while let Some(Reverse((_, index))) = fronts.pop() {
+            let Some(queue) = self.queues.get_mut(&index) else { continue };
+            if let Some(frame) = queue.pop_front() {
+                out(frame);
+            }
+            if let Some(next) = queue.front()
+                && next.ts <= cutoff
+            {
+                fronts.push(Reverse((next.ts, index)));
+            }
+        }
+        // Interfaces come and go with pods: drop the queues they left empty.
+        self.queues.retain(|_, queue| !queue.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(interface: u16, ts: u64) -> DecodedFrame {
+        DecodedFrame {
+            ts: Timestamp(ts),
+            interface,
+            decoded: Err(crate::decode::SkipReason::Truncated),
+            raw: None,
+        }
+    }
+
+    fn released(held: &mut HeldFrames, cutoff: u64) -> Vec<(u16, u64)> {
+        let mut out = Vec::new();
+        held.release_until(Timestamp(cutoff), |f| out.push((f.interface, f.ts.0)));
+        out
+    }
+
+    #[test]
+    fn frames_of_several_interfaces_come_out_merged_in_time_order_up_to_the_cutoff() {
+        let mut held = HeldFrames::default();
+        held.add(vec![frame(0, 10), frame(0, 30), frame(0, 50)]);
+        held.add(vec![frame(1, 20), frame(1, 30), frame(1, 60)]);
+        // A frame the kernel stamped earlier than one already held goes in its place.
+        held.add(vec![frame(0, 25)]);
+        assert!(!held.any_at_or_before(Timestamp(5)));
+        assert_eq!(released(&mut held, 5), []);
+        assert_eq!(released(&mut held, 30), [(0, 10), (1, 20), (0, 25), (0, 30), (1, 30)]);
+        assert!(held.any_at_or_before(Timestamp(55)));
+        assert_eq!(released(&mut held, 55), [(0, 50)]);
+        held.add(vec![frame(2, 40)]);
+        assert_eq!(released(&mut held, u64::MAX), [(2, 40), (1, 60)]);
+        assert!(held.queues.is_empty(), "emptied queues are dropped");
+    }
 }
