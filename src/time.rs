@@ -54,7 +54,7 @@ impl Timestamp {
     /// The RFC 3339 form (microseconds, UTC), to be written without an intermediate string.
     #[must_use]
     pub fn rfc3339_display(self) -> impl std::fmt::Display {
-        humantime::format_rfc3339_micros(self.to_system_time())
+        Rfc3339(self)
     }
 
     /// Parses RFC 3339 in UTC (`2026-11-29T10:00:00.123456Z`, up to nanoseconds), as flow
@@ -64,6 +64,35 @@ impl Timestamp {
             format!("'{text}' is not an RFC 3339 UTC time like 2026-11-29T10:00:00.123456Z ({e})")
         })?;
         Ok(Self::from_system_time(time))
+    }
+}
+
+/// A timestamp as RFC 3339 with microseconds. The date and time of day come from humantime
+/// once per second and are kept per thread: a run writes many records stamped in the same
+/// second, and working out the calendar date is most of the cost.
+struct Rfc3339(Timestamp);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        thread_local! {
+            /// The last second formatted, as `2026-11-29T10:00:00` (no zone).
+            static LAST_SECOND: std::cell::RefCell<Option<(u64, String)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let secs = self.0.whole_secs();
+        let micros = (self.0.0 % 1_000_000_000) / 1_000;
+        LAST_SECOND.with_borrow_mut(|last| {
+            let text = match last {
+                Some((cached, text)) if *cached == secs => text,
+                _ => {
+                    let second = Timestamp::from_secs(secs).to_system_time();
+                    let mut text = humantime::format_rfc3339_seconds(second).to_string();
+                    text.pop(); // the 'Z': the fraction goes before it
+                    &mut last.insert((secs, text)).1
+                }
+            };
+            write!(f, "{text}.{micros:06}Z")
+        })
     }
 }
 
@@ -101,6 +130,23 @@ mod tests {
         );
         let error = Timestamp::parse_rfc3339("yesterday").unwrap_err();
         assert!(error.contains("'yesterday'"), "{error}");
+    }
+
+    #[test]
+    fn rfc3339_matches_humantime_across_seconds_and_the_epoch() {
+        for ns in [
+            0,
+            999,
+            1_795_946_400_123_456_789,
+            1_795_946_400_999_999_999,
+            1_795_946_401_000_000_000,
+            18_446_744_073_709_551_615,
+        ] {
+            let ts = Timestamp(ns);
+            let expected = humantime::format_rfc3339_micros(ts.to_system_time()).to_string();
+            assert_eq!(ts.rfc3339(), expected, "{ns}");
+            assert_eq!(ts.rfc3339(), expected, "{ns}, cached");
+        }
     }
 
     #[test]
