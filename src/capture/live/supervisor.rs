@@ -228,13 +228,17 @@ impl HeldFrames {
     /// Adds a capture thread's batch. Its frames are in capture order, which is timestamp order
     /// but for the odd frame the kernel stamped late: that one is put in its place.
     pub(super) fn add(&mut self, frames: Vec<DecodedFrame>) {
-        for frame in frames {
-            let queue = self.queues.entry(frame.interface).or_default();
-            if queue.back().is_none_or(|last| last.ts <= frame.ts) {
-                queue.push_back(frame);
-            } else {
-                let at = queue.partition_point(|held| held.ts <= frame.ts);
-                queue.insert(at, frame);
+        let mut frames = frames.into_iter().peekable();
+        while let Some(interface) = frames.peek().map(|frame| frame.interface) {
+            // A capture thread's batch is all one interface: one lookup per batch.
+            let queue = self.queues.entry(interface).or_default();
+            while let Some(frame) = frames.next_if(|frame| frame.interface == interface) {
+                if queue.back().is_none_or(|last| last.ts <= frame.ts) {
+                    queue.push_back(frame);
+                } else {
+                    let at = queue.partition_point(|held| held.ts <= frame.ts);
+                    queue.insert(at, frame);
+                }
             }
         }
     }
@@ -246,6 +250,16 @@ impl HeldFrames {
     /// Hands out, oldest first across interfaces, every frame stamped at or before `cutoff`
     /// (ties in interface order).
     pub(super) fn release_until(&mut self, cutoff: Timestamp, mut out: impl FnMut(DecodedFrame)) {
+        if self.queues.len() == 1 {
+            // One busy interface (the usual case): nothing to merge.
+            for queue in self.queues.values_mut() {
+                while let Some(frame) = queue.pop_front_if(|frame| frame.ts <= cutoff) {
+                    out(frame);
+                }
+            }
+            self.queues.retain(|_, queue| !queue.is_empty());
+            return;
+        }
         let mut fronts: BinaryHeap<Reverse<(Timestamp, u16)>> = self
             .queues
             .iter()
@@ -302,5 +316,14 @@ mod tests {
         held.add(vec![frame(2, 40)]);
         assert_eq!(released(&mut held, u64::MAX), [(2, 40), (1, 60)]);
         assert!(held.queues.is_empty(), "emptied queues are dropped");
+
+        // One interface alone, its batch with a late-stamped frame.
+        held.add(vec![frame(3, 70), frame(3, 90), frame(3, 80)]);
+        assert_eq!(released(&mut held, 85), [(3, 70), (3, 80)]);
+        assert_eq!(released(&mut held, 95), [(3, 90)]);
+        assert!(held.queues.is_empty());
+        // A batch holding two interfaces' frames (the reorder input, not a capture thread's).
+        held.add(vec![frame(4, 5), frame(5, 4), frame(4, 6)]);
+        assert_eq!(released(&mut held, 10), [(5, 4), (4, 5), (4, 6)]);
     }
 }
