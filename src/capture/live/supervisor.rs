@@ -253,8 +253,10 @@ impl HeldFrames {
         if self.queues.len() == 1 {
             // One busy interface (the usual case): nothing to merge.
             for queue in self.queues.values_mut() {
-                while let Some(frame) = queue.pop_front_if(|frame| frame.ts <= cutoff) {
-                    out(frame);
+                while queue.front().is_some_and(|frame| frame.ts <= cutoff) {
+                    if let Some(frame) = queue.pop_front() {
+                        out(frame);
+                    }
                 }
             }
             self.queues.retain(|_, queue| !queue.is_empty());
