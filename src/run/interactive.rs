@@ -357,7 +357,7 @@ async fn event_loop(
             };
             if next_sweep.is_none_or(|at| frame.ts >= at) {
                 let _ = engine.advance(frame.ts, |record| {
-                    ended.push(record.clone());
+                    ended.push(record);
                     Ok::<(), ()>(())
                 });
                 next_sweep = Some(frame.ts.saturating_add(SWEEP_INTERVAL));
@@ -388,7 +388,7 @@ async fn event_loop(
                 app.status = Some(error.to_string());
             }
             let _ = engine.advance(now, |record| {
-                ended.push(record.clone());
+                ended.push(record);
                 Ok::<(), ()>(())
             });
             reached = reached.max(now);
