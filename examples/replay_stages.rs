@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use netwatch::capture::{DecodedFrame, FileSource, Next, PacketSource};
-use netwatch::engine::{Engine, SWEEP_INTERVAL};
+use netwatch::engine::Engine;
 use netwatch::flow::TableLimits;
 use netwatch::record::{Format, RecordWriter};
 use netwatch::time::Timestamp;
@@ -21,29 +21,21 @@ fn main() -> anyhow::Result<()> {
         std::hint::black_box(DecodedFrame::from_frame(frame));
     })?;
     let mut engine = Engine::new(TableLimits::default());
-    let mut next_sweep: Option<Timestamp> = None;
     let unwritten = stage("read + decode + engine (no output)", path, |frame| {
-        if next_sweep.is_none_or(|at| frame.ts >= at) {
-            let _ = engine.advance(frame.ts, |_| Ok::<(), ()>(()));
-            next_sweep = Some(frame.ts.saturating_add(SWEEP_INTERVAL));
-        }
+        let _ = engine.advance_if_due(frame.ts, |_| Ok::<(), ()>(()));
         engine.ingest(frame);
     })?;
     let started = Instant::now();
     let _ = engine.finish(Timestamp::default(), |_| Ok::<(), ()>(()));
     let unwritten = unwritten + started.elapsed().as_secs_f64();
     let mut engine = Engine::new(TableLimits::default());
-    let mut next_sweep: Option<Timestamp> = None;
     let mut sink = RecordWriter::new(io::sink(), Format::Json);
     let mut records = 0u64;
     let flows = stage("read + decode + engine + JSON", path, |frame| {
-        if next_sweep.is_none_or(|at| frame.ts >= at) {
-            let _ = engine.advance(frame.ts, |r| {
-                records += 1;
-                sink.write(&r)
-            });
-            next_sweep = Some(frame.ts.saturating_add(SWEEP_INTERVAL));
-        }
+        let _ = engine.advance_if_due(frame.ts, |r| {
+            records += 1;
+            sink.write(&r)
+        });
         engine.ingest(frame);
     })?;
     let started = Instant::now();

@@ -44,6 +44,8 @@ pub struct Engine {
     input_ended: bool,
     /// The count-once rule, for sources that see a packet on several interfaces.
     dedup: Option<Dedup>,
+    /// When [`advance_if_due`](Self::advance_if_due) next sweeps (packet time).
+    next_sweep: Option<Timestamp>,
 }
 
 impl Engine {
@@ -67,6 +69,7 @@ impl Engine {
             cluster_skipped: std::collections::BTreeMap::new(),
             input_ended: false,
             dedup: None,
+            next_sweep: None,
         }
     }
 
@@ -221,6 +224,21 @@ impl Engine {
         self.table.advance(now);
         self.names.expire(now);
         self.emit_ended(now, emit)
+    }
+
+    /// [`advance`](Self::advance), when a [`SWEEP_INTERVAL`] of packet time has passed since the
+    /// last sweep it made: called before each packet, it sweeps about once a second of capture.
+    /// Returns whether it swept.
+    pub fn advance_if_due<E>(
+        &mut self,
+        now: Timestamp,
+        emit: impl FnMut(FlowRecord) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        if self.next_sweep.is_some_and(|at| now < at) {
+            return Ok(false);
+        }
+        self.next_sweep = Some(now.saturating_add(SWEEP_INTERVAL));
+        self.advance(now, emit).map(|()| true)
     }
 
     /// The input is over: every remaining flow ends, and `emit` gets their records, oldest first.

@@ -25,14 +25,8 @@ pub struct FileSource {
     last_ts: Option<Timestamp>,
     warnings: Vec<String>,
     ended: bool,
-    /// Cooked v2 only: the kernel interface indexes met so far in order of first appearance,
-    /// and each one's dense index (the frame's interface).
-    ifindexes: Vec<u32>,
-    dense: HashMap<u32, u16>,
-    /// An interface was met since the names were last taken.
-    new_interfaces: bool,
-    /// Interfaces past the 65,536th, counted as the last one's.
-    ifindexes_beyond: u64,
+    /// Cooked v2 only: the interfaces its packets name.
+    kernel_interfaces: KernelInterfaces,
     /// Keeps a bundled capture's temporary copy alive for as long as libpcap reads it.
     _temp: Option<tempfile::NamedTempFile>,
 }
@@ -90,10 +84,7 @@ impl FileSource {
             last_ts: None,
             warnings,
             ended: false,
-            ifindexes: Vec::new(),
-            dense: HashMap::new(),
-            new_interfaces: false,
-            ifindexes_beyond: 0,
+            kernel_interfaces: KernelInterfaces::default(),
             _temp: temp,
         })
     }
@@ -115,13 +106,7 @@ impl PacketSource for FileSource {
                 self.last_ts = Some(ts);
                 let interface = match self.linktype {
                     Some(LinkType::LinuxSll2) => match sll2_ifindex(packet.data) {
-                        Some(ifindex) => dense_index(
-                            &mut self.dense,
-                            &mut self.ifindexes,
-                            &mut self.new_interfaces,
-                            &mut self.ifindexes_beyond,
-                            ifindex,
-                        ),
+                        Some(ifindex) => self.kernel_interfaces.index_of(ifindex),
                         // Too short for its header: decode counts it as truncated.
                         None => 0,
                     },
@@ -137,12 +122,12 @@ impl PacketSource for FileSource {
             }
             Err(pcap::Error::NoMorePackets) => {
                 self.ended = true;
-                if self.ifindexes_beyond > 0 {
+                if self.kernel_interfaces.beyond > 0 {
                     self.warnings.push(format!(
                         "{}: packets name more than {} interfaces; those of the {} past it are counted as the last one's",
                         self.label,
                         1 << 16,
-                        self.ifindexes_beyond
+                        self.kernel_interfaces.beyond
                     ));
                 }
                 Next::End
@@ -165,8 +150,8 @@ impl PacketSource for FileSource {
     /// A classic pcap has no interface names: a cooked v2 capture's interfaces are named by
     /// their kernel index (`if7`), any other file's frames after the file.
     fn interfaces(&self) -> Vec<String> {
-        if !self.ifindexes.is_empty() {
-            return self.ifindexes.iter().take(1 << 16).map(|i| format!("if{i}")).collect();
+        if !self.kernel_interfaces.order.is_empty() {
+            return self.kernel_interfaces.names();
         }
         let name = Path::new(&self.label).file_name().map(|n| n.to_string_lossy().into_owned());
         vec![name.unwrap_or_else(|| self.label.clone())]
@@ -183,33 +168,51 @@ impl PacketSource for FileSource {
     }
 
     fn take_new_interfaces(&mut self) -> Option<Vec<String>> {
-        std::mem::take(&mut self.new_interfaces).then(|| self.interfaces())
+        self.kernel_interfaces.take_new()
     }
 }
 
-/// The dense index of a kernel interface index, given one on first sight (past the 65,536th,
-/// never met in practice, the last index, counted).
-fn dense_index(
-    dense: &mut HashMap<u32, u16>,
-    order: &mut Vec<u32>,
-    new_interface: &mut bool,
-    beyond: &mut u64,
-    ifindex: u32,
-) -> u16 {
-    if let Some(index) = dense.get(&ifindex) {
-        return *index;
+/// The kernel interfaces a cooked v2 capture names, each given the next dense index (the
+/// frame's interface) on first sight.
+#[derive(Default)]
+struct KernelInterfaces {
+    /// Kernel indexes in order of first appearance: position = dense index.
+    order: Vec<u32>,
+    dense: HashMap<u32, u16>,
+    /// How many of `order` were already handed out as names.
+    announced: usize,
+    /// Packets of interfaces past the 65,536th (never met in practice), counted as the last one's.
+    beyond: u64,
+}
+
+impl KernelInterfaces {
+    fn index_of(&mut self, ifindex: u32) -> u16 {
+        if let Some(index) = self.dense.get(&ifindex) {
+            return *index;
+        }
+        match u16::try_from(self.order.len()) {
+            Ok(index) => {
+                self.dense.insert(ifindex, index);
+                self.order.push(ifindex);
+                index
+            }
+            Err(_) => {
+                self.beyond += 1;
+                u16::MAX
+            }
+        }
     }
-    match u16::try_from(order.len()) {
-        Ok(index) => {
-            dense.insert(ifindex, index);
-            order.push(ifindex);
-            *new_interface = true;
-            index
-        }
-        Err(_) => {
-            *beyond += 1;
-            u16::MAX
-        }
+
+    fn names(&self) -> Vec<String> {
+        self.order.iter().map(|ifindex| format!("if{ifindex}")).collect()
+    }
+
+    /// The names again, if an interface was met since they were last taken.
+    fn take_new(&mut self) -> Option<Vec<String>> {
+        (self.announced < self.order.len()).then(|| {
+            self.announced = self.order.len();
+            self.names()
+        })
     }
 }
 

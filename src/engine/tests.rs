@@ -138,3 +138,17 @@ fn connections_between_strangers_share_one_verdict_and_pods_get_their_own() {
     let first = records.iter().find(|r| r.src.port == Some(40000)).unwrap();
     assert_ne!(first.verdict.egress.reason, "source is not a pod", "{:?}", first.verdict);
 }
+
+/// Called before every packet, the engine sweeps once per second of packet time.
+#[test]
+fn advance_if_due_sweeps_once_per_interval_of_packet_time() {
+    let mut engine = Engine::new(TableLimits::default());
+    let ok = |_| Ok::<(), ()>(());
+    let at = |ms: u64| Timestamp(START + ms * 1_000_000);
+    assert_eq!(engine.advance_if_due(at(0), ok), Ok(true), "the first call sweeps");
+    assert_eq!(engine.advance_if_due(at(999), ok), Ok(false));
+    assert_eq!(engine.advance_if_due(at(1_000), ok), Ok(true));
+    assert_eq!(engine.advance_if_due(at(1_500), ok), Ok(false));
+    assert_eq!(engine.advance_if_due(at(5_000), ok), Ok(true), "a gap: one sweep, not four");
+    assert_eq!(engine.advance_if_due(at(5_999), ok), Ok(false));
+}

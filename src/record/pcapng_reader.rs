@@ -51,7 +51,7 @@ pub struct TimedClusterEvent {
 }
 
 /// An interface of the current section.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct SectionInterface {
     /// Index into the source's interface names.
     global: Option<u16>,
@@ -100,8 +100,8 @@ pub struct PcapngSource<R: Read = BufReader<File>> {
     unknown_interface_packets: u64,
     warnings: Vec<String>,
     ended: bool,
-    /// An interface was named since the names were last taken.
-    new_interfaces: bool,
+    /// How many of `names` were already handed out by `take_new_interfaces`.
+    announced: usize,
 }
 
 impl PcapngSource {
@@ -154,7 +154,7 @@ impl<R: Read> PcapngSource<R> {
             unknown_interface_packets: 0,
             warnings: Vec::new(),
             ended: false,
-            new_interfaces: false,
+            announced: 0,
         };
         loop {
             match source.next_block() {
@@ -347,7 +347,6 @@ impl<R: Read> PcapngSource<R> {
                 if index.is_some() {
                     self.names.push(key.0.clone());
                     self.keys.push(key);
-                    self.new_interfaces = true;
                 }
                 index
             }
@@ -369,7 +368,7 @@ impl<R: Read> PcapngSource<R> {
         captured: usize,
         original: usize,
     ) -> Step {
-        let Some(interface) = self.section.get(local).cloned() else {
+        let Some(interface) = self.section.get(local).copied() else {
             self.unknown_interface_packets += 1;
             return Step::Continue;
         };
@@ -555,7 +554,10 @@ impl<R: Read> PacketSource for PcapngSource<R> {
     }
 
     fn take_new_interfaces(&mut self) -> Option<Vec<String>> {
-        std::mem::take(&mut self.new_interfaces).then(|| self.names.clone())
+        (self.announced < self.names.len()).then(|| {
+            self.announced = self.names.len();
+            self.names.clone()
+        })
     }
 
     fn take_cluster_events(&mut self) -> Vec<crate::cluster::ClusterEvent> {

@@ -19,7 +19,7 @@ use crate::capture::{DecodedFrame, PacketSource};
 use crate::cluster::ClusterEvent;
 use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
 use crate::config::LiveRunConfig;
-use crate::engine::{Engine, SWEEP_INTERVAL};
+use crate::engine::Engine;
 use crate::record::pcapng::rotation::{Progress, Recorder, RecordingPlan, view_events};
 use crate::snapshot::FlowRecord;
 use crate::time::Timestamp;
@@ -249,7 +249,6 @@ async fn event_loop(
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut input_done = false;
     let mut reached = Timestamp::default();
-    let mut next_sweep: Option<Timestamp> = None;
     let mut facts = Arc::new(ClusterFacts::default());
     let mut ticker = tokio::time::interval(TICK);
     let mut last_tick = Instant::now();
@@ -355,13 +354,10 @@ async fn event_loop(
                 }
                 None => break,
             };
-            if next_sweep.is_none_or(|at| frame.ts >= at) {
-                let _ = engine.advance(frame.ts, |record| {
-                    ended.push(record);
-                    Ok::<(), ()>(())
-                });
-                next_sweep = Some(frame.ts.saturating_add(SWEEP_INTERVAL));
-            }
+            let _ = engine.advance_if_due(frame.ts, |record| {
+                ended.push(record);
+                Ok::<(), ()>(())
+            });
             reached = reached.max(frame.ts);
             if let Some(recorder) = recording.as_mut() {
                 match recorder.write(&frame, &interfaces) {

@@ -14,7 +14,7 @@ use crate::capture::live::{CaptureEvent, LiveCapture, LiveConfig};
 use crate::capture::{DecodedFrame, Frame, Next, PacketSource};
 use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
 use crate::config::{ClusterSource, Input, RecordConfig};
-use crate::engine::{Engine, SWEEP_INTERVAL};
+use crate::engine::Engine;
 use crate::record::pcapng::rotation::{Progress, Recorder, view_events};
 use crate::record::pcapng::{InterfaceDesc, RecordError};
 use crate::record::{Format, RecordWriter, human_bytes};
@@ -72,7 +72,6 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
     let mut recorder: Option<Recorder> = None;
     // Capture interface index → the recording's interface id, added as interfaces first appear.
     let mut interface_ids: FxHashMap<u16, u32> = FxHashMap::default();
-    let mut next_sweep: Option<Timestamp> = None;
     let mut last = Timestamp::default();
     let mut stopped = None;
     let mut skipped_linktype = 0u64;
@@ -141,9 +140,7 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
                 None => skipped_linktype += 1,
             }
         }
-        if next_sweep.is_none_or(|at| ts >= at) {
-            engine.advance(ts, &mut emit).map_err(write_error)?;
-            next_sweep = Some(ts.saturating_add(SWEEP_INTERVAL));
+        if engine.advance_if_due(ts, &mut emit).map_err(write_error)? {
             if let Some(recorder) = recorder.as_mut()
                 && let Progress::Stopped(reason) = recorder.tick(ts).map_err(record_error)?
             {

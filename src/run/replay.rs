@@ -14,7 +14,7 @@ use crate::cluster::snapshot;
 use crate::cluster::{ClusterEvent, Object, ResourceKind};
 use crate::config::{ClusterSource, Input, ReplayConfig, View};
 use crate::demo;
-use crate::engine::{Engine, SWEEP_INTERVAL};
+use crate::engine::Engine;
 use crate::record::RecordWriter;
 use crate::record::jsonl;
 use crate::record::pcapng_reader::{self, PcapngSource};
@@ -290,7 +290,6 @@ pub fn replay<S: PacketSource + Send + 'static>(
         let fresh = || recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(FRAME_BATCH));
         read_source(source, fresh, |item| sender.send(item).is_ok())
     })?;
-    let mut next_sweep: Option<Timestamp> = None;
     let mut last_ts = Timestamp::default();
     let mut result = Ok(());
     'items: for item in items.iter() {
@@ -310,12 +309,9 @@ pub fn replay<S: PacketSource + Send + 'static>(
         };
         let mut batch = batch;
         for DecodedFrame { ts, interface, decoded, .. } in batch.drain(..) {
-            if next_sweep.is_none_or(|at| ts >= at) {
-                if let Err(e) = engine.advance(ts, &mut emit) {
-                    result = Err(e);
-                    break 'items;
-                }
-                next_sweep = Some(ts.saturating_add(SWEEP_INTERVAL));
+            if let Err(e) = engine.advance_if_due(ts, &mut emit) {
+                result = Err(e);
+                break 'items;
             }
             last_ts = last_ts.max(ts);
             engine.ingest_decoded(ts, interface, decoded);
