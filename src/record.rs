@@ -2,6 +2,7 @@
 //! people. Both stream: a record is written when its flow ends, so memory stays flat however
 //! long the input.
 
+pub mod json_line;
 pub mod jsonl;
 pub mod pcapng;
 pub mod pcapng_reader;
@@ -27,6 +28,7 @@ pub struct RecordWriter<W: Write> {
     /// One JSON line is built here and handed to `out` in one write: serde_json writes a record
     /// in dozens of small pieces, each a full `Write` call on a buffered (or boxed) writer.
     line: Vec<u8>,
+    encoder: json_line::JsonLineEncoder,
 }
 
 const SOURCE_WIDTH: usize = 30;
@@ -34,14 +36,20 @@ const DESTINATION_WIDTH: usize = 44;
 
 impl<W: Write> RecordWriter<W> {
     pub fn new(out: W, format: Format) -> Self {
-        Self { out, format, wrote_header: false, line: Vec::with_capacity(1024) }
+        Self {
+            out,
+            format,
+            wrote_header: false,
+            line: Vec::with_capacity(1024),
+            encoder: json_line::JsonLineEncoder::new(),
+        }
     }
 
     pub fn write(&mut self, record: &FlowRecord) -> io::Result<()> {
         match self.format {
             Format::Json => {
                 self.line.clear();
-                serde_json::to_writer(&mut self.line, record)?;
+                self.encoder.encode(record, &mut self.line);
                 self.line.push(b'\n');
                 self.out.write_all(&self.line)
             }

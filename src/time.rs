@@ -67,33 +67,56 @@ impl Timestamp {
     }
 }
 
-/// A timestamp as RFC 3339 with microseconds. The date and time of day come from humantime
-/// once per second and are kept per thread: a run writes many records stamped in the same
-/// second, and working out the calendar date is most of the cost.
+/// A timestamp as RFC 3339 with microseconds.
 struct Rfc3339(Timestamp);
 
 impl std::fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        thread_local! {
-            /// The last second formatted, as `2026-11-29T10:00:00` (no zone).
-            static LAST_SECOND: std::cell::RefCell<Option<(u64, String)>> =
-                const { std::cell::RefCell::new(None) };
-        }
-        let secs = self.0.whole_secs();
-        let micros = (self.0.0 % 1_000_000_000) / 1_000;
-        LAST_SECOND.with_borrow_mut(|last| {
-            let text = match last {
-                Some((cached, text)) if *cached == secs => text,
-                _ => {
-                    let second = Timestamp::from_secs(secs).to_system_time();
-                    let mut text = humantime::format_rfc3339_seconds(second).to_string();
-                    text.pop(); // the 'Z': the fraction goes before it
-                    &mut last.insert((secs, text)).1
-                }
-            };
-            write!(f, "{text}.{micros:06}Z")
-        })
+        let micros = self.0.subsec_micros();
+        with_second_text(self.0.whole_secs(), |text| write!(f, "{text}.{micros:06}Z"))
     }
+}
+
+impl Timestamp {
+    /// Appends the RFC 3339 form (as [`rfc3339`](Self::rfc3339) gives it) to `out`: the fast
+    /// path of the JSON Lines encoder.
+    pub fn push_rfc3339(self, out: &mut Vec<u8>) {
+        with_second_text(self.whole_secs(), |text| out.extend_from_slice(text.as_bytes()));
+        let mut micros = self.subsec_micros();
+        let mut digits = *b".000000Z";
+        for digit in digits[1..7].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        out.extend_from_slice(&digits);
+    }
+
+    fn subsec_micros(self) -> u64 {
+        (self.0 % 1_000_000_000) / 1_000
+    }
+}
+
+/// Calls `with` on the date and time of day of `secs` since the epoch, as
+/// `2026-11-29T10:00:00` (no fraction, no zone). They come from humantime once per second and
+/// are kept per thread: a run writes many records stamped in the same second, and working out
+/// the calendar date is most of the cost.
+fn with_second_text<R>(secs: u64, with: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static LAST_SECOND: std::cell::RefCell<Option<(u64, String)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST_SECOND.with_borrow_mut(|last| {
+        let text = match last {
+            Some((cached, text)) if *cached == secs => text,
+            _ => {
+                let second = Timestamp::from_secs(secs).to_system_time();
+                let mut text = humantime::format_rfc3339_seconds(second).to_string();
+                text.pop(); // the 'Z': the fraction goes before it
+                &mut last.insert((secs, text)).1
+            }
+        };
+        with(text)
+    })
 }
 
 /// Serde `deserialize_with` for RFC 3339 timestamps (the flow record contract).
@@ -146,6 +169,9 @@ mod tests {
             let expected = humantime::format_rfc3339_micros(ts.to_system_time()).to_string();
             assert_eq!(ts.rfc3339(), expected, "{ns}");
             assert_eq!(ts.rfc3339(), expected, "{ns}, cached");
+            let mut pushed = b"x".to_vec();
+            ts.push_rfc3339(&mut pushed);
+            assert_eq!(pushed, format!("x{expected}").into_bytes(), "{ns}, pushed");
         }
     }
 
