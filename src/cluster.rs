@@ -253,10 +253,16 @@ impl ClusterView {
 
     /// Rebuilds the IP index if the view changed since it was last built. Called once per batch
     /// of lookups, not per change, so a burst of watch events costs one rebuild.
+    #[inline]
     pub fn reindex(&mut self) {
-        if self.indexed_generation == Some(self.generation) {
-            return;
+        if self.indexed_generation != Some(self.generation) {
+            self.rebuild_index();
         }
+    }
+
+    /// Kept out of line: the engine checks for a change on every new flow, and one seldom came.
+    #[cold]
+    fn rebuild_index(&mut self) {
         let mut index: FxHashMap<IpAddr, Vec<IpOwner>> = FxHashMap::default();
         for node in self.nodes.values() {
             for address in &node.addresses {

@@ -167,8 +167,6 @@ impl Engine {
             AppData::DnsMalformed => self.dns_malformed += 1,
             _ => {}
         }
-        // Cheap when nothing changed; names of new flows below need the current pod index.
-        self.view.reindex();
         let Some((flow, ingested)) = self.table.ingest(packet, interface, ts) else {
             self.skipped[SkipReason::OrphanFragment.index()] += 1;
             return;
@@ -181,6 +179,8 @@ impl Engine {
             && flow.closed_as.is_none();
         let key = flow.key;
         if ingested.new_flow {
+            // The name needs the current pod index; a no-op when the view did not change.
+            self.view.reindex();
             flow.responder_name = learned_name(&self.names, &self.view, flow, ts);
         }
         if ingested.from_initiator

@@ -4,6 +4,7 @@
 //! which side initiated is kept on the flow, not in the key.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,19 @@ impl Protocol {
         }
     }
 
+    /// The IP protocol number (IPv4 protocol / IPv6 next header).
+    #[must_use]
+    pub fn ip_number(self) -> u8 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+            Self::Sctp => 132,
+            Self::Icmp => 1,
+            Self::Icmpv6 => 58,
+            Self::Other(n) => n,
+        }
+    }
+
     /// Parses the names Kubernetes uses (`TCP`, `UDP`, `SCTP`), case-insensitively.
     #[must_use]
     pub fn parse_l4(name: &str) -> Option<Self> {
@@ -81,10 +95,30 @@ impl fmt::Display for Protocol {
 
 /// One side of a flow: an address and, for protocols with ports, a port (0 otherwise; for ICMP
 /// echo, the echo identifier, so that pings from one host stay separate flows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SocketEnd {
     pub ip: IpAddr,
     pub port: u16,
+}
+
+impl SocketEnd {
+    /// The address as 128 bits, and the family and port as one word: what hashing reads. The
+    /// derived hash fed the enum tags and every address byte to the hasher one at a time, and
+    /// every packet hashes a flow key.
+    fn hash_words(self) -> (u128, u64) {
+        match self.ip {
+            IpAddr::V4(v4) => (u128::from(v4.to_bits()), u64::from(self.port)),
+            IpAddr::V6(v6) => (v6.to_bits(), u64::from(self.port) | 1 << 16),
+        }
+    }
+}
+
+impl Hash for SocketEnd {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (ip, rest) = self.hash_words();
+        state.write_u128(ip);
+        state.write_u64(rest);
+    }
 }
 
 impl fmt::Display for SocketEnd {
@@ -97,11 +131,21 @@ impl fmt::Display for SocketEnd {
 }
 
 /// The canonical key: the lower end first, so both directions of a conversation are equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     pub protocol: Protocol,
     pub low: SocketEnd,
     pub high: SocketEnd,
+}
+
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (low_ip, low_rest) = self.low.hash_words();
+        let (high_ip, high_rest) = self.high.hash_words();
+        state.write_u128(low_ip);
+        state.write_u128(high_ip);
+        state.write_u64(low_rest | high_rest << 17 | u64::from(self.protocol.ip_number()) << 34);
+    }
 }
 
 impl FlowKey {
@@ -128,6 +172,23 @@ mod tests {
         let (k2, b_low) = FlowKey::canonical(Protocol::Tcp, b, a);
         assert_eq!(k1, k2);
         assert_ne!(a_low, b_low);
+    }
+
+    #[test]
+    fn keys_that_differ_only_in_address_family_hash_apart() {
+        let hash = |key: &FlowKey| {
+            use std::hash::BuildHasher;
+            rustc_hash::FxBuildHasher.hash_one(key)
+        };
+        let end = |ip: &str, port| SocketEnd { ip: ip.parse().unwrap(), port };
+        let v4 = FlowKey::canonical(Protocol::Udp, end("0.0.0.1", 53), end("0.0.0.2", 53)).0;
+        let v6 = FlowKey::canonical(Protocol::Udp, end("::1", 53), end("::2", 53)).0;
+        assert_ne!(v4, v6);
+        assert_ne!(hash(&v4), hash(&v6));
+        let swapped = FlowKey::canonical(Protocol::Udp, end("0.0.0.2", 53), end("0.0.0.1", 53)).0;
+        assert_eq!(hash(&v4), hash(&swapped));
+        let tcp = FlowKey { protocol: Protocol::Tcp, ..v4 };
+        assert_ne!(hash(&v4), hash(&tcp));
     }
 
     #[test]

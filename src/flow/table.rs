@@ -107,7 +107,10 @@ pub struct FlowTable {
 impl FlowTable {
     #[must_use]
     pub fn new(limits: TableLimits) -> Self {
-        Self { limits, ..Self::default() }
+        // Room for a busy node's flows from the start: growing a list of whole flows copies
+        // them all at each doubling. Untouched capacity costs address space, not memory.
+        let flows = Vec::with_capacity(limits.max_flows.min(1 << 16));
+        Self { limits, flows, ..Self::default() }
     }
 
     /// Flows started since the table was made.
@@ -165,7 +168,7 @@ impl FlowTable {
                 let fragment_key = FragmentKey {
                     src: packet.src,
                     dst: packet.dst,
-                    protocol: protocol_number(packet),
+                    protocol: packet.protocol.ip_number(),
                     id,
                 };
                 let (key, _) = self.fragments.get(&fragment_key)?;
@@ -176,7 +179,7 @@ impl FlowTable {
                 let fragment_key = FragmentKey {
                     src: packet.src,
                     dst: packet.dst,
-                    protocol: protocol_number(packet),
+                    protocol: packet.protocol.ip_number(),
                     id,
                 };
                 self.fragments.insert(fragment_key, (key, now));
@@ -339,7 +342,9 @@ impl FlowTable {
 
     /// Takes the flows that ended since the last call, in the order they ended.
     pub fn drain_ended(&mut self) -> Vec<(Flow, EndReason)> {
-        std::mem::take(&mut self.ended)
+        // Room for as many next time: growing a list of whole flows copies them at each step.
+        let room = self.ended.len();
+        std::mem::replace(&mut self.ended, Vec::with_capacity(room))
     }
 }
 
@@ -354,17 +359,6 @@ fn is_closed(state: Option<TcpState>) -> bool {
     matches!(state, Some(TcpState::Closed | TcpState::Reset))
 }
 
-fn protocol_number(packet: &Packet<'_>) -> u8 {
-    use crate::flow::key::Protocol;
-    match packet.protocol {
-        Protocol::Tcp => 6,
-        Protocol::Udp => 17,
-        Protocol::Sctp => 132,
-        Protocol::Icmp => 1,
-        Protocol::Icmpv6 => 58,
-        Protocol::Other(n) => n,
-    }
-}
 
 fn count(
     flow: &mut Flow,

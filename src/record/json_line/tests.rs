@@ -163,6 +163,23 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// Zero runs of every length and place, the case the compression rule is about.
+    #[test]
+    fn ipv6_addresses_read_as_display_writes_them(
+        groups in proptest::collection::vec(prop_oneof![Just(0u16), Just(1), any::<u16>()], 8),
+    ) {
+        let mut segments = [0u16; 8];
+        segments.copy_from_slice(&groups);
+        let v6 = Ipv6Addr::from(segments);
+        let mut out = Vec::new();
+        push_ipv6(&mut out, v6);
+        prop_assert_eq!(String::from_utf8(out).unwrap(), v6.to_string());
+    }
+}
+
 #[test]
 fn every_enum_variant_is_named_as_serde_names_it() {
     let quoted = |name: &str| format!("\"{name}\"");
