@@ -62,22 +62,40 @@ fn parse_message(message: &[u8]) -> Result<Vec<Resolution>, DnsSkip> {
         }
     }
     let mut resolutions = Vec::new();
+    // The answers of one name come together: its chain is walked once for all of them.
+    let mut last: Option<(String, String, u32)> = None;
     for record in &packet.answers {
         let address = match &record.data {
             RData::A(a) => IpAddr::V4(a.0),
             RData::AAAA(aaaa) => IpAddr::V6(aaaa.0),
             _ => continue,
         };
-        let mut name = record.name.to_string().to_ascii_lowercase();
-        let mut ttl = record.ttl;
-        for _ in 0..MAX_CHAIN {
-            let Some((alias, alias_ttl)) = alias_of.get(&name) else { break };
-            ttl = ttl.min(*alias_ttl);
-            name.clone_from(alias);
-        }
-        resolutions.push(Resolution { name: sanitize_name(&name), address, ttl_secs: ttl });
+        let mut owner = record.name.to_string();
+        owner.make_ascii_lowercase();
+        let (asked, chain_ttl) = match &last {
+            Some((seen, asked, chain_ttl)) if *seen == owner => (asked.clone(), *chain_ttl),
+            _ => {
+                let (asked, chain_ttl) = walk_back(&alias_of, &owner);
+                last = Some((owner, asked.clone(), chain_ttl));
+                (asked, chain_ttl)
+            }
+        };
+        resolutions.push(Resolution { name: asked, address, ttl_secs: record.ttl.min(chain_ttl) });
     }
     Ok(resolutions)
+}
+
+/// The name that was asked for, walking CNAMEs back from `owner`, and the smallest TTL of the
+/// links walked (`u32::MAX` when there were none).
+fn walk_back(alias_of: &FxHashMap<String, (String, u32)>, owner: &str) -> (String, u32) {
+    let mut name = owner;
+    let mut ttl = u32::MAX;
+    for _ in 0..MAX_CHAIN {
+        let Some((alias, alias_ttl)) = alias_of.get(name) else { break };
+        ttl = ttl.min(*alias_ttl);
+        name = alias;
+    }
+    (sanitize_name(name), ttl)
 }
 
 #[cfg(test)]

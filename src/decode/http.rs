@@ -20,7 +20,10 @@ const MAX_HEADER_BYTES: usize = 8192;
 /// The Host header of an HTTP/1.x request, if `payload` starts one and carries it.
 #[must_use]
 pub fn request_host(payload: &[u8]) -> Option<String> {
-    if !METHODS.iter().any(|method| payload.starts_with(method)) {
+    // Most payloads are not requests; one byte tells most of them apart.
+    if !matches!(payload.first(), Some(b'G' | b'P' | b'H' | b'D' | b'O' | b'C' | b'T'))
+        || !METHODS.iter().any(|method| payload.starts_with(method))
+    {
         return None;
     }
     let head = &payload[..payload.len().min(MAX_HEADER_BYTES)];
@@ -46,6 +49,15 @@ mod tests {
         let request =
             b"GET /payload.bin HTTP/1.1\r\nUser-Agent: curl/8\r\nhOsT: www.example.com\r\n\r\n";
         assert_eq!(request_host(request).as_deref(), Some("www.example.com"));
+    }
+
+    #[test]
+    fn every_method_is_read_past_the_first_byte_check() {
+        for method in METHODS {
+            let mut request = method.to_vec();
+            request.extend_from_slice(b"/ HTTP/1.1\r\nHost: a.example\r\n\r\n");
+            assert_eq!(request_host(&request).as_deref(), Some("a.example"), "{method:?}");
+        }
     }
 
     #[test]

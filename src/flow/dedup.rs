@@ -158,13 +158,29 @@ pub struct DedupCounts {
 }
 
 /// What translation leaves alone in a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Fingerprint {
     protocol: Protocol,
     ip_id: u32,
     ip_len: u32,
     tcp: Option<(u32, u32, u8)>,
     later_fragment: bool,
+}
+
+/// Two words per fingerprint: every packet hashes one up to three times (look up, remember,
+/// forget), and the derived hash fed the hasher field by field.
+impl std::hash::Hash for Fingerprint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (seq, ack, flags) =
+            self.tcp.map_or((0, 0, 0), |(seq, ack, flags)| (seq, ack, u64::from(flags) | 1 << 8));
+        let head = u64::from(self.ip_id) << 32 | u64::from(self.ip_len);
+        let tail = u64::from(seq) << 32 | u64::from(ack);
+        let small = flags
+            | u64::from(self.protocol.ip_number()) << 9
+            | u64::from(self.later_fragment) << 17;
+        state.write_u64(head);
+        state.write_u64(tail ^ small.rotate_left(40));
+    }
 }
 
 /// Where one packet was seen: (interface, tag of the ends it showed there). A node has few
@@ -306,7 +322,9 @@ impl Dedup {
             return self.note_copy(seq, packet, interface, now);
         }
         let key = BindingKey { protocol: packet.protocol, ends: packet.ends };
-        let (count_as, seen_as) = match self.bindings.get_mut(&key) {
+        // Most nodes translate little: no hashing at all until a translation was learned.
+        let binding = if self.bindings.is_empty() { None } else { self.bindings.get_mut(&key) };
+        let (count_as, seen_as) = match binding {
             Some(binding) => {
                 binding.last_used = binding.last_used.max(now);
                 self.counts.rewritten += 1;
@@ -408,8 +426,11 @@ impl Dedup {
 
     fn pop_oldest(&mut self) {
         if let Some(oldest) = self.recent.pop_front() {
-            if self.newest.get(&oldest.fingerprint) == Some(&self.first_seq) {
-                self.newest.remove(&oldest.fingerprint);
+            if let std::collections::hash_map::Entry::Occupied(newest) =
+                self.newest.entry(oldest.fingerprint)
+                && *newest.get() == self.first_seq
+            {
+                newest.remove();
             }
             self.first_seq += 1;
         }

@@ -359,7 +359,6 @@ fn is_closed(state: Option<TcpState>) -> bool {
     matches!(state, Some(TcpState::Closed | TcpState::Reset))
 }
 
-
 fn count(
     flow: &mut Flow,
     packet: &Packet<'_>,
