@@ -12,6 +12,8 @@
 # reporting packets seen, kernel drops, CPU per packet (capture threads, and the whole process)
 # and peak memory. Needs root; takes about two minutes.
 # Usage: scripts/bench-live.sh [SECONDS_PER_RUN]
+# BENCH_RATES (default "10000 100000 150000 0"; 0 = as fast as the sender can) and BENCH_TOOLS
+# (default "netwatch netwatch2 netwatch-imm tcpdump tcpdump-imm") pick a subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -76,6 +78,7 @@ run_netwatch() { # rate ifaces [immediate] → "sent secs frames dropped capture
   v() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<" $line"; }
   # CPU per frame over the frames counted while CPU was measured, scaled to all frames seen.
   local frames measured; frames="$(v frames)"; measured="$(v measured)"; [ "$measured" -gt 0 ] || measured=1
+  [ -n "${BENCH_SPLIT:-}" ] && echo "split per frame (ns): capture $(( $(v capture_cpu_ns) / measured )) supervisor $(( $(v supervisor_cpu_ns) / measured )) run loop $(( $(v main_cpu_ns) / measured ))" >&2
   echo "$sent $secs $frames $(v dropped) $(( $(v capture_cpu_ns) * frames / measured )) $(( ($(v capture_cpu_ns) + $(v supervisor_cpu_ns) + $(v main_cpu_ns)) * frames / measured )) $(v peak_rss_kib)"
 }
 
@@ -104,18 +107,19 @@ row() { # tool rate sent secs seen dropped capture_ns all_ns rss_kib
     'BEGIN { printf "%-13s %9s %11.0f %11d %8d %14.2f %14.2f %9.1f\n", t, l, s/d, f, x, c/1000/(f>0?f:1), a/1000/(f>0?f:1), r/1024 }'
 }
 printf '%-13s %9s %11s %11s %8s %14s %14s %9s\n' tool rate sent/s seen dropped "µs/pkt(capt)" "µs/pkt(all)" "peak MB"
-for rate in 10000 100000 150000 0; do
+for rate in ${BENCH_RATES:-10000 100000 150000 0}; do
   label="$rate"; [ "$rate" = 0 ] && label=max
-  read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1")
-  row netwatch "$label" "$sent" "$secs" "$frames" "$dropped" "$cap_ns" "$all_ns" "$rss"
-  read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1,$v2")
-  row netwatch2 "$label" "$sent" "$secs" "$frames" "$dropped" "$cap_ns" "$all_ns" "$rss"
-  read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1" immediate)
-  row netwatch-imm "$label" "$sent" "$secs" "$frames" "$dropped" "$cap_ns" "$all_ns" "$rss"
-  read -r sent secs captured dropped cpu rss < <(run_tcpdump "$rate")
-  row tcpdump "$label" "$sent" "$secs" "$captured" "$dropped" "$cpu" "$cpu" "$rss"
-  read -r sent secs captured dropped cpu rss < <(run_tcpdump "$rate" --immediate-mode)
-  row tcpdump-imm "$label" "$sent" "$secs" "$captured" "$dropped" "$cpu" "$cpu" "$rss"
+  for tool in ${BENCH_TOOLS:-netwatch netwatch2 netwatch-imm tcpdump tcpdump-imm}; do
+    case "$tool" in
+      netwatch) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1") ;;
+      netwatch2) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1,$v2") ;;
+      netwatch-imm) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1" immediate) ;;
+      tcpdump) read -r sent secs frames dropped cap_ns rss < <(run_tcpdump "$rate"); all_ns="$cap_ns" ;;
+      tcpdump-imm) read -r sent secs frames dropped cap_ns rss < <(run_tcpdump "$rate" --immediate-mode); all_ns="$cap_ns" ;;
+      *) echo "bench-live: unknown tool '$tool'" >&2; exit 2 ;;
+    esac
+    row "$tool" "$label" "$sent" "$secs" "$frames" "$dropped" "$cap_ns" "$all_ns" "$rss"
+  done
 done
 echo "seen: frames captured (netwatch2 captures both pod veths: each packet twice); -imm: immediate mode."
 echo "µs/pkt(capt): CPU of the capture thread(s) per frame; µs/pkt(all): the whole process per frame"

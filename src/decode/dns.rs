@@ -63,7 +63,7 @@ fn parse_message(message: &[u8]) -> Result<Vec<Resolution>, DnsSkip> {
     }
     let mut resolutions = Vec::new();
     // The answers of one name come together: its chain is walked once for all of them.
-    let mut last: Option<(String, String, u32)> = None;
+    let mut last: Option<(String, usize, u32)> = None;
     for record in &packet.answers {
         let address = match &record.data {
             RData::A(a) => IpAddr::V4(a.0),
@@ -73,10 +73,13 @@ fn parse_message(message: &[u8]) -> Result<Vec<Resolution>, DnsSkip> {
         let mut owner = record.name.to_string();
         owner.make_ascii_lowercase();
         let (asked, chain_ttl) = match &last {
-            Some((seen, asked, chain_ttl)) if *seen == owner => (asked.clone(), *chain_ttl),
+            Some((seen, index, chain_ttl)) if *seen == owner => {
+                let earlier: &Resolution = &resolutions[*index];
+                (earlier.name.clone(), *chain_ttl)
+            }
             _ => {
                 let (asked, chain_ttl) = walk_back(&alias_of, &owner);
-                last = Some((owner, asked.clone(), chain_ttl));
+                last = Some((owner, resolutions.len(), chain_ttl));
                 (asked, chain_ttl)
             }
         };
