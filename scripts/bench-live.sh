@@ -13,13 +13,21 @@
 # and peak memory. Needs root; takes about two minutes.
 # Usage: scripts/bench-live.sh [SECONDS_PER_RUN]
 # BENCH_RATES (default "10000 100000 150000 0"; 0 = as fast as the sender can) and BENCH_TOOLS
-# (default "netwatch netwatch2 netwatch-imm tcpdump tcpdump-imm") pick a subset.
+# (default "netwatch netwatch2 netwatch-imm tcpdump tcpdump-imm") pick a subset; BENCH_SPLIT=1
+# also prints netwatch's CPU per frame by thread (capture, supervisor, run loop) on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 need_packages libpcap-dev tcpdump python3
 [ "$(id -u)" -eq 0 ] || { echo "bench-live: needs root (network namespaces, packet capture)" >&2; exit 1; }
 seconds="${1:-4}"
+tools="${BENCH_TOOLS:-netwatch netwatch2 netwatch-imm tcpdump tcpdump-imm}"
+for tool in $tools; do
+  case "$tool" in
+    netwatch|netwatch2|netwatch-imm|tcpdump|tcpdump-imm) ;;
+    *) echo "bench-live: unknown tool '$tool' in BENCH_TOOLS" >&2; exit 2 ;;
+  esac
+done
 
 bin="$(cargo test --release --locked --test integration --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*integration-[0-9a-f]*\)).*/\1/p' | tail -1)"
 [ -x "$bin" ] || { echo "bench-live: could not build the integration test binary" >&2; exit 1; }
@@ -109,14 +117,13 @@ row() { # tool rate sent secs seen dropped capture_ns all_ns rss_kib
 printf '%-13s %9s %11s %11s %8s %14s %14s %9s\n' tool rate sent/s seen dropped "µs/pkt(capt)" "µs/pkt(all)" "peak MB"
 for rate in ${BENCH_RATES:-10000 100000 150000 0}; do
   label="$rate"; [ "$rate" = 0 ] && label=max
-  for tool in ${BENCH_TOOLS:-netwatch netwatch2 netwatch-imm tcpdump tcpdump-imm}; do
+  for tool in $tools; do
     case "$tool" in
       netwatch) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1") ;;
       netwatch2) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1,$v2") ;;
       netwatch-imm) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1" immediate) ;;
       tcpdump) read -r sent secs frames dropped cap_ns rss < <(run_tcpdump "$rate"); all_ns="$cap_ns" ;;
       tcpdump-imm) read -r sent secs frames dropped cap_ns rss < <(run_tcpdump "$rate" --immediate-mode); all_ns="$cap_ns" ;;
-      *) echo "bench-live: unknown tool '$tool'" >&2; exit 2 ;;
     esac
     row "$tool" "$label" "$sent" "$secs" "$frames" "$dropped" "$cap_ns" "$all_ns" "$rss"
   done

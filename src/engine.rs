@@ -84,6 +84,9 @@ impl Engine {
         self.interface_names = names;
     }
 
+    /// The cluster view as last applied. Its IP index may lag behind applied changes until the
+    /// next flow starts or records are made; [`cluster_and_policies`](Self::cluster_and_policies)
+    /// brings it up to date.
     #[must_use]
     pub fn view(&self) -> &ClusterView {
         &self.view
@@ -177,7 +180,6 @@ impl Engine {
         }
         let just_closed = matches!(flow.tcp, Some(TcpState::Closed | TcpState::Reset))
             && flow.closed_as.is_none();
-        let key = flow.key;
         if ingested.new_flow {
             // The name needs the current pod index; a no-op when the view did not change.
             self.view.reindex();
@@ -197,6 +199,8 @@ impl Engine {
             }
         }
         if just_closed {
+            // The key is read here only: it lies outside the cache lines a packet touches.
+            let key = flow.key;
             let connection = connection_of(flow);
             let (initiator, responder) = (flow.initiator, flow.responder);
             self.refresh_cluster();

@@ -25,8 +25,8 @@ pub struct RecordWriter<W: Write> {
     out: W,
     format: Format,
     wrote_header: bool,
-    /// One JSON line is built here and handed to `out` in one write: serde_json writes a record
-    /// in dozens of small pieces, each a full `Write` call on a buffered (or boxed) writer.
+    /// One JSON line is built here and handed to `out` in one `write_all`: a record written
+    /// piece by piece costs a `Write` call per piece on a buffered (or boxed) writer.
     line: Vec<u8>,
     encoder: json_line::JsonLineEncoder,
 }
@@ -49,7 +49,7 @@ impl<W: Write> RecordWriter<W> {
         match self.format {
             Format::Json => {
                 self.line.clear();
-                self.encoder.encode(record, &mut self.line);
+                self.encoder.encode(record, &mut self.line)?;
                 self.line.push(b'\n');
                 self.out.write_all(&self.line)
             }

@@ -61,7 +61,7 @@ fn parse_message(message: &[u8]) -> Result<Vec<Resolution>, DnsSkip> {
             );
         }
     }
-    let mut resolutions = Vec::new();
+    let mut resolutions: Vec<Resolution> = Vec::new();
     // The answers of one name come together: its chain is walked once for all of them.
     let mut last: Option<(String, usize, u32)> = None;
     for record in &packet.answers {
@@ -74,8 +74,7 @@ fn parse_message(message: &[u8]) -> Result<Vec<Resolution>, DnsSkip> {
         owner.make_ascii_lowercase();
         let (asked, chain_ttl) = match &last {
             Some((seen, index, chain_ttl)) if *seen == owner => {
-                let earlier: &Resolution = &resolutions[*index];
-                (earlier.name.clone(), *chain_ttl)
+                (resolutions[*index].name.clone(), *chain_ttl)
             }
             _ => {
                 let (asked, chain_ttl) = walk_back(&alias_of, &owner);
@@ -156,6 +155,35 @@ mod tests {
                 address: "203.0.113.10".parse().unwrap(),
                 ttl_secs: 30,
             }]
+        );
+    }
+
+    #[test]
+    fn several_addresses_of_one_name_share_its_chain_and_keep_their_own_ttls() {
+        let message = response(
+            "shop.example",
+            &[
+                record("shop.example", 5, 40, &labels("lb.cdn.example")),
+                record("lb.cdn.example", 1, 300, &[203, 0, 113, 1]),
+                record("lb.cdn.example", 1, 20, &[203, 0, 113, 2]),
+                record("other.example", 1, 50, &[198, 51, 100, 7]),
+                record("lb.cdn.example", 1, 60, &[203, 0, 113, 3]),
+            ],
+        );
+        let resolved: Vec<(String, String, u32)> = parse_udp(&message)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.name, r.address.to_string(), r.ttl_secs))
+            .collect();
+        let expect = |name: &str, address: &str, ttl| (name.to_owned(), address.to_owned(), ttl);
+        assert_eq!(
+            resolved,
+            [
+                expect("shop.example", "203.0.113.1", 40),
+                expect("shop.example", "203.0.113.2", 20),
+                expect("other.example", "198.51.100.7", 50),
+                expect("shop.example", "203.0.113.3", 40),
+            ]
         );
     }
 

@@ -36,115 +36,142 @@ impl JsonLineEncoder {
         Self::default()
     }
 
-    /// Appends the record's JSON (no newline) to `out`.
-    pub fn encode(&mut self, record: &FlowRecord, out: &mut Vec<u8>) {
+    /// Appends the record's JSON (no newline) to `out`. Fails only if serde_json fails on a
+    /// string or a verdict, which it does not for values in memory; the error is passed on
+    /// rather than a field dropped from the contract.
+    pub fn encode(&mut self, record: &FlowRecord, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        // Every field named: one added to the record does not compile until it is written here.
+        let FlowRecord {
+            first_seen,
+            last_seen,
+            protocol,
+            src,
+            dst,
+            service,
+            backend,
+            packets,
+            bytes,
+            tcp,
+            interfaces,
+            verdict,
+            violation,
+            leak,
+            direct_ip,
+            flow_id: _,
+            rates: _,
+        } = record;
         out.extend_from_slice(b"{\"first_seen\":");
-        push_timestamp(out, record.first_seen);
+        push_timestamp(out, *first_seen);
         out.extend_from_slice(b",\"last_seen\":");
-        push_timestamp(out, record.last_seen);
+        push_timestamp(out, *last_seen);
         out.extend_from_slice(b",\"protocol\":");
-        push_protocol(out, record.protocol);
+        push_protocol(out, *protocol);
         out.extend_from_slice(b",\"src\":");
-        push_endpoint(out, &record.src);
+        push_endpoint(out, src)?;
         out.extend_from_slice(b",\"dst\":");
-        push_endpoint(out, &record.dst);
-        if let Some(service) = &record.service {
+        push_endpoint(out, dst)?;
+        if let Some(service) = service {
             out.extend_from_slice(b",\"service\":");
-            push_str(out, service);
+            push_str(out, service)?;
         }
-        if let Some(backend) = &record.backend {
+        if let Some(backend) = backend {
             out.extend_from_slice(b",\"backend\":");
-            push_endpoint(out, backend);
+            push_endpoint(out, backend)?;
         }
         out.extend_from_slice(b",\"packets\":");
-        push_tx_rx(out, record.packets);
+        push_tx_rx(out, *packets);
         out.extend_from_slice(b",\"bytes\":");
-        push_tx_rx(out, record.bytes);
-        if let Some(tcp) = record.tcp {
+        push_tx_rx(out, *bytes);
+        if let Some(tcp) = tcp {
             out.extend_from_slice(b",\"tcp\":\"");
-            out.extend_from_slice(tcp_state_name(tcp).as_bytes());
+            out.extend_from_slice(tcp_state_name(*tcp).as_bytes());
             out.push(b'"');
         }
         out.extend_from_slice(b",\"interfaces\":[");
-        for (i, interface) in record.interfaces.iter().enumerate() {
+        for (i, interface) in interfaces.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            push_str(out, interface);
+            push_str(out, interface)?;
         }
         out.extend_from_slice(b"],\"verdict\":");
-        self.push_verdict(out, &record.verdict);
+        self.push_verdict(out, verdict)?;
         out.extend_from_slice(b",\"violation\":");
-        match record.violation {
+        match violation {
             Some(direction) => {
                 out.push(b'"');
-                out.extend_from_slice(direction_name(direction).as_bytes());
+                out.extend_from_slice(direction_name(*direction).as_bytes());
                 out.push(b'"');
             }
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"leak\":");
-        push_bool(out, record.leak);
+        push_bool(out, *leak);
         out.extend_from_slice(b",\"direct_ip\":");
-        push_bool(out, record.direct_ip);
+        push_bool(out, *direct_ip);
         out.push(b'}');
+        Ok(())
     }
 
-    fn push_verdict(&mut self, out: &mut Vec<u8>, verdict: &Arc<Verdict>) {
+    fn push_verdict(
+        &mut self,
+        out: &mut Vec<u8>,
+        verdict: &Arc<Verdict>,
+    ) -> serde_json::Result<()> {
         let address = Arc::as_ptr(verdict) as usize;
         if let Some((_, encoded)) = self.verdicts.get(&address) {
             out.extend_from_slice(encoded);
-            return;
+            return Ok(());
         }
         if self.verdicts.len() >= MAX_CACHED_VERDICTS {
             self.verdicts.clear();
         }
         let start = out.len();
-        // Writing into a Vec cannot fail, and a Verdict is plain strings and enums.
-        if serde_json::to_writer(&mut *out, &**verdict).is_err() {
-            out.truncate(start);
-            out.extend_from_slice(b"null");
-            return;
-        }
+        serde_json::to_writer(&mut *out, &**verdict)?;
         let encoded = out[start..].to_vec().into_boxed_slice();
         self.verdicts.insert(address, (Arc::clone(verdict), encoded));
+        Ok(())
     }
 }
 
-fn push_endpoint(out: &mut Vec<u8>, end: &EndpointRecord) {
+fn push_endpoint(out: &mut Vec<u8>, end: &EndpointRecord) -> serde_json::Result<()> {
+    // Every field named, as in `encode`.
+    let EndpointRecord { ip, port, kind, namespace, name, node, dns, dns_source, sni, http_host } =
+        end;
     out.extend_from_slice(b"{\"ip\":");
-    push_ip(out, end.ip);
-    if let Some(port) = end.port {
+    push_ip(out, *ip);
+    if let Some(port) = port {
         out.extend_from_slice(b",\"port\":");
-        push_u64(out, u64::from(port));
+        push_u64(out, u64::from(*port));
     }
     out.extend_from_slice(b",\"kind\":\"");
-    out.extend_from_slice(endpoint_kind_name(end.kind).as_bytes());
+    out.extend_from_slice(endpoint_kind_name(*kind).as_bytes());
     out.push(b'"');
     let texts = [
-        (&b",\"namespace\":"[..], &end.namespace),
-        (b",\"name\":", &end.name),
-        (b",\"node\":", &end.node),
-        (b",\"dns\":", &end.dns),
+        (&b",\"namespace\":"[..], namespace),
+        (b",\"name\":", name),
+        (b",\"node\":", node),
+        (b",\"dns\":", dns),
     ];
     for (key, value) in texts {
         if let Some(value) = value {
             out.extend_from_slice(key);
-            push_str(out, value);
+            push_str(out, value)?;
         }
     }
-    if let Some(source) = end.dns_source {
+    if let Some(source) = dns_source {
         out.extend_from_slice(b",\"dns_source\":\"");
-        out.extend_from_slice(name_source_name(source).as_bytes());
+        out.extend_from_slice(name_source_name(*source).as_bytes());
         out.push(b'"');
     }
-    for (key, value) in [(&b",\"sni\":"[..], &end.sni), (b",\"http_host\":", &end.http_host)] {
+    for (key, value) in [(&b",\"sni\":"[..], sni), (b",\"http_host\":", http_host)] {
         if let Some(value) = value {
             out.extend_from_slice(key);
-            push_str(out, value);
+            push_str(out, value)?;
         }
     }
     out.push(b'}');
+    Ok(())
 }
 
 fn push_tx_rx(out: &mut Vec<u8>, pair: TxRx) {
@@ -157,14 +184,14 @@ fn push_tx_rx(out: &mut Vec<u8>, pair: TxRx) {
 
 /// A JSON string: copied whole when nothing in it needs an escape (serde_json escapes control
 /// characters, `"` and `\` only), else escaped by serde_json itself.
-fn push_str(out: &mut Vec<u8>, text: &str) {
+fn push_str(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
     if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');
-    } else if serde_json::to_writer(&mut *out, text).is_err() {
-        // Unreachable: serializing a str into a Vec cannot fail.
-        out.extend_from_slice(b"\"\"");
+        Ok(())
+    } else {
+        serde_json::to_writer(&mut *out, text)
     }
 }
 

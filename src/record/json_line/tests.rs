@@ -14,7 +14,7 @@ fn serde_line(record: &FlowRecord) -> String {
 
 fn encoded(encoder: &mut JsonLineEncoder, record: &FlowRecord) -> String {
     let mut out = Vec::new();
-    encoder.encode(record, &mut out);
+    encoder.encode(record, &mut out).expect("encodes");
     String::from_utf8(out).expect("UTF-8")
 }
 
@@ -203,11 +203,11 @@ fn every_enum_variant_is_named_as_serde_names_it() {
 }
 
 #[test]
-fn a_verdict_changed_behind_a_reused_address_is_not_served_from_the_cache() {
+fn a_new_verdict_gets_its_own_entry_not_the_cached_one() {
     let mut encoder = JsonLineEncoder::new();
     let mut record = crate::record::jsonl::parse_line(SAMPLE).expect("sample parses");
     assert_eq!(encoded(&mut encoder, &record), serde_line(&record));
-    // Another verdict: the cache holds the first one alive, so the new one has its own address.
+    // Another verdict: the cache holds the first one alive, so its address cannot be reused.
     record.verdict = Arc::new(Verdict::not_evaluated("policies not synced"));
     assert_eq!(encoded(&mut encoder, &record), serde_line(&record));
     assert_eq!(encoder.verdicts.len(), 2);
