@@ -5,11 +5,14 @@
 //! different names, so names are kept per (client, address); another client's answer is only a
 //! fallback, and marked as such. Pure: answers and `now` come in as values.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::decode::dns::Resolution;
 use crate::flow::LearnedName;
@@ -29,12 +32,103 @@ struct Entry {
     expires: Timestamp,
 }
 
+/// What DNS said about one address.
+#[derive(Debug, Default)]
+struct Answers {
+    /// The most recent answer naming the address, whoever asked.
+    latest: Option<Entry>,
+    /// Each client's own answer.
+    clients: Clients,
+}
+
+/// The clients' answers for one address: inline while few (the usual case: a handful of pods
+/// ask for one name), a map once many do, so a popular address stays O(1) a lookup.
+#[derive(Debug)]
+enum Clients {
+    Few(SmallVec<[(IpAddr, Entry); 2]>),
+    Many(FxHashMap<IpAddr, Entry>),
+}
+
+/// Clients kept inline at most.
+const FEW_CLIENTS: usize = 16;
+
+impl Default for Clients {
+    fn default() -> Self {
+        Self::Few(SmallVec::new())
+    }
+}
+
+impl Clients {
+    fn get(&self, client: IpAddr) -> Option<&Entry> {
+        match self {
+            Self::Few(few) => few.iter().find(|(asked, _)| *asked == client).map(|(_, e)| e),
+            Self::Many(many) => many.get(&client),
+        }
+    }
+
+    /// Sets `client`'s answer; true when the client had none.
+    fn set(&mut self, client: IpAddr, entry: Entry) -> bool {
+        match self {
+            Self::Few(few) => {
+                if let Some((_, own)) = few.iter_mut().find(|(asked, _)| *asked == client) {
+                    *own = entry;
+                    return false;
+                }
+                if few.len() < FEW_CLIENTS {
+                    few.push((client, entry));
+                    return true;
+                }
+                let mut many: FxHashMap<IpAddr, Entry> = few.drain(..).collect();
+                many.insert(client, entry);
+                *self = Self::Many(many);
+                true
+            }
+            Self::Many(many) => many.insert(client, entry).is_none(),
+        }
+    }
+
+    /// Keeps the answers `keep` says; returns how many went.
+    fn retain(&mut self, keep: impl Fn(&Entry) -> bool) -> usize {
+        let before = self.len();
+        match self {
+            Self::Few(few) => few.retain(|(_, entry)| keep(entry)),
+            Self::Many(many) => many.retain(|_, entry| keep(entry)),
+        }
+        before - self.len()
+    }
+
+    fn entries(&self) -> Box<dyn Iterator<Item = &Entry> + '_> {
+        match self {
+            Self::Few(few) => Box::new(few.iter().map(|(_, entry)| entry)),
+            Self::Many(many) => Box::new(many.values()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Few(few) => few.len(),
+            Self::Many(many) => many.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What DNS told each client.
+///
+/// Kept by answered address, with the clients' answers inline: naming a new flow is one hash
+/// lookup, not one per map, and it is done for every flow.
 #[derive(Debug, Default)]
 pub struct NameBook {
-    by_client: FxHashMap<(IpAddr, IpAddr), Entry>,
-    /// The most recent answer naming an address, whoever asked.
-    by_address: FxHashMap<IpAddr, Entry>,
+    by_address: FxHashMap<IpAddr, Answers>,
+    /// Client answers held, across addresses.
+    client_entries: usize,
+    /// When answers lapse, soonest first. An entry is checked against the book when due (an
+    /// answer learned again has a later time), so expiring touches only what is due rather
+    /// than scanning the book every sweep.
+    expiries: BinaryHeap<Reverse<(Timestamp, IpAddr)>>,
 }
 
 impl NameBook {
@@ -51,14 +145,23 @@ impl NameBook {
                 name: Arc::from(resolution.name.as_str()),
                 expires: now.saturating_add(validity),
             };
-            self.by_client.insert((client, resolution.address), entry.clone());
-            self.by_address.insert(resolution.address, entry);
+            self.expiries.push(Reverse((entry.expires, resolution.address)));
+            let answers = self.by_address.entry(resolution.address).or_default();
+            if answers.clients.set(client, entry.clone()) {
+                self.client_entries += 1;
+            }
+            answers.latest = Some(entry);
         }
-        if self.by_client.len() > MAX_ENTRIES {
+        if self.client_entries > MAX_ENTRIES {
             self.expire(now);
         }
-        if self.by_client.len() > MAX_ENTRIES {
+        if self.client_entries > MAX_ENTRIES {
             self.shrink();
+        }
+        // Entries for answers learned again wait for their time; start over from the book
+        // when they dominate.
+        if self.expiries.len() > 2 * (self.client_entries + self.by_address.len()) + 1024 {
+            self.rebuild_expiries();
         }
     }
 
@@ -66,38 +169,75 @@ impl NameBook {
     /// another client's valid answer (marked), else none.
     #[must_use]
     pub fn lookup(&self, client: IpAddr, address: IpAddr, now: Timestamp) -> Option<LearnedName> {
-        if let Some(entry) = self.by_client.get(&(client, address)).filter(|e| e.expires >= now) {
-            return Some(LearnedName { name: entry.name.clone(), own_lookup: true });
+        let answers = self.by_address.get(&address)?;
+        if let Some(own) = answers.clients.get(client).filter(|entry| entry.expires >= now) {
+            return Some(LearnedName { name: own.name.clone(), own_lookup: true });
         }
-        self.by_address
-            .get(&address)
+        answers
+            .latest
+            .as_ref()
             .filter(|e| e.expires >= now)
             .map(|entry| LearnedName { name: entry.name.clone(), own_lookup: false })
     }
 
     /// Forgets answers whose validity ended before `now`.
     pub fn expire(&mut self, now: Timestamp) {
-        self.by_client.retain(|_, entry| entry.expires >= now);
-        self.by_address.retain(|_, entry| entry.expires >= now);
+        while let Some(Reverse((expires, address))) = self.expiries.peek().copied()
+            && expires < now
+        {
+            self.expiries.pop();
+            self.forget(address, |entry| entry.expires < now);
+        }
     }
 
+    /// Drops the answers of `address` that `lapsed` says are over, and the address when none
+    /// is left.
+    fn forget(&mut self, address: IpAddr, lapsed: impl Fn(&Entry) -> bool) {
+        let Some(answers) = self.by_address.get_mut(&address) else { return };
+        self.client_entries -= answers.clients.retain(|entry| !lapsed(entry));
+        if answers.latest.as_ref().is_some_and(&lapsed) {
+            answers.latest = None;
+        }
+        if answers.latest.is_none() && answers.clients.is_empty() {
+            self.by_address.remove(&address);
+        }
+    }
+
+    /// Past the cap: the soonest-to-expire quarter of the client answers go.
     fn shrink(&mut self) {
-        let mut expiries: Vec<Timestamp> = self.by_client.values().map(|e| e.expires).collect();
-        let cut = expiries.len() - MAX_ENTRIES * 3 / 4;
-        let (_, threshold, _) = expiries.select_nth_unstable(cut);
-        let threshold = *threshold;
-        self.by_client.retain(|_, entry| entry.expires > threshold);
-        self.by_address.retain(|_, entry| entry.expires > threshold);
+        let mut expiries: Vec<Timestamp> = self
+            .by_address
+            .values()
+            .flat_map(|answers| answers.clients.entries().map(|entry| entry.expires))
+            .collect();
+        let Some(last) = expiries.len().checked_sub(1) else { return };
+        let cut = expiries.len().saturating_sub(MAX_ENTRIES * 3 / 4).min(last);
+        let threshold = *expiries.select_nth_unstable(cut).1;
+        let addresses: Vec<IpAddr> = self.by_address.keys().copied().collect();
+        for address in addresses {
+            self.forget(address, |entry| entry.expires <= threshold);
+        }
+        self.rebuild_expiries();
     }
 
+    fn rebuild_expiries(&mut self) {
+        let mut due: Vec<Reverse<(Timestamp, IpAddr)>> = Vec::new();
+        for (address, answers) in &self.by_address {
+            let entries = answers.clients.entries().chain(&answers.latest);
+            due.extend(entries.map(|entry| Reverse((entry.expires, *address))));
+        }
+        self.expiries = BinaryHeap::from(due);
+    }
+
+    /// Client answers held.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.by_client.len()
+        self.client_entries
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.by_client.is_empty()
+        self.client_entries == 0
     }
 }
 
@@ -144,6 +284,101 @@ mod tests {
         assert!(book.lookup(client, ip("198.51.100.1"), Timestamp::from_secs(1031)).is_none());
         book.expire(Timestamp::from_secs(1031));
         assert!(book.is_empty());
+    }
+
+    #[test]
+    fn past_the_cap_the_soonest_to_expire_answers_go_first() {
+        let mut book = NameBook::new();
+        let t0 = Timestamp::from_secs(1000);
+        let address = ip("203.0.113.9");
+        for i in 0..=MAX_ENTRIES as u32 {
+            let client = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000_u32 + i));
+            // Later clients were told longer TTLs: they are the ones kept.
+            book.learn(client, &[answer("a.example", "203.0.113.9", 60 + i)], t0);
+        }
+        assert!(book.len() <= MAX_ENTRIES * 3 / 4 + 1, "{}", book.len());
+        let last = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000_u32 + MAX_ENTRIES as u32));
+        assert!(book.lookup(last, address, t0).is_some_and(|n| n.own_lookup));
+        let first = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000_u32));
+        assert!(book.lookup(first, address, t0).is_some_and(|n| !n.own_lookup));
+    }
+
+    /// The book before it was keyed by address: two maps, expired by a scan. Kept as the
+    /// reference the one above must answer like.
+    #[derive(Default)]
+    struct TwoMaps {
+        by_client: std::collections::HashMap<(IpAddr, IpAddr), Entry>,
+        by_address: std::collections::HashMap<IpAddr, Entry>,
+    }
+
+    impl TwoMaps {
+        fn learn(&mut self, client: IpAddr, resolutions: &[Resolution], now: Timestamp) {
+            for r in resolutions {
+                let validity = Duration::from_secs(u64::from(r.ttl_secs)).max(MIN_VALIDITY);
+                let entry = Entry {
+                    name: Arc::from(r.name.as_str()),
+                    expires: now.saturating_add(validity),
+                };
+                self.by_client.insert((client, r.address), entry.clone());
+                self.by_address.insert(r.address, entry);
+            }
+        }
+
+        fn lookup(
+            &self,
+            client: IpAddr,
+            address: IpAddr,
+            now: Timestamp,
+        ) -> Option<(String, bool)> {
+            if let Some(e) = self.by_client.get(&(client, address)).filter(|e| e.expires >= now) {
+                return Some((e.name.to_string(), true));
+            }
+            self.by_address
+                .get(&address)
+                .filter(|e| e.expires >= now)
+                .map(|e| (e.name.to_string(), false))
+        }
+
+        fn expire(&mut self, now: Timestamp) {
+            self.by_client.retain(|_, e| e.expires >= now);
+            self.by_address.retain(|_, e| e.expires >= now);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn answers_like_the_two_map_book(
+            steps in proptest::collection::vec(
+                (0u8..3, 0u8..24, 0u8..3, 0u8..4, 0u32..40, 0u64..30),
+                1..120,
+            ),
+        ) {
+            let mut book = NameBook::new();
+            let mut reference = TwoMaps::default();
+            let mut now = Timestamp::from_secs(1000);
+            for (action, client, address, name, ttl, advance) in steps {
+                now = now.saturating_add(Duration::from_secs(advance));
+                let client = IpAddr::from([10, 0, 0, client]);
+                let address = IpAddr::from([203, 0, 113, address]);
+                match action {
+                    0 => {
+                        let said = [Resolution { name: format!("n{name}.example"), address, ttl_secs: ttl }];
+                        book.learn(client, &said, now);
+                        reference.learn(client, &said, now);
+                    }
+                    1 => {
+                        book.expire(now);
+                        reference.expire(now);
+                        proptest::prop_assert_eq!(book.len(), reference.by_client.len());
+                    }
+                    _ => {}
+                }
+                for asked in [client, IpAddr::from([10, 0, 0, 9])] {
+                    let got = book.lookup(asked, address, now).map(|n| (n.name.to_string(), n.own_lookup));
+                    proptest::prop_assert_eq!(got, reference.lookup(asked, address, now));
+                }
+            }
+        }
     }
 
     #[test]
