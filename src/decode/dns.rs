@@ -55,10 +55,7 @@ fn parse_message(message: &[u8]) -> Result<Vec<Resolution>, DnsSkip> {
     let mut alias_of: FxHashMap<String, (String, u32)> = FxHashMap::default();
     for record in &packet.answers {
         if let RData::CNAME(target) = &record.data {
-            alias_of.insert(
-                name_text(&target.0),
-                (name_text(&record.name), record.ttl),
-            );
+            alias_of.insert(name_text(&target.0), (name_text(&record.name), record.ttl));
         }
     }
     let mut resolutions: Vec<Resolution> = Vec::new();
