@@ -175,7 +175,8 @@ impl Engine {
             return;
         };
         self.decoded += 1;
-        if flow.backend.is_none() {
+        // Only when there is one: the field lies outside the cache lines a packet touches.
+        if backend.is_some() && flow.backend.is_none() {
             flow.backend = backend;
         }
         let just_closed = matches!(flow.tcp, Some(TcpState::Closed | TcpState::Reset))

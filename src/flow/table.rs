@@ -193,7 +193,7 @@ impl FlowTable {
                 if self.flows.len() >= self.limits.max_flows {
                     self.evict_oldest();
                 }
-                let flow = self.start_flow(key, packet, src, dst, now);
+                let flow = self.start_flow(key, packet, (src, dst), interface, now);
                 self.schedule(&flow);
                 self.flows.push(flow);
                 let slot = self.flows.len() - 1;
@@ -219,8 +219,8 @@ impl FlowTable {
         &mut self,
         key: FlowKey,
         packet: &Packet<'_>,
-        src: SocketEnd,
-        dst: SocketEnd,
+        (src, dst): (SocketEnd, SocketEnd),
+        interface: u16,
         now: Timestamp,
     ) -> Flow {
         let sender_initiates = match packet.role {
@@ -247,7 +247,8 @@ impl FlowTable {
             tx: Counters::default(),
             rx: Counters::default(),
             tcp,
-            interfaces: smallvec::SmallVec::new(),
+            interfaces: smallvec::smallvec![interface],
+            last_interface: interface,
             sni: None,
             http_host: None,
             responder_name: None,
@@ -373,8 +374,11 @@ fn count(
     if now > flow.last_seen {
         flow.last_seen = now;
     }
-    if !flow.interfaces.contains(&interface) {
-        flow.interfaces.push(interface);
+    if flow.last_interface != interface {
+        flow.last_interface = interface;
+        if !flow.interfaces.contains(&interface) {
+            flow.interfaces.push(interface);
+        }
     }
     if let (Some(tcp), Some(state)) = (packet.tcp, flow.tcp) {
         flow.tcp = Some(next_tcp_state(flow, state, tcp, from_initiator));
