@@ -510,6 +510,18 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_lists_every_interface_it_came_on_once_in_the_order_first_seen() {
+        let mut table = FlowTable::new(TableLimits::default());
+        let packet = tcp((CLIENT, 40000), (SERVER, 443), ACK, 60);
+        for (i, interface) in [2u16, 2, 0, 2, 5, 0, 0, 5].into_iter().enumerate() {
+            table.ingest(&packet, interface, at(i as u64));
+        }
+        let flow = only_flow(&table);
+        assert_eq!(flow.interfaces.as_slice(), [2, 0, 5]);
+        assert_eq!(flow.tx.packets, 8);
+    }
+
+    #[test]
     fn a_reset_ends_the_connection_state() {
         let mut table = FlowTable::new(TableLimits::default());
         table.ingest(&tcp((CLIENT, 50001), (SERVER, 80), SYN, 60), 0, at(0));

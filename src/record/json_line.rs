@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::flow::{Protocol, TcpState};
+use crate::flow::Protocol;
 use crate::identity::EndpointKind;
-use crate::policy::{Direction, Verdict};
+use crate::policy::Verdict;
 use crate::snapshot::{EndpointRecord, FlowRecord, NameSource, TxRx};
 use crate::time::Timestamp;
 
@@ -84,7 +84,7 @@ impl JsonLineEncoder {
         push_tx_rx(out, *bytes);
         if let Some(tcp) = tcp {
             out.extend_from_slice(b",\"tcp\":\"");
-            out.extend_from_slice(tcp_state_name(*tcp).as_bytes());
+            out.extend_from_slice(tcp.name().as_bytes());
             out.push(b'"');
         }
         out.extend_from_slice(b",\"interfaces\":[");
@@ -100,7 +100,7 @@ impl JsonLineEncoder {
         match violation {
             Some(direction) => {
                 out.push(b'"');
-                out.extend_from_slice(direction_name(*direction).as_bytes());
+                out.extend_from_slice(direction.name().as_bytes());
                 out.push(b'"');
             }
             None => out.extend_from_slice(b"null"),
@@ -295,14 +295,6 @@ fn push_protocol(out: &mut Vec<u8>, protocol: Protocol) {
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.push(b'"');
-}
-
-fn tcp_state_name(state: TcpState) -> &'static str {
-    state.name()
-}
-
-fn direction_name(direction: Direction) -> &'static str {
-    direction.name()
 }
 
 fn endpoint_kind_name(kind: EndpointKind) -> &'static str {

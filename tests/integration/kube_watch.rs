@@ -176,6 +176,14 @@ struct Watching {
     _dir: tempfile::TempDir,
 }
 
+/// How many kinds the watcher reports as reconnecting.
+fn reconnecting_kinds(status: &WatchStatus) -> usize {
+    ResourceKind::ALL
+        .iter()
+        .filter(|k| matches!(status.state(**k), ResourceState::Reconnecting { .. }))
+        .count()
+}
+
 impl Watching {
     async fn start(contexts: &[(&str, u16)], context: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -342,11 +350,7 @@ async fn after_a_server_restart_the_watcher_reconnects_and_resyncs() {
 
     let (port, mut state) = server.stop().await;
     watching
-        .until("a kind to report reconnecting", |_, status| {
-            ResourceKind::ALL
-                .iter()
-                .any(|k| matches!(status.state(*k), ResourceState::Reconnecting { .. }))
-        })
+        .until("a kind to report reconnecting", |_, status| reconnecting_kinds(status) > 0)
         .await;
     assert!(
         watching.status.summary().contains("reconnecting since"),
@@ -384,9 +388,7 @@ async fn a_watch_resumed_without_changes_reads_synced_again_without_a_relist() {
     let (port, state) = server.stop().await;
     watching
         .until("every kind to report reconnecting", |_, status| {
-            ResourceKind::ALL
-                .iter()
-                .all(|k| matches!(status.state(*k), ResourceState::Reconnecting { .. }))
+            reconnecting_kinds(status) == ResourceKind::ALL.len()
         })
         .await;
     let _server = ApiServer::start(port, state).await;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy::{Decision, SideVerdict};
+use crate::flow::TcpState;
+use crate::policy::{Decision, Direction, SideVerdict};
 
 fn serde_line(record: &FlowRecord) -> String {
     serde_json::to_string(record).expect("serializes")
@@ -192,10 +193,10 @@ fn every_enum_variant_is_named_as_serde_names_it() {
         assert_eq!(quoted(endpoint_kind_name(kind)), serde_json::to_string(&kind).unwrap());
     }
     for state in STATES {
-        assert_eq!(quoted(tcp_state_name(state)), serde_json::to_string(&state).unwrap());
+        assert_eq!(quoted(state.name()), serde_json::to_string(&state).unwrap());
     }
     for direction in [Direction::Egress, Direction::Ingress] {
-        assert_eq!(quoted(direction_name(direction)), serde_json::to_string(&direction).unwrap());
+        assert_eq!(quoted(direction.name()), serde_json::to_string(&direction).unwrap());
     }
     for source in [NameSource::Own, NameSource::Other] {
         assert_eq!(quoted(name_source_name(source)), serde_json::to_string(&source).unwrap());

@@ -4,7 +4,7 @@
 
 use super::api_server::{ApiServer, Security};
 use super::pki::{Authority, server_config};
-use super::{Context, User, Watching, owned_by_pod, shop};
+use super::{Context, User, Watching, owned_by_pod, reconnecting_kinds, shop};
 use netwatch::cluster::ResourceKind;
 use netwatch::cluster::watch::ResourceState;
 
@@ -86,9 +86,7 @@ async fn over_https_a_client_certificate_syncs_and_none_fails_the_handshake() {
     let mut refused = Watching::start_with(&[without]).await;
     refused
         .until("every kind to report the failed connection", |_, status| {
-            ResourceKind::ALL
-                .iter()
-                .all(|k| matches!(status.state(*k), ResourceState::Reconnecting { .. }))
+            reconnecting_kinds(status) == ResourceKind::ALL.len()
         })
         .await;
     let lines = refused.status.lines();
@@ -123,9 +121,7 @@ async fn a_server_certificate_from_an_untrusted_ca_is_a_connection_error_state()
     let mut watching = Watching::start_with(&[context]).await;
     watching
         .until("every kind to report the untrusted certificate", |_, status| {
-            ResourceKind::ALL
-                .iter()
-                .all(|k| matches!(status.state(*k), ResourceState::Reconnecting { .. }))
+            reconnecting_kinds(status) == ResourceKind::ALL.len()
         })
         .await;
     let lines = watching.status.lines();
