@@ -46,6 +46,8 @@ pub struct Engine {
     dedup: Option<Dedup>,
     /// When [`advance_if_due`](Self::advance_if_due) next sweeps (packet time).
     next_sweep: Option<Timestamp>,
+    /// The table's list of ended flows, traded each sweep (see [`FlowTable::swap_ended`]).
+    ended: Vec<(Flow, EndReason)>,
 }
 
 impl Engine {
@@ -70,6 +72,7 @@ impl Engine {
             input_ended: false,
             dedup: None,
             next_sweep: None,
+            ended: Vec::new(),
         }
     }
 
@@ -279,17 +282,24 @@ impl Engine {
         now: Timestamp,
         mut emit: impl FnMut(FlowRecord) -> Result<(), E>,
     ) -> Result<(), E> {
-        let ended = self.table.drain_ended();
+        let mut ended = std::mem::take(&mut self.ended);
+        self.table.swap_ended(&mut ended);
         if ended.is_empty() {
+            self.ended = ended;
             return Ok(());
         }
         self.refresh_cluster();
+        let mut result = Ok(());
         for (flow, reason) in &ended {
             // An evicted flow is reported as of its last packet, not of the flood.
             let at = if *reason == EndReason::Evicted { flow.last_seen } else { now };
-            emit(record(&mut self.record_context(), flow, at))?;
+            result = emit(record(&mut self.record_context(), flow, at));
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
+        self.ended = ended;
+        result
     }
 
     fn record_context(&mut self) -> RecordContext<'_> {
