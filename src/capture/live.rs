@@ -14,6 +14,7 @@
 
 mod attach;
 pub mod budget;
+mod pool;
 mod supervisor;
 mod worker;
 
@@ -27,6 +28,7 @@ use pcap::{Capture, Linktype};
 
 use super::DecodedFrame;
 use super::interfaces::{self, InterfaceInfo, Selection};
+pub use pool::FramePool;
 use supervisor::Supervisor;
 
 /// Snap length for flows and names: whole DNS messages and TLS ClientHellos, even when the
@@ -158,6 +160,7 @@ fn on_interface(interface: Option<&str>) -> String {
 pub struct LiveCapture {
     stop: Arc<AtomicBool>,
     supervisor: Option<JoinHandle<()>>,
+    frame_pool: FramePool,
 }
 
 impl LiveCapture {
@@ -182,12 +185,20 @@ impl LiveCapture {
         let stop = Arc::new(AtomicBool::new(false));
         let (internal, from_captures) = mpsc::sync_channel(64);
         let mut supervisor = Supervisor::new(config, events, internal, stop.clone());
+        let frame_pool = supervisor.frame_pool();
         supervisor.attach_initial(&survey)?;
         let handle = thread::Builder::new()
             .name("netwatch-capture".into())
             .spawn(move || supervisor.run(&from_captures))
             .map_err(|e| LiveError::Open { interface: "-".into(), reason: e.to_string() })?;
-        Ok(Self { stop, supervisor: Some(handle) })
+        Ok(Self { stop, supervisor: Some(handle), frame_pool })
+    }
+
+    /// Where the batches of [`CaptureEvent::Frames`] go back once their frames are taken out
+    /// (`drain(..)`), so the supervisor fills the same memory again instead of new pages.
+    #[must_use]
+    pub fn frame_pool(&self) -> FramePool {
+        self.frame_pool.clone()
     }
 
     /// Stops every capture thread (waking those that wait for packets) and waits for them.

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::record::FrameRecorder;
 use super::{ClusterGate, ReaderItem, RunError, read_source};
-use crate::capture::live::{CaptureEvent, LiveCapture};
+use crate::capture::live::{CaptureEvent, FramePool, LiveCapture};
 use crate::capture::{DecodedFrame, PacketSource};
 use crate::cluster::ClusterEvent;
 use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
@@ -82,6 +82,8 @@ pub struct Session {
     pub namespace: Option<String>,
     /// Record while watching into this pcapng.
     pub record: Option<PathBuf>,
+    /// Live: where emptied frame batches go back to be filled again.
+    pub frame_pool: Option<FramePool>,
 }
 
 /// Runs the TUI over a replayed file until the user quits.
@@ -135,6 +137,7 @@ pub fn run_live(
         kube: config.kube.clone(),
         namespace: config.namespace.clone(),
         record: config.record.clone(),
+        frame_pool: Some(capture.frame_pool()),
     };
     let result = in_terminal(engine, items, &session);
     capture.stop();
@@ -309,8 +312,11 @@ async fn event_loop(
         // Pull what has arrived, then ingest every frame that is due on the replay clock.
         while pending.len() < MAX_FRAMES_PER_TICK {
             match items.try_recv() {
-                Ok(ReaderItem::Frames(batch)) => {
-                    pending.extend(batch.into_iter().map(Pending::Frame))
+                Ok(ReaderItem::Frames(mut batch)) => {
+                    pending.extend(batch.drain(..).map(Pending::Frame));
+                    if let Some(pool) = &session.frame_pool {
+                        pool.give(batch);
+                    }
                 }
                 Ok(ReaderItem::Cluster(events)) => pending.push_back(Pending::Cluster(events)),
                 Ok(ReaderItem::Interfaces(names)) => {

@@ -204,6 +204,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         2 => RunError::BadInput(e.to_string()),
         _ => RunError::Runtime(e.to_string()),
     })?;
+    let frame_pool = capture.frame_pool();
     let stop = watch_for_stop_signals();
     let cluster_updates = config.kube.clone().map(watch_cluster);
     let mut flows = flow_writer(config)?;
@@ -226,8 +227,8 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     }
     'capture: while !stop.load(Ordering::Relaxed) {
         match events.recv_timeout(Duration::from_millis(200)) {
-            Ok(CaptureEvent::Frames(frames)) => {
-                for frame in frames {
+            Ok(CaptureEvent::Frames(mut frames)) => {
+                for frame in frames.drain(..) {
                     if let Some(recorder) = recorder.as_mut()
                         && let Progress::Stopped(reason) =
                             recorder.write(&frame, &names).map_err(record_error)?
@@ -237,6 +238,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
                     }
                     engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
                 }
+                frame_pool.give(frames);
             }
             Ok(CaptureEvent::Attached { index, interface }) => {
                 let index = usize::from(index);

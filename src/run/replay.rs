@@ -125,6 +125,7 @@ fn replay_source<S: PacketSource + Send + 'static>(
                 kube: None,
                 namespace: None,
                 record: None,
+                frame_pool: None,
             };
             return interactive::run(engine, source, &session);
         }

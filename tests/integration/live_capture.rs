@@ -739,6 +739,7 @@ fn measure_live_capture() {
     let config =
         LiveConfig { selection: Selection::Named(names), immediate, ..LiveConfig::default() };
     let capture = LiveCapture::start(config, sender).unwrap();
+    let frame_pool = capture.frame_pool();
     let mut engine = Engine::new(TableLimits::default());
     let mut dedup = Dedup::new(DedupLimits::default());
     let mut frames = 0u64;
@@ -750,7 +751,7 @@ fn measure_live_capture() {
     let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
         match receiver.recv_timeout(Duration::from_millis(100)) {
-            Ok(CaptureEvent::Frames(batch)) => {
+            Ok(CaptureEvent::Frames(mut batch)) => {
                 frames += batch.len() as u64;
                 if from.is_none() && frames >= 1000 {
                     from = Some((
@@ -761,7 +762,7 @@ fn measure_live_capture() {
                     ));
                 }
                 if with_engine {
-                    for frame in batch {
+                    for frame in batch.drain(..) {
                         if let Ok(summary) = &frame.decoded {
                             let facts = PacketFacts::of(&summary.packet, None);
                             if let Sighting::Copy { .. } =
@@ -774,6 +775,7 @@ fn measure_live_capture() {
                         engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
                     }
                 }
+                frame_pool.give(batch);
             }
             Ok(CaptureEvent::Stats(latest)) => stats = latest,
             _ => {}

@@ -136,6 +136,7 @@ impl Supervisor {
             out: self.internal.clone(),
             stats_interval: self.config.stats_interval,
             keep_bytes: self.config.keep_bytes,
+            batches: self.batches.clone(),
         };
         let thread = thread::Builder::new()
             .name(format!("netwatch-cap-{index}"))

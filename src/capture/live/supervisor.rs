@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::attach::{Attachment, still_up};
 use super::budget::BufferBudget;
-use super::worker::Internal;
+use super::pool::FramePool;
+use super::worker::{BATCH_FRAMES, Internal};
 use super::{CaptureEvent, InterfaceStats, LiveConfig};
 use crate::capture::DecodedFrame;
 use crate::time::Timestamp;
@@ -46,6 +47,10 @@ pub(super) struct Supervisor {
     pub(super) budget: BufferBudget,
     /// The budget shrank a buffer and the user was told.
     pub(super) budget_warned: bool,
+    /// Capture threads' batches, given back once their frames are held.
+    pub(super) batches: FramePool,
+    /// Released batches, given back by the consumer of the events.
+    pub(super) chunks: FramePool,
 }
 
 impl Supervisor {
@@ -70,7 +75,14 @@ impl Supervisor {
             queued: Vec::new(),
             receiver_gone: false,
             budget_warned: false,
+            batches: FramePool::new(BATCH_FRAMES),
+            chunks: FramePool::new(RELEASE_FRAMES),
         }
+    }
+
+    /// Where consumers give back the batches of released frames.
+    pub(super) fn frame_pool(&self) -> FramePool {
+        self.chunks.clone()
     }
 
     pub(super) fn run(mut self, from_captures: &Receiver<Internal>) {
@@ -129,7 +141,10 @@ impl Supervisor {
 
     fn handle(&mut self, message: Internal) {
         match message {
-            Internal::Frames(frames) => self.held.add(frames),
+            Internal::Frames(mut frames) => {
+                self.held.add(&mut frames);
+                self.batches.give(frames);
+            }
             Internal::Stats { index, received, dropped, if_dropped } => {
                 if let Some(attachment) = self.attached.get_mut(&index) {
                     let (r, d, i) = attachment.raw;
@@ -180,18 +195,21 @@ impl Supervisor {
         }
         // Messages of bounded size and capacity, so the run loop's channel bounds memory
         // whatever the rate.
-        let mut chunk = Vec::with_capacity(RELEASE_FRAMES);
+        let mut chunk = self.chunks.take();
         let mut full = Vec::new();
+        let chunks = &self.chunks;
         self.held.release_until(cutoff, |frame| {
             chunk.push(frame);
             if chunk.len() == RELEASE_FRAMES {
-                full.push(std::mem::replace(&mut chunk, Vec::with_capacity(RELEASE_FRAMES)));
+                full.push(std::mem::replace(&mut chunk, chunks.take()));
             }
         });
         for frames in full {
             self.send(CaptureEvent::Frames(frames));
         }
-        if !chunk.is_empty() {
+        if chunk.is_empty() {
+            self.chunks.give(chunk);
+        } else {
             self.send(CaptureEvent::Frames(chunk));
         }
     }
@@ -227,8 +245,8 @@ pub(super) struct HeldFrames {
 impl HeldFrames {
     /// Adds a capture thread's batch. Its frames are in capture order, which is timestamp order
     /// but for the odd frame the kernel stamped late: that one is put in its place.
-    pub(super) fn add(&mut self, frames: Vec<DecodedFrame>) {
-        let mut frames = frames.into_iter().peekable();
+    pub(super) fn add(&mut self, frames: &mut Vec<DecodedFrame>) {
+        let mut frames = frames.drain(..).peekable();
         while let Some(interface) = frames.peek().map(|frame| frame.interface) {
             // A capture thread's batch is all one interface: one lookup per batch.
             let queue = self.queues.entry(interface).or_default();
@@ -306,26 +324,26 @@ mod tests {
     #[test]
     fn frames_of_several_interfaces_come_out_merged_in_time_order_up_to_the_cutoff() {
         let mut held = HeldFrames::default();
-        held.add(vec![frame(0, 10), frame(0, 30), frame(0, 50)]);
-        held.add(vec![frame(1, 20), frame(1, 30), frame(1, 60)]);
+        held.add(&mut vec![frame(0, 10), frame(0, 30), frame(0, 50)]);
+        held.add(&mut vec![frame(1, 20), frame(1, 30), frame(1, 60)]);
         // A frame the kernel stamped earlier than one already held goes in its place.
-        held.add(vec![frame(0, 25)]);
+        held.add(&mut vec![frame(0, 25)]);
         assert!(!held.any_at_or_before(Timestamp(5)));
         assert_eq!(released(&mut held, 5), []);
         assert_eq!(released(&mut held, 30), [(0, 10), (1, 20), (0, 25), (0, 30), (1, 30)]);
         assert!(held.any_at_or_before(Timestamp(55)));
         assert_eq!(released(&mut held, 55), [(0, 50)]);
-        held.add(vec![frame(2, 40)]);
+        held.add(&mut vec![frame(2, 40)]);
         assert_eq!(released(&mut held, u64::MAX), [(2, 40), (1, 60)]);
         assert!(held.queues.is_empty(), "emptied queues are dropped");
 
         // One interface alone, its batch with a late-stamped frame.
-        held.add(vec![frame(3, 70), frame(3, 90), frame(3, 80)]);
+        held.add(&mut vec![frame(3, 70), frame(3, 90), frame(3, 80)]);
         assert_eq!(released(&mut held, 85), [(3, 70), (3, 80)]);
         assert_eq!(released(&mut held, 95), [(3, 90)]);
         assert!(held.queues.is_empty());
         // A batch holding two interfaces' frames (the reorder input, not a capture thread's).
-        held.add(vec![frame(4, 5), frame(5, 4), frame(4, 6)]);
+        held.add(&mut vec![frame(4, 5), frame(5, 4), frame(4, 6)]);
         assert_eq!(released(&mut held, 10), [(5, 4), (4, 5), (4, 6)]);
     }
 }

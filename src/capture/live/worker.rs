@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use pcap::{Active, Capture};
 
 use super::pcap_reason;
+use super::pool::FramePool;
 use crate::capture::file::sll2_ifindex;
 use crate::capture::{DecodedFrame, Frame};
 use crate::decode::LinkType;
 use crate::time::Timestamp;
 
 /// Most frames per batch; a batch also ends whenever the kernel has nothing more ready.
-const BATCH_FRAMES: usize = 256;
+pub(super) const BATCH_FRAMES: usize = 256;
 
 /// From a capture thread to the supervisor.
 pub(super) enum Internal {
@@ -37,11 +38,13 @@ pub(super) struct Reader {
     pub(super) stats_interval: Duration,
     /// Recording: keep each frame's bytes beside its decoded summary.
     pub(super) keep_bytes: bool,
+    /// Empty batches, given back by the supervisor.
+    pub(super) batches: FramePool,
 }
 
 impl Reader {
     pub(super) fn run(self, mut capture: Capture<Active>) {
-        let mut batch: Vec<DecodedFrame> = Vec::with_capacity(BATCH_FRAMES);
+        let mut batch: Vec<DecodedFrame> = self.batches.take();
         let mut hung_up = false;
         let mut next_stats = Instant::now() + self.stats_interval;
         let error = loop {
@@ -73,7 +76,7 @@ impl Reader {
                     DecodedFrame::from_frame(&frame)
                 });
                 if batch.len() >= BATCH_FRAMES {
-                    let frames = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_FRAMES));
+                    let frames = std::mem::replace(&mut batch, self.batches.take());
                     hung_up = self.out.send(Internal::Frames(frames)).is_err();
                 }
             });
@@ -81,7 +84,7 @@ impl Reader {
                 return;
             }
             if !batch.is_empty() {
-                let frames = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_FRAMES));
+                let frames = std::mem::replace(&mut batch, self.batches.take());
                 if self.out.send(Internal::Frames(frames)).is_err() {
                     return;
                 }
