@@ -19,8 +19,8 @@ use crate::time::Timestamp;
 
 /// Most frames in one `CaptureEvent::Frames`.
 const RELEASE_FRAMES: usize = 1024;
-/// How often the supervisor releases held frames.
-const RELEASE_TICK: Duration = Duration::from_millis(10);
+/// How often the supervisor releases held frames (and, when nothing arrives, wakes at all).
+const RELEASE_TICK: Duration = Duration::from_millis(40);
 
 /// Owns the capture threads, the reorder buffer and hot-plug.
 pub(super) struct Supervisor {
