@@ -89,6 +89,20 @@ impl Default for LiveConfig {
     }
 }
 
+/// Where a live capture's events go: a channel, or whatever turns them into a consumer's own
+/// items on the way (the interactive loop takes them without a thread in between).
+pub trait EventSink: Send + 'static {
+    /// Delivers one event, waiting while the consumer is full; false once it is gone, and the
+    /// capture then stops sending.
+    fn deliver(&mut self, event: CaptureEvent) -> bool;
+}
+
+impl EventSink for SyncSender<CaptureEvent> {
+    fn deliver(&mut self, event: CaptureEvent) -> bool {
+        self.send(event).is_ok()
+    }
+}
+
 /// Received and dropped counts of one interface since it was attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceStats {
@@ -169,7 +183,7 @@ impl LiveCapture {
     /// Checks the filter and the privileges, opens the selected interfaces, and starts the
     /// threads. Events (first the `Attached` ones) go to `events` until [`stop`](Self::stop)
     /// or until its receiver is dropped.
-    pub fn start(config: LiveConfig, events: SyncSender<CaptureEvent>) -> Result<Self, LiveError> {
+    pub fn start(config: LiveConfig, events: impl EventSink) -> Result<Self, LiveError> {
         if let Some(filter) = &config.filter {
             check_filter(filter)?;
         }
@@ -186,7 +200,7 @@ impl LiveCapture {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (internal, from_captures) = mpsc::sync_channel(64);
-        let mut supervisor = Supervisor::new(config, events, internal, stop.clone());
+        let mut supervisor = Supervisor::new(config, Box::new(events), internal, stop.clone());
         let frame_pool = supervisor.frame_pool();
         supervisor.attach_initial(&survey)?;
         let handle = thread::Builder::new()

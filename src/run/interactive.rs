@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::record::FrameRecorder;
 use super::{ClusterGate, ReaderItem, RunError, read_source};
-use crate::capture::live::{CaptureEvent, FramePool, LiveCapture};
+use crate::capture::live::{CaptureEvent, EventSink, FramePool, LiveCapture};
 use crate::capture::{DecodedFrame, PacketSource};
 use crate::cluster::ClusterEvent;
 use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
@@ -110,25 +110,20 @@ pub fn run<S: PacketSource + Send + 'static>(
     result.map(|_| ())
 }
 
-/// Runs the TUI on live capture until the user quits. Capture threads report through a bridge
-/// thread that turns their events into the loop's items.
+/// Runs the TUI on live capture until the user quits. The capture's events reach the loop as
+/// its items, turned so on the capture's own thread.
 pub fn run_live(
     engine: Engine,
     config: &LiveRunConfig,
     cluster_label: &str,
 ) -> Result<(), RunError> {
-    let (event_sender, events) = std::sync::mpsc::sync_channel::<CaptureEvent>(64);
-    let capture = LiveCapture::start(config.capture.clone(), event_sender).map_err(|e| match e
-        .exit_code()
-    {
-        2 => RunError::BadInput(e.to_string()),
-        _ => RunError::Runtime(e.to_string()),
-    })?;
     let (item_sender, items) = mpsc::channel::<ReaderItem>(64);
-    let bridge = std::thread::Builder::new()
-        .name("netwatch-live".into())
-        .spawn(move || bridge_live(&events, &item_sender))
-        .map_err(|e| RunError::Runtime(format!("cannot start the capture bridge: {e}")))?;
+    let sink = LoopItems { names: Vec::new(), items: item_sender };
+    let capture =
+        LiveCapture::start(config.capture.clone(), sink).map_err(|e| match e.exit_code() {
+            2 => RunError::BadInput(e.to_string()),
+            _ => RunError::Runtime(e.to_string()),
+        })?;
     let session = Session {
         source_label: "live".to_owned(),
         cluster_label: cluster_label.to_owned(),
@@ -141,7 +136,6 @@ pub fn run_live(
     };
     let result = in_terminal(engine, items, &session);
     capture.stop();
-    let _ = bridge.join();
     let summary = result?;
     if let Some(summary) = summary {
         eprintln!("netwatch: {summary}");
@@ -151,28 +145,33 @@ pub fn run_live(
 
 /// Capture events become loop items: frames as they are, interface changes as the full name
 /// list (a name keeps its index for good: frames may follow a detach), stats as total drops.
-fn bridge_live(events: &std::sync::mpsc::Receiver<CaptureEvent>, items: &mpsc::Sender<ReaderItem>) {
-    let mut names: Vec<String> = Vec::new();
-    for event in events {
+/// Done on the capture's supervisor thread as it sends: a thread in between only to convert
+/// them moved every batch across one more core.
+struct LoopItems {
+    names: Vec<String>,
+    items: mpsc::Sender<ReaderItem>,
+}
+
+impl EventSink for LoopItems {
+    fn deliver(&mut self, event: CaptureEvent) -> bool {
         let item = match event {
             CaptureEvent::Frames(frames) => ReaderItem::Frames(frames),
             CaptureEvent::Attached { index, interface } => {
                 let index = usize::from(index);
-                if names.len() <= index {
-                    names.resize(index + 1, String::new());
+                if self.names.len() <= index {
+                    self.names.resize(index + 1, String::new());
                 }
-                names[index] = interface.name;
-                ReaderItem::Interfaces(names.clone())
+                self.names[index] = interface.name;
+                ReaderItem::Interfaces(self.names.clone())
             }
-            CaptureEvent::Detached { .. } => continue,
+            CaptureEvent::Detached { .. } => return true,
             CaptureEvent::Stats(stats) => {
                 ReaderItem::Drops(stats.iter().map(|s| s.dropped + s.if_dropped).sum())
             }
             CaptureEvent::Warning(warning) => ReaderItem::Warning(warning),
         };
-        if items.blocking_send(item).is_err() {
-            return;
-        }
+        // The supervisor is a plain thread, never inside the loop's runtime: blocking is fine.
+        self.items.blocking_send(item).is_ok()
     }
 }
 

@@ -13,7 +13,7 @@ use super::attach::{Attachment, still_up};
 use super::budget::BufferBudget;
 use super::pool::FramePool;
 use super::worker::{BATCH_FRAMES, Internal};
-use super::{CaptureEvent, InterfaceStats, LiveConfig};
+use super::{CaptureEvent, EventSink, InterfaceStats, LiveConfig};
 use crate::capture::DecodedFrame;
 use crate::time::Timestamp;
 
@@ -25,7 +25,7 @@ const RELEASE_TICK: Duration = Duration::from_millis(40);
 /// Owns the capture threads, the reorder buffer and hot-plug.
 pub(super) struct Supervisor {
     pub(super) config: LiveConfig,
-    pub(super) events: SyncSender<CaptureEvent>,
+    pub(super) events: Box<dyn EventSink>,
     pub(super) internal: SyncSender<Internal>,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) attached: BTreeMap<u16, Attachment>,
@@ -56,7 +56,7 @@ pub(super) struct Supervisor {
 impl Supervisor {
     pub(super) fn new(
         config: LiveConfig,
-        events: SyncSender<CaptureEvent>,
+        events: Box<dyn EventSink>,
         internal: SyncSender<Internal>,
         stop: Arc<AtomicBool>,
     ) -> Self {
@@ -215,7 +215,7 @@ impl Supervisor {
     }
 
     pub(super) fn send(&mut self, event: CaptureEvent) {
-        if !self.receiver_gone && self.events.send(event).is_err() {
+        if !self.receiver_gone && !self.events.deliver(event) {
             self.receiver_gone = true;
         }
     }
