@@ -7,35 +7,42 @@
 #                 library, through the integration test binary's measurement test),
 #   netwatch2     the same on both pod veths (every packet seen twice, counted once),
 #   netwatch-imm  netwatch in libpcap immediate mode,
+#   netwatch-tui  the netwatch binary itself, `netwatch -i VETH --no-kube`, its live view
+#                 running in tmux: the whole product (capture, supervisor, the view's loop
+#                 and drawing), per packet sent,
 #   tcpdump       -w /dev/null on pod 1's veth, same buffer (32 MiB) and snap length (4096),
 #   tcpdump-imm   the same with --immediate-mode,
 # reporting packets seen, kernel drops, CPU per packet (capture threads, and the whole process)
 # and peak memory. Needs root; takes about two minutes.
 # Usage: scripts/bench-live.sh [SECONDS_PER_RUN]
 # BENCH_RATES (default "10000 100000 150000 0"; 0 = as fast as the sender can) and BENCH_TOOLS
-# (default "netwatch netwatch2 netwatch-imm tcpdump tcpdump-imm") pick a subset; BENCH_SPLIT=1
+# (default "netwatch netwatch2 netwatch-imm netwatch-tui tcpdump tcpdump-imm") pick a subset; BENCH_SPLIT=1
 # also prints netwatch's CPU per frame by thread (capture, supervisor, run loop) on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-need_packages libpcap-dev tcpdump python3
+need_packages libpcap-dev tcpdump python3 tmux
 [ "$(id -u)" -eq 0 ] || { echo "bench-live: needs root (network namespaces, packet capture)" >&2; exit 1; }
 seconds="${1:-4}"
-tools="${BENCH_TOOLS:-netwatch netwatch2 netwatch-imm tcpdump tcpdump-imm}"
+tools="${BENCH_TOOLS:-netwatch netwatch2 netwatch-imm netwatch-tui tcpdump tcpdump-imm}"
 for tool in $tools; do
   case "$tool" in
-    netwatch|netwatch2|netwatch-imm|tcpdump|tcpdump-imm) ;;
+    netwatch|netwatch2|netwatch-imm|netwatch-tui|tcpdump|tcpdump-imm) ;;
     *) echo "bench-live: unknown tool '$tool' in BENCH_TOOLS" >&2; exit 2 ;;
   esac
 done
 
 bin="$(cargo test --release --locked --test integration --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*integration-[0-9a-f]*\)).*/\1/p' | tail -1)"
 [ -x "$bin" ] || { echo "bench-live: could not build the integration test binary" >&2; exit 1; }
+cargo build --quiet --release --locked --bin netwatch
+netwatch_bin="$(pwd)/${CARGO_TARGET_DIR:-target}/release/netwatch"
 
 s="$$"
 node="nwb${s}n"; p1="nwb${s}p1"; p2="nwb${s}p2"; bridge="nwbb${s}"; v1="nwbv${s}p1"; v2="nwbv${s}p2"
 started=()
+tui="nwbench$$"
 cleanup() {
+  tmux kill-session -t "$tui" 2>/dev/null || true
   for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   for ns in "$p1" "$p2" "$node"; do ip netns del "$ns" 2>/dev/null || true; done
 }
@@ -109,6 +116,23 @@ run_tcpdump() { # rate [--immediate-mode] → "sent secs packets dropped cpu_ns 
   echo "$sent $secs $captured $dropped $cpu $rss"
 }
 
+run_tui() { # rate → "sent secs seen dropped cpu_ns rss_kib" (seen: packets sent)
+  local rate="$1"
+  tmux new-session -d -s "$tui" -x 200 -y 50 "ip netns exec $node $netwatch_bin -i $v1 --no-kube"
+  sleep 1.5
+  # `ip netns exec` execs netwatch: the pane's process is netwatch itself.
+  local pid; pid="$(tmux list-panes -t "$tui" -F '#{pane_pid}')"
+  local before; before="$(proc_cpu_ns "$pid")"
+  read -r sent secs < <(blast "$rate")
+  sleep 0.5 # the last frames pass the reorder hold and a view tick
+  local cpu=$(( $(proc_cpu_ns "$pid") - before ))
+  local rss; rss="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
+  local drops; drops="$(tmux capture-pane -p -t "$tui" | sed -n 's/.*drops \([0-9]*\).*/\1/p' | head -1)"
+  tmux send-keys -t "$tui" q
+  sleep 0.5
+  tmux kill-session -t "$tui" 2>/dev/null || true
+  echo "$sent $secs $sent ${drops:-0} $cpu $rss"
+}
 
 row() { # tool rate sent secs seen dropped capture_ns all_ns rss_kib
   awk -v t="$1" -v l="$2" -v s="$3" -v d="$4" -v f="$5" -v x="$6" -v c="$7" -v a="$8" -v r="$9" \
@@ -122,6 +146,7 @@ for rate in ${BENCH_RATES:-10000 100000 150000 0}; do
       netwatch) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1") ;;
       netwatch2) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1,$v2") ;;
       netwatch-imm) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1" immediate) ;;
+      netwatch-tui) read -r sent secs frames dropped all_ns rss < <(run_tui "$rate"); cap_ns=0 ;;
       tcpdump) read -r sent secs frames dropped cap_ns rss < <(run_tcpdump "$rate"); all_ns="$cap_ns" ;;
       tcpdump-imm) read -r sent secs frames dropped cap_ns rss < <(run_tcpdump "$rate" --immediate-mode); all_ns="$cap_ns" ;;
     esac
@@ -130,4 +155,5 @@ for rate in ${BENCH_RATES:-10000 100000 150000 0}; do
 done
 echo "seen: frames captured (netwatch2 captures both pod veths: each packet twice); -imm: immediate mode."
 echo "µs/pkt(capt): CPU of the capture thread(s) per frame; µs/pkt(all): the whole process per frame"
-echo "(netwatch: capture threads, supervisor, and the run loop counting once and folding into flows)."
+echo "(netwatch: capture threads, supervisor, and the run loop counting once and folding into flows;"
+echo "netwatch-tui: the whole netwatch process with its live view, per packet sent; drops read off its header)."
