@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-need_packages libpcap-dev tcpdump python3 tmux
+need_packages libpcap-dev tcpdump python3
 [ "$(id -u)" -eq 0 ] || { echo "bench-live: needs root (network namespaces, packet capture)" >&2; exit 1; }
 seconds="${1:-4}"
 tools="${BENCH_TOOLS:-netwatch netwatch2 netwatch-imm netwatch-tui tcpdump tcpdump-imm}"
@@ -34,8 +34,16 @@ done
 
 bin="$(cargo test --release --locked --test integration --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*integration-[0-9a-f]*\)).*/\1/p' | tail -1)"
 [ -x "$bin" ] || { echo "bench-live: could not build the integration test binary" >&2; exit 1; }
-cargo build --quiet --release --locked --bin netwatch
-netwatch_bin="$(pwd)/${CARGO_TARGET_DIR:-target}/release/netwatch"
+case " $tools " in
+  *" netwatch-tui "*)
+    need_packages tmux
+    cargo build --quiet --release --locked --bin netwatch
+    target_dir="${CARGO_TARGET_DIR:-target}"
+    case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+    netwatch_bin="$target_dir/release/netwatch"
+    [ -x "$netwatch_bin" ] || { echo "bench-live: could not build netwatch" >&2; exit 1; }
+    ;;
+esac
 
 s="$$"
 node="nwb${s}n"; p1="nwb${s}p1"; p2="nwb${s}p2"; bridge="nwbb${s}"; v1="nwbv${s}p1"; v2="nwbv${s}p2"
@@ -116,27 +124,38 @@ run_tcpdump() { # rate [--immediate-mode] → "sent secs packets dropped cpu_ns 
   echo "$sent $secs $captured $dropped $cpu $rss"
 }
 
-run_tui() { # rate → "sent secs seen dropped cpu_ns rss_kib" (seen: packets sent)
-  local rate="$1"
-  tmux new-session -d -s "$tui" -x 200 -y 50 "ip netns exec $node $netwatch_bin -i $v1 --no-kube"
+run_tui() { # rate → "sent secs seen dropped cpu_ns rss_kib" (seen: packets sent; dropped: ? if unread)
+  local rate="$1" err="$work/tui.err" command
+  # exec all the way down: the pane's process is netwatch itself.
+  command="exec ip netns exec $(printf '%q' "$node") $(printf '%q' "$netwatch_bin") -i $(printf '%q' "$v1") --no-kube 2>$(printf '%q' "$err")"
+  tmux new-session -d -s "$tui" -x 200 -y 50 "$command"
   sleep 1.5
-  # `ip netns exec` execs netwatch: the pane's process is netwatch itself.
-  local pid; pid="$(tmux list-panes -t "$tui" -F '#{pane_pid}')"
+  local pid; pid="$(tmux list-panes -t "$tui" -F '#{pane_pid}' 2>/dev/null)" || pid=""
+  if [ -z "$pid" ] || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != netwatch ]; then
+    echo "bench-live: netwatch's live view did not start:" >&2; cat "$err" >&2; exit 1
+  fi
   local before; before="$(proc_cpu_ns "$pid")"
   read -r sent secs < <(blast "$rate")
-  sleep 0.5 # the last frames pass the reorder hold and a view tick
+  # Until the view has worked off what it queued (its CPU back to the idle redraws, under 5 ms
+  # in half a second) and shown a stats update (every second): at least 1.5 s, at most 10.
+  sleep 1
+  local last now waited=0
+  last="$(proc_cpu_ns "$pid")"
+  while sleep 0.5; now="$(proc_cpu_ns "$pid")"; [ $((now - last)) -ge 5000000 ] && [ "$waited" -lt 18 ]; do
+    last="$now"; waited=$((waited + 1))
+  done
   local cpu=$(( $(proc_cpu_ns "$pid") - before ))
   local rss; rss="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
   local drops; drops="$(tmux capture-pane -p -t "$tui" | sed -n 's/.*drops \([0-9]*\).*/\1/p' | head -1)"
   tmux send-keys -t "$tui" q
   sleep 0.5
   tmux kill-session -t "$tui" 2>/dev/null || true
-  echo "$sent $secs $sent ${drops:-0} $cpu $rss"
+  echo "$sent $secs $sent ${drops:-?} $cpu $rss"
 }
 
-row() { # tool rate sent secs seen dropped capture_ns all_ns rss_kib
+row() { # tool rate sent secs seen dropped capture_ns all_ns rss_kib (dropped or capture_ns "-"/"?": not known)
   awk -v t="$1" -v l="$2" -v s="$3" -v d="$4" -v f="$5" -v x="$6" -v c="$7" -v a="$8" -v r="$9" \
-    'BEGIN { printf "%-13s %9s %11.0f %11d %8d %14.2f %14.2f %9.1f\n", t, l, s/d, f, x, c/1000/(f>0?f:1), a/1000/(f>0?f:1), r/1024 }'
+    'BEGIN { printf "%-13s %9s %11.0f %11d %8s %14s %14.2f %9.1f\n", t, l, s/d, f, x, (c == "-" ? "-" : sprintf("%.2f", c/1000/(f>0?f:1))), a/1000/(f>0?f:1), r/1024 }'
 }
 printf '%-13s %9s %11s %11s %8s %14s %14s %9s\n' tool rate sent/s seen dropped "µs/pkt(capt)" "µs/pkt(all)" "peak MB"
 for rate in ${BENCH_RATES:-10000 100000 150000 0}; do
@@ -146,7 +165,7 @@ for rate in ${BENCH_RATES:-10000 100000 150000 0}; do
       netwatch) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1") ;;
       netwatch2) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1,$v2") ;;
       netwatch-imm) read -r sent secs frames dropped cap_ns all_ns rss < <(run_netwatch "$rate" "$v1" immediate) ;;
-      netwatch-tui) read -r sent secs frames dropped all_ns rss < <(run_tui "$rate"); cap_ns=0 ;;
+      netwatch-tui) read -r sent secs frames dropped all_ns rss < <(run_tui "$rate"); cap_ns=- ;;
       tcpdump) read -r sent secs frames dropped cap_ns rss < <(run_tcpdump "$rate"); all_ns="$cap_ns" ;;
       tcpdump-imm) read -r sent secs frames dropped cap_ns rss < <(run_tcpdump "$rate" --immediate-mode); all_ns="$cap_ns" ;;
     esac

@@ -298,6 +298,8 @@ impl Engine {
                 break;
             }
         }
+        // Dropped now (their records are out), not at the next sweep; the list keeps its room.
+        ended.clear();
         self.ended = ended;
         result
     }

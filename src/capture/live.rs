@@ -1,10 +1,11 @@
 //! Live capture: one blocking libpcap thread per interface, frames decoded where they are
 //! captured, batches merged in capture-time order and handed to the run loop as
-//! [`CaptureEvent`]s over one channel; interfaces followed as they come and go.
+//! [`CaptureEvent`]s through an [`EventSink`] (a channel, or the live view's own converter);
+//! interfaces followed as they come and go.
 //!
 //! Threads: each capture thread reads its interface (promiscuous off; frames handed over by the
-//! kernel in blocks within 10 ms, or one by one in immediate mode, which costs ten times the
-//! CPU per packet below 150k packets/s and drops at the top rate — see `scripts/bench-live.sh`;
+//! kernel in blocks within 40 ms, or one by one in immediate mode, which costs five to twenty
+//! times the CPU per packet and drops at the top rate — see `scripts/bench-live.sh`;
 //! a stop or detach wakes it through `pcap_breakloop`), decodes every frame and sends batches
 //! to a supervisor thread. The supervisor holds frames briefly to release them in timestamp order
 //! across interfaces (so copies of one packet reach [`crate::flow::dedup`] first where they were
@@ -54,7 +55,7 @@ pub struct LiveConfig {
     pub snaplen: u32,
     /// libpcap immediate mode: each frame handed over as it arrives (one wakeup per packet at
     /// low rates). Off, the kernel fills blocks and hands each over when full or after
-    /// `read_timeout`: the same frames, a few milliseconds later, at a fraction of the CPU.
+    /// `read_timeout`: the same frames, up to `read_timeout` later, at a fraction of the CPU.
     pub immediate: bool,
     /// Longest a frame waits in the kernel when not in immediate mode. Must stay well below
     /// `reorder_hold`, or frames are released out of order.
@@ -182,7 +183,7 @@ pub struct LiveCapture {
 impl LiveCapture {
     /// Checks the filter and the privileges, opens the selected interfaces, and starts the
     /// threads. Events (first the `Attached` ones) go to `events` until [`stop`](Self::stop)
-    /// or until its receiver is dropped.
+    /// or until its `deliver` returns false (the receiver is gone).
     pub fn start(config: LiveConfig, events: impl EventSink) -> Result<Self, LiveError> {
         if let Some(filter) = &config.filter {
             check_filter(filter)?;

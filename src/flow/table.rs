@@ -372,7 +372,7 @@ impl Fragment {
 }
 
 /// Reorders `items` so that position `p` holds what was at `sources[p]` (a permutation),
-/// following each cycle of it: every item moves once, by swaps.
+/// following each cycle of it by swaps: one swap per item placed, not a sort's many moves.
 fn place_in_order<T>(items: &mut [T], mut sources: Vec<usize>) {
     for start in 0..sources.len() {
         let mut current = start;

@@ -111,13 +111,15 @@ pub fn run<S: PacketSource + Send + 'static>(
 }
 
 /// Runs the TUI on live capture until the user quits. The capture's events reach the loop as
-/// its items, turned so on the capture's own thread.
+/// its items, turned so on the capture's supervisor thread.
 pub fn run_live(
     engine: Engine,
     config: &LiveRunConfig,
     cluster_label: &str,
 ) -> Result<(), RunError> {
-    let (item_sender, items) = mpsc::channel::<ReaderItem>(64);
+    // Room for bursts while the view draws (128 batches of up to 1024 frames); past it the
+    // supervisor waits, and the kernel buffer takes the rest.
+    let (item_sender, items) = mpsc::channel::<ReaderItem>(128);
     let sink = LoopItems { names: Vec::new(), items: item_sender };
     let capture =
         LiveCapture::start(config.capture.clone(), sink).map_err(|e| match e.exit_code() {
