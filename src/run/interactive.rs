@@ -145,6 +145,41 @@ pub fn run_live(
     Ok(())
 }
 
+/// Where the loop puts one frame: the engine, after the flows it makes due, and the recording
+/// when one is running.
+struct Ingest<'a> {
+    engine: &'a mut Engine,
+    recording: &'a mut Option<FrameRecorder>,
+    interfaces: &'a [String],
+    ended: &'a mut Vec<FlowRecord>,
+    reached: &'a mut Timestamp,
+    status: &'a mut Option<String>,
+}
+
+impl Ingest<'_> {
+    fn frame(&mut self, frame: DecodedFrame) {
+        let _ = self.engine.advance_if_due(frame.ts, |record| {
+            self.ended.push(record);
+            Ok::<(), ()>(())
+        });
+        *self.reached = (*self.reached).max(frame.ts);
+        if let Some(recorder) = self.recording.as_mut() {
+            match recorder.write(&frame, self.interfaces) {
+                Ok(Progress::Continue) => {}
+                // No limits are set on a recording from the TUI; a write error stops it.
+                Ok(Progress::Stopped(reason)) => {
+                    *self.status = Some(format!("recording stopped: {reason}"));
+                }
+                Err(error) => {
+                    *self.status = Some(error.to_string());
+                    *self.recording = None;
+                }
+            }
+        }
+        self.engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
+    }
+}
+
 /// Capture events become loop items: frames as they are, interface changes as the full name
 /// list (a name keeps its index for good: frames may follow a detach), stats as total drops.
 /// Done on the capture's supervisor thread as it sends: a thread in between only to convert
@@ -258,10 +293,48 @@ async fn event_loop(
     let mut last_tick = Instant::now();
     let mut ended: Vec<FlowRecord> = Vec::new();
     let mut step_to: Option<Timestamp> = None;
+    // Live frames ingested as they arrived since the last draw.
+    let mut arrived = 0usize;
 
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            // Live frames go into the engine as they arrive, while they are still warm in the
+            // cache, rather than queued for the next draw (and the memory that queue took).
+            item = items.recv(), if session.live && !input_done => {
+                match item {
+                    Some(ReaderItem::Frames(mut batch)) => {
+                        arrived += batch.len();
+                        for frame in batch.drain(..) {
+                            let mut into = Ingest {
+                                engine: &mut engine,
+                                recording: &mut recording,
+                                interfaces: &interfaces,
+                                ended: &mut ended,
+                                reached: &mut reached,
+                                status: &mut app.status,
+                            };
+                            into.frame(frame);
+                        }
+                        if let Some(pool) = &session.frame_pool {
+                            pool.give(batch);
+                        }
+                    }
+                    Some(ReaderItem::Cluster(events)) => {
+                        for event in events.into_iter().filter(|e| session.gate.admit(e)) {
+                            engine.apply(event);
+                        }
+                    }
+                    Some(ReaderItem::Interfaces(names)) => {
+                        engine.set_interfaces(names.clone());
+                        interfaces = names;
+                    }
+                    Some(ReaderItem::Drops(total)) => drops = total,
+                    Some(ReaderItem::Warning(warning)) => app.status = Some(warning),
+                    None => input_done = true,
+                }
+                continue;
+            }
             update = watch_updates.recv(), if watchers.is_some() => {
                 if let Some(update) = update {
                     watch_status.observe(&update);
@@ -361,27 +434,19 @@ async fn event_loop(
                 }
                 None => break,
             };
-            let _ = engine.advance_if_due(frame.ts, |record| {
-                ended.push(record);
-                Ok::<(), ()>(())
-            });
-            reached = reached.max(frame.ts);
-            if let Some(recorder) = recording.as_mut() {
-                match recorder.write(&frame, &interfaces) {
-                    Ok(Progress::Continue) => {}
-                    // No limits are set on a recording from the TUI; a write error stops it.
-                    Ok(Progress::Stopped(reason)) => {
-                        app.status = Some(format!("recording stopped: {reason}"))
-                    }
-                    Err(error) => {
-                        app.status = Some(error.to_string());
-                        recording = None;
-                    }
-                }
-            }
-            engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
+            let mut into = Ingest {
+                engine: &mut engine,
+                recording: &mut recording,
+                interfaces: &interfaces,
+                ended: &mut ended,
+                reached: &mut reached,
+                status: &mut app.status,
+            };
+            into.frame(frame);
             ingested += 1;
         }
+        // Those taken as they arrived (live) count toward this draw's rate too.
+        ingested += std::mem::take(&mut arrived);
         if session.live {
             // Idle flows end on the wall clock even when no packet arrives.
             let now = Timestamp::from_system_time(std::time::SystemTime::now());
