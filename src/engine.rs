@@ -266,6 +266,15 @@ impl Engine {
 
     /// Records of the flows still in the table, for views that show the live state.
     pub fn live_records(&mut self, now: Timestamp) -> Vec<FlowRecord> {
+        let mut records = Vec::new();
+        self.live_records_into(now, &mut records);
+        records
+    }
+
+    /// [`live_records`](Self::live_records) into `out` (emptied first), whose room is reused:
+    /// the live view asks every tick, and a new list of 100k records each time made the
+    /// allocator fault in and clear fresh pages for most of the tick's cost.
+    pub fn live_records_into(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
         self.refresh_cluster();
         let mut ctx = RecordContext {
             view: &self.view,
@@ -274,7 +283,8 @@ impl Engine {
             interface_names: &self.interface_names,
             input_ended: self.input_ended,
         };
-        self.table.flows().map(|flow| record(&mut ctx, flow, now)).collect()
+        out.clear();
+        out.extend(self.table.flows().map(|flow| record(&mut ctx, flow, now)));
     }
 
     fn emit_ended<E>(

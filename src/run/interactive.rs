@@ -475,9 +475,11 @@ async fn event_loop(
         last_tick = wall;
         #[allow(clippy::cast_precision_loss)] // a rate for display
         let packets_per_sec = ingested as f64 / elapsed;
+        let mut live = app.take_spare_live();
+        engine.live_records_into(reached, &mut live);
         let feed = Feed {
             now: reached,
-            live: engine.live_records(reached),
+            live,
             ended: std::mem::take(&mut ended),
             stats: engine.stats(),
             source: Source {

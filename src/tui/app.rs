@@ -249,6 +249,8 @@ pub struct App {
     held: Option<Box<Feed>>,
     /// One key per row for numeric sorts (empty for the text sorts, compared directly).
     pub sort_keys: Vec<SortKey>,
+    /// The last feed's list of live records, emptied: handed back to be filled next tick.
+    spare_live: Vec<FlowRecord>,
 }
 
 impl App {
@@ -281,7 +283,14 @@ impl App {
             history: FxHashMap::default(),
             held: None,
             sort_keys: Vec::new(),
+            spare_live: Vec::new(),
         }
+    }
+
+    /// An empty list with the room of the last feed's live records, for the next feed's: with
+    /// many flows, allocating it anew each tick cost more than filling it.
+    pub fn take_spare_live(&mut self) -> Vec<FlowRecord> {
+        std::mem::take(&mut self.spare_live)
     }
 
     /// Takes a tick's news. While paused the display stays as it is; the newest feed is kept
@@ -306,7 +315,8 @@ impl App {
         while self.ended.len() > ENDED_KEPT {
             self.ended.pop_front();
         }
-        for record in &feed.live {
+        let mut live = feed.live;
+        for record in &live {
             let samples = self.history.entry(record.flow_id).or_default();
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // rates are ≥ 0
             samples.push_back((record.rates.0 + record.rates.1) as u64);
@@ -314,20 +324,19 @@ impl App {
                 samples.pop_front();
             }
         }
-        let live_ids: rustc_hash::FxHashSet<u64> = feed.live.iter().map(|r| r.flow_id).collect();
+        let live_ids: rustc_hash::FxHashSet<u64> = live.iter().map(|r| r.flow_id).collect();
         self.history.retain(|id, _| live_ids.contains(id) || Some(*id) == self.selected);
-        self.rows = feed
-            .live
-            .into_iter()
-            .map(|record| Row { record, ended: false })
-            .chain(
-                self.ended
-                    .iter()
-                    .filter(|r| !live_ids.contains(&r.flow_id))
-                    .cloned()
-                    .map(|record| Row { record, ended: true }),
-            )
-            .collect();
+        // Into the rows' own room, and the emptied list kept for the next feed.
+        self.rows.clear();
+        self.rows.extend(live.drain(..).map(|record| Row { record, ended: false }));
+        self.rows.extend(
+            self.ended
+                .iter()
+                .filter(|r| !live_ids.contains(&r.flow_id))
+                .cloned()
+                .map(|record| Row { record, ended: true }),
+        );
+        self.spare_live = live;
         self.rekey();
         // Keep the selection on its flow; if that flow is gone, select the first row.
         if self.selected.is_none_or(|id| !self.rows.iter().any(|row| row.record.flow_id == id)) {
