@@ -51,6 +51,10 @@ pub struct LiveArgs {
     #[command(flatten)]
     pub buffers: BufferArgs,
 
+    /// libpcap immediate mode: each packet handed over as it arrives (lowest latency, several times the CPU). Default: kernel blocks of at most 40 ms.
+    #[arg(long)]
+    pub immediate: bool,
+
     /// Cluster snapshot for identities and verdicts, instead of watching the cluster.
     #[arg(long, value_name = "SNAPSHOT", conflicts_with = "no_kube")]
     pub cluster: Option<PathBuf>,

@@ -221,6 +221,7 @@ fn live_config(args: &LiveArgs) -> Result<LiveRunConfig, ConfigError> {
                 LiveConfig::default().snaplen
             },
             keep_bytes: args.record.is_some(),
+            immediate: args.immediate,
             ..LiveConfig::default()
         },
         cluster: args.cluster.clone().map_or(ClusterSource::None, ClusterSource::Snapshot),
@@ -329,4 +330,27 @@ fn limits(args: &TableArgs) -> Result<TableLimits, ConfigError> {
         idle_timeout: args.idle_timeout,
         ..TableLimits::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn live(args: &[&str]) -> LiveConfig {
+        let cli = crate::cli::Cli::try_parse_from(args).expect("the arguments parse");
+        match Config::try_from(cli).expect("a valid configuration").command {
+            Mode::Live(config) => config.capture,
+            _ => panic!("no command is live capture"),
+        }
+    }
+
+    #[test]
+    fn live_capture_uses_kernel_blocks_unless_immediate_is_asked_for() {
+        let blocks = live(&["netwatch", "-i", "eth0"]);
+        assert!(!blocks.immediate);
+        assert!(blocks.read_timeout < blocks.reorder_hold, "frames must arrive within the hold");
+        assert!(live(&["netwatch", "-i", "eth0", "--immediate"]).immediate);
+    }
 }
