@@ -251,6 +251,8 @@ pub struct App {
     pub sort_keys: Vec<SortKey>,
     /// The last feed's list of live records, emptied: handed back to be filled next tick.
     spare_live: Vec<FlowRecord>,
+    /// The live flows' ids, kept with their room from tick to tick.
+    live_ids: rustc_hash::FxHashSet<u64>,
 }
 
 impl App {
@@ -284,6 +286,7 @@ impl App {
             held: None,
             sort_keys: Vec::new(),
             spare_live: Vec::new(),
+            live_ids: rustc_hash::FxHashSet::default(),
         }
     }
 
@@ -324,7 +327,9 @@ impl App {
                 samples.pop_front();
             }
         }
-        let live_ids: rustc_hash::FxHashSet<u64> = live.iter().map(|r| r.flow_id).collect();
+        let mut live_ids = std::mem::take(&mut self.live_ids);
+        live_ids.clear();
+        live_ids.extend(live.iter().map(|r| r.flow_id));
         self.history.retain(|id, _| live_ids.contains(id) || Some(*id) == self.selected);
         // Into the rows' own room, and the emptied list kept for the next feed.
         self.rows.clear();
@@ -337,6 +342,7 @@ impl App {
                 .map(|record| Row { record, ended: true }),
         );
         self.spare_live = live;
+        self.live_ids = live_ids;
         self.rekey();
         // Keep the selection on its flow; if that flow is gone, select the first row.
         if self.selected.is_none_or(|id| !self.rows.iter().any(|row| row.record.flow_id == id)) {
@@ -524,7 +530,11 @@ impl App {
 
     /// Remakes the sort keys after the rows or the sort changed.
     fn rekey(&mut self) {
-        self.sort_keys = (0..self.rows.len()).map_while(|i| self.numeric_key(i)).collect();
+        // Into last tick's list: with many flows a new one each tick was pages to clear.
+        let mut keys = std::mem::take(&mut self.sort_keys);
+        keys.clear();
+        keys.extend((0..self.rows.len()).map_while(|i| self.numeric_key(i)));
+        self.sort_keys = keys;
     }
 
     /// A row's key under a numeric sort; `None` for the text sorts.
