@@ -431,22 +431,7 @@ pub fn parse_routes(ipv4: &str, ipv6: &str) -> RouteFacts {
 /// Reads every link of this network namespace from `/sys/class/net` and the route tables.
 /// A link that vanishes while it is read is left out: pods come and go.
 pub fn discover() -> io::Result<Vec<LinkFacts>> {
-    let routes = parse_routes(
-        &std::fs::read_to_string("/proc/net/route").unwrap_or_default(),
-        &std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default(),
-    );
-    let mut links = Vec::new();
-    for entry in std::fs::read_dir("/sys/class/net")? {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(mut link) = read_link(&entry.path(), &name) {
-            link.default_route = routes.default_devices.contains(&name);
-            link.routed_addresses = routes.host_routes.get(&name).cloned().unwrap_or_default();
-            links.push(link);
-        }
-    }
-    links.sort_by_key(|link| link.ifindex);
-    Ok(links)
+    LinkCache::default().discover()
 }
 
 /// Interfaces with their class and the selection's decision: what `netwatch interfaces` shows.
@@ -454,14 +439,85 @@ pub fn list(selection: &Selection) -> io::Result<Vec<InterfaceInfo>> {
     Ok(survey(&discover()?, selection))
 }
 
-fn read_link(dir: &Path, name: &str) -> Option<LinkFacts> {
-    let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
-    let number = |file: &str| read(file).and_then(|text| text.trim().parse::<u32>().ok());
-    let ifindex = number("ifindex")?;
-    let flags = read("flags")
+/// [`discover`] for hot-plug polling: a link still there under the same name and index keeps
+/// the facts that cannot change while it exists (its type, device, bridge directory, stacking),
+/// and only its state, master and peer index are read again. Reading every fact took ~45 µs a
+/// link here: 18 ms a poll on a node with 400 links, twice a second.
+#[derive(Debug, Default)]
+pub struct LinkCache {
+    known: std::collections::HashMap<String, LinkFacts>,
+}
+
+impl LinkCache {
+    pub fn discover(&mut self) -> io::Result<Vec<LinkFacts>> {
+        let routes = parse_routes(
+            &std::fs::read_to_string("/proc/net/route").unwrap_or_default(),
+            &std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default(),
+        );
+        self.discover_in(Path::new("/sys/class/net"), &routes)
+    }
+
+    fn discover_in(&mut self, root: &Path, routes: &RouteFacts) -> io::Result<Vec<LinkFacts>> {
+        let mut links = Vec::new();
+        for entry in std::fs::read_dir(root)? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            let read = match self.known.get(&name) {
+                Some(known) if read_number(&dir, "ifindex") == Some(known.ifindex) => {
+                    refresh(known, &dir)
+                }
+                _ => read_link(&dir, &name),
+            };
+            if let Some(mut link) = read {
+                link.default_route = routes.default_devices.contains(&name);
+                link.routed_addresses = routes.host_routes.get(&name).cloned().unwrap_or_default();
+                links.push(link);
+            }
+        }
+        // What is gone is forgotten: a link made later under its name is read whole.
+        self.known = links.iter().map(|link| (link.name.clone(), link.clone())).collect();
+        links.sort_by_key(|link| link.ifindex);
+        Ok(links)
+    }
+}
+
+/// A known link read again where it can change: up or down, enslaved or not, and its peer's
+/// index (a veth's peer may move to a pod's namespace after the host end appeared). `None`
+/// when it vanished meanwhile.
+fn refresh(known: &LinkFacts, dir: &Path) -> Option<LinkFacts> {
+    let flags = read_flags(dir)?;
+    Some(LinkFacts {
+        iflink: read_number(dir, "iflink").unwrap_or(known.ifindex),
+        up: flags & 0x1 != 0,
+        master: read_master(dir),
+        ..known.clone()
+    })
+}
+
+fn read_text(dir: &Path, file: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(file)).ok()
+}
+
+fn read_number(dir: &Path, file: &str) -> Option<u32> {
+    read_text(dir, file).and_then(|text| text.trim().parse::<u32>().ok())
+}
+
+fn read_flags(dir: &Path) -> Option<u32> {
+    read_text(dir, "flags")
         .and_then(|text| u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok())
-        .unwrap_or(0);
-    let devtype = read("uevent").and_then(|text| {
+}
+
+fn read_master(dir: &Path) -> Option<String> {
+    std::fs::read_link(dir.join("master"))
+        .ok()
+        .and_then(|target| target.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+fn read_link(dir: &Path, name: &str) -> Option<LinkFacts> {
+    let ifindex = read_number(dir, "ifindex")?;
+    let flags = read_flags(dir).unwrap_or(0);
+    let devtype = read_text(dir, "uevent").and_then(|text| {
         text.lines().find_map(|line| line.strip_prefix("DEVTYPE=").map(str::to_owned))
     });
     let stacked = std::fs::read_dir(dir).ok().is_some_and(|entries| {
@@ -470,19 +526,96 @@ fn read_link(dir: &Path, name: &str) -> Option<LinkFacts> {
     Some(LinkFacts {
         name: name.to_owned(),
         ifindex,
-        iflink: number("iflink").unwrap_or(ifindex),
+        iflink: read_number(dir, "iflink").unwrap_or(ifindex),
         devtype,
-        arp_type: number("type").and_then(|t| u16::try_from(t).ok()).unwrap_or(0),
+        arp_type: read_number(dir, "type").and_then(|t| u16::try_from(t).ok()).unwrap_or(0),
         up: flags & 0x1 != 0,
         bridge: dir.join("bridge").is_dir(),
-        master: std::fs::read_link(dir.join("master"))
-            .ok()
-            .and_then(|target| target.file_name().map(|n| n.to_string_lossy().into_owned())),
+        master: read_master(dir),
         stacked,
         physical: dir.join("device").exists(),
         default_route: false,
         routed_addresses: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod link_cache {
+    use std::fs;
+    use std::path::Path;
+
+    use super::*;
+
+    /// A link's directory as `/sys/class/net/NAME` shows it.
+    fn make_link(
+        root: &Path,
+        name: &str,
+        ifindex: u32,
+        devtype: Option<&str>,
+        master: Option<&str>,
+    ) {
+        let dir = root.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("ifindex"), format!("{ifindex}\n")).unwrap();
+        fs::write(dir.join("iflink"), format!("{ifindex}\n")).unwrap();
+        fs::write(dir.join("flags"), "0x1003\n").unwrap();
+        fs::write(dir.join("type"), "1\n").unwrap();
+        let uevent = devtype.map_or(String::new(), |t| format!("DEVTYPE={t}\n"));
+        fs::write(dir.join("uevent"), format!("{uevent}INTERFACE={name}\n")).unwrap();
+        if let Some(master) = master {
+            std::os::unix::fs::symlink(format!("../{master}"), dir.join("master")).unwrap();
+        }
+    }
+
+    #[test]
+    fn known_links_are_read_again_only_where_they_can_change() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        make_link(root, "cni0", 3, Some("bridge"), None);
+        make_link(root, "veth1", 7, None, None);
+        let routes = RouteFacts::default();
+        let mut cache = LinkCache::default();
+        let first = cache.discover_in(root, &routes).unwrap();
+        let names: Vec<_> = first.iter().map(|l| (l.name.as_str(), l.ifindex)).collect();
+        assert_eq!(names, [("cni0", 3), ("veth1", 7)]);
+        assert_eq!(first[0].devtype.as_deref(), Some("bridge"));
+        assert!(first[1].up && first[1].master.is_none());
+
+        // The veth goes down, joins the bridge and its peer moves: all seen on the next poll.
+        let veth = root.join("veth1");
+        fs::write(veth.join("flags"), "0x1002\n").unwrap();
+        std::os::unix::fs::symlink("../cni0", veth.join("master")).unwrap();
+        fs::write(veth.join("iflink"), "2\n").unwrap();
+        // A fact that cannot change for a live link is not read again.
+        fs::write(veth.join("uevent"), "DEVTYPE=vxlan\n").unwrap();
+        let second = cache.discover_in(root, &routes).unwrap();
+        assert!(!second[1].up);
+        assert_eq!(second[1].master.as_deref(), Some("cni0"));
+        assert_eq!(second[1].iflink, 2);
+        assert_eq!(second[1].devtype, None, "kept from the first read");
+        assert_eq!(
+            second,
+            LinkCache::default()
+                .discover_in(root, &routes)
+                .map(|mut l| {
+                    l[1].devtype = None;
+                    l
+                })
+                .unwrap()
+        );
+
+        // Deleted and made again under the same name: a new index, read whole.
+        fs::remove_dir_all(&veth).unwrap();
+        make_link(root, "veth1", 9, Some("vxlan"), None);
+        let third = cache.discover_in(root, &routes).unwrap();
+        assert_eq!((third[1].ifindex, third[1].devtype.as_deref()), (9, Some("vxlan")));
+
+        // Gone: left out, and forgotten.
+        fs::remove_dir_all(root.join("veth1")).unwrap();
+        let fourth = cache.discover_in(root, &routes).unwrap();
+        assert_eq!(fourth.len(), 1);
+        assert!(!cache.known.contains_key("veth1"));
+    }
 }
 
 #[cfg(test)]

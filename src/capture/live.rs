@@ -82,7 +82,8 @@ impl Default for LiveConfig {
             // Each handover wakes three threads; at 10 ms blocks those wakeups were most of the
             // CPU at 10k packets/s. 40 ms still shows a flow within half a second.
             read_timeout: Duration::from_millis(40),
-            poll_interval: Duration::from_millis(500),
+            // New pod interfaces are attached within 2 s (a poll, then opening them).
+            poll_interval: Duration::from_secs(1),
             reorder_hold: Duration::from_millis(150),
             stats_interval: Duration::from_secs(1),
             keep_bytes: false,

@@ -213,7 +213,7 @@ impl Supervisor {
 
     /// Hot-plug: attaches new matching interfaces, detaches vanished ones.
     pub(super) fn poll(&mut self) {
-        let Ok(links) = interfaces::discover() else { return };
+        let Ok(links) = self.links.discover() else { return };
         let survey = interfaces::survey(&links, &self.config.selection);
         if self.config.selection == Selection::Any {
             self.follow_any_members(&survey);

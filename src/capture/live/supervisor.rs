@@ -15,6 +15,7 @@ use super::pool::FramePool;
 use super::worker::{BATCH_FRAMES, Internal};
 use super::{CaptureEvent, EventSink, InterfaceStats, LiveConfig};
 use crate::capture::DecodedFrame;
+use crate::capture::interfaces::LinkCache;
 use crate::time::Timestamp;
 
 /// Most frames in one `CaptureEvent::Frames`.
@@ -51,6 +52,8 @@ pub(super) struct Supervisor {
     pub(super) batches: FramePool,
     /// Released batches, given back by the consumer of the events.
     pub(super) chunks: FramePool,
+    /// The links as the last hot-plug poll read them.
+    pub(super) links: LinkCache,
 }
 
 impl Supervisor {
@@ -77,6 +80,7 @@ impl Supervisor {
             budget_warned: false,
             batches: FramePool::new(BATCH_FRAMES),
             chunks: FramePool::new(RELEASE_FRAMES),
+            links: LinkCache::default(),
         }
     }
 
