@@ -70,7 +70,7 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
-/// An engine holding `FLOWS` UDP flows from distinct pod addresses.
+/// An engine holding `FLOWS` UDP flows (distinct source address and port pairs).
 fn busy_engine() -> (Engine, Timestamp) {
     let mut engine = Engine::new(TableLimits::default());
     let start = 1_700_000_000_000_000_000u64;

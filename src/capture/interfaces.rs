@@ -440,12 +440,14 @@ pub fn list(selection: &Selection) -> io::Result<Vec<InterfaceInfo>> {
 }
 
 /// [`discover`] for hot-plug polling: a link still there under the same name and index keeps
-/// the facts that cannot change while it exists (its type, device, bridge directory, stacking),
-/// and only its state, master and peer index are read again. Reading every fact took ~45 µs a
+/// the facts that cannot change while it exists (its type, device, bridge directory), and only
+/// its state, master and peer index are read again — and, at its second poll, whether it is
+/// stacked (a macvlan's `lower_*` entry may appear just after the device itself). Reading every fact took ~45 µs a
 /// link here: 18 ms a poll on a node with 400 links, twice a second.
 #[derive(Debug, Default)]
 pub struct LinkCache {
-    known: std::collections::HashMap<String, LinkFacts>,
+    /// By name: the facts, and whether the link was already seen on two polls (settled).
+    known: std::collections::HashMap<String, (LinkFacts, bool)>,
 }
 
 impl LinkCache {
@@ -464,34 +466,46 @@ impl LinkCache {
             let name = entry.file_name().to_string_lossy().into_owned();
             let dir = entry.path();
             let read = match self.known.get(&name) {
-                Some(known) if read_number(&dir, "ifindex") == Some(known.ifindex) => {
-                    refresh(known, &dir)
+                Some((known, settled)) if read_number(&dir, "ifindex") == Some(known.ifindex) => {
+                    refresh(known, *settled, &dir).map(|link| (link, true))
                 }
-                _ => read_link(&dir, &name),
+                _ => read_link(&dir, &name).map(|link| (link, false)),
             };
-            if let Some(mut link) = read {
+            if let Some((mut link, settled)) = read {
                 link.default_route = routes.default_devices.contains(&name);
                 link.routed_addresses = routes.host_routes.get(&name).cloned().unwrap_or_default();
-                links.push(link);
+                links.push((link, settled));
             }
         }
         // What is gone is forgotten: a link made later under its name is read whole.
-        self.known = links.iter().map(|link| (link.name.clone(), link.clone())).collect();
+        self.known = links
+            .iter()
+            .map(|(link, settled)| (link.name.clone(), (link.clone(), *settled)))
+            .collect();
+        let mut links: Vec<LinkFacts> = links.into_iter().map(|(link, _)| link).collect();
         links.sort_by_key(|link| link.ifindex);
         Ok(links)
     }
 }
 
-/// A known link read again where it can change: up or down, enslaved or not, and its peer's
-/// index (a veth's peer may move to a pod's namespace after the host end appeared). `None`
-/// when it vanished meanwhile.
-fn refresh(known: &LinkFacts, dir: &Path) -> Option<LinkFacts> {
+/// A known link read again where it can change: up or down, enslaved or not, its peer's index
+/// (a veth's peer may move to a pod's namespace after the host end appeared), and until it is
+/// `settled`, whether it is stacked. `None` when it vanished meanwhile.
+fn refresh(known: &LinkFacts, settled: bool, dir: &Path) -> Option<LinkFacts> {
     let flags = read_flags(dir)?;
     Some(LinkFacts {
         iflink: read_number(dir, "iflink").unwrap_or(known.ifindex),
         up: flags & 0x1 != 0,
         master: read_master(dir),
+        // A directory listing costs as much as the rest of the refresh: once is enough.
+        stacked: if settled { known.stacked } else { known.stacked || read_stacked(dir) },
         ..known.clone()
+    })
+}
+
+fn read_stacked(dir: &Path) -> bool {
+    std::fs::read_dir(dir).ok().is_some_and(|entries| {
+        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("lower_"))
     })
 }
 
@@ -520,9 +534,7 @@ fn read_link(dir: &Path, name: &str) -> Option<LinkFacts> {
     let devtype = read_text(dir, "uevent").and_then(|text| {
         text.lines().find_map(|line| line.strip_prefix("DEVTYPE=").map(str::to_owned))
     });
-    let stacked = std::fs::read_dir(dir).ok().is_some_and(|entries| {
-        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("lower_"))
-    });
+    let stacked = read_stacked(dir);
     Some(LinkFacts {
         name: name.to_owned(),
         ifindex,
@@ -586,12 +598,15 @@ mod link_cache {
         fs::write(veth.join("flags"), "0x1002\n").unwrap();
         std::os::unix::fs::symlink("../cni0", veth.join("master")).unwrap();
         fs::write(veth.join("iflink"), "2\n").unwrap();
+        // Stacked on another link once its lower_ entry appears (a macvlan just registered).
+        fs::create_dir(veth.join("lower_eth0")).unwrap();
         // A fact that cannot change for a live link is not read again.
         fs::write(veth.join("uevent"), "DEVTYPE=vxlan\n").unwrap();
         let second = cache.discover_in(root, &routes).unwrap();
         assert!(!second[1].up);
         assert_eq!(second[1].master.as_deref(), Some("cni0"));
         assert_eq!(second[1].iflink, 2);
+        assert!(second[1].stacked);
         assert_eq!(second[1].devtype, None, "kept from the first read");
         assert_eq!(
             second,

@@ -290,6 +290,8 @@ async fn event_loop(
     let mut reached = Timestamp::default();
     let mut facts = Arc::new(ClusterFacts::default());
     let mut ticker = tokio::time::interval(TICK);
+    // A loop that fell behind draws once, not once for every tick it missed.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_tick = Instant::now();
     let mut ended: Vec<FlowRecord> = Vec::new();
     let mut step_to: Option<Timestamp> = None;
@@ -303,6 +305,13 @@ async fn event_loop(
             // cache, rather than queued for the next draw (and the memory that queue took).
             item = items.recv(), if session.live && !input_done => {
                 match item {
+                    // Behind frames still queued by a tick's pull: in order, after them.
+                    Some(ReaderItem::Frames(mut batch)) if !pending.is_empty() => {
+                        pending.extend(batch.drain(..).map(Pending::Frame));
+                        if let Some(pool) = &session.frame_pool {
+                            pool.give(batch);
+                        }
+                    }
                     Some(ReaderItem::Frames(mut batch)) => {
                         arrived += batch.len();
                         for frame in batch.drain(..) {
