@@ -18,10 +18,6 @@ use netwatch::tui::fixtures::demo_app;
 use netwatch::tui::theme::Theme;
 use netwatch::tui::views;
 
-// As in the netwatch binary: the allocator decides how much a tick's records cost.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const FLOWS: usize = 100_000;
 
 /// The demo's flows, copied with fresh ids and ports until there are `FLOWS` of them.

@@ -182,10 +182,18 @@ impl NameBook {
 
     /// Forgets answers whose validity ended before `now`.
     pub fn expire(&mut self, now: Timestamp) {
+        let mut due = Vec::new();
         while let Some(Reverse((expires, address))) = self.expiries.peek().copied()
             && expires < now
         {
             self.expiries.pop();
+            due.push(address);
+        }
+        // Each address once: many clients' answers for one name expire together, and each
+        // visit walks all of that address's clients.
+        due.sort_unstable();
+        due.dedup();
+        for address in due {
             self.forget(address, |entry| entry.expires < now);
         }
     }

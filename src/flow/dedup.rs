@@ -322,8 +322,8 @@ impl Dedup {
             return self.note_copy(seq, packet, interface, now);
         }
         let key = BindingKey { protocol: packet.protocol, ends: packet.ends };
-        // Most nodes translate little: no hashing at all until a translation was learned.
-        let binding = if self.bindings.is_empty() { None } else { self.bindings.get_mut(&key) };
+        // An empty map answers without hashing: most nodes translate little.
+        let binding = self.bindings.get_mut(&key);
         let (count_as, seen_as) = match binding {
             Some(binding) => {
                 binding.last_used = binding.last_used.max(now);

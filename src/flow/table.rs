@@ -98,7 +98,7 @@ pub struct FlowTable {
     /// Earliest first. Every flow has an entry at or before its idle deadline.
     deadlines: BinaryHeap<Reverse<Deadline>>,
     next_id: u64,
-    /// Flows that left the table and were not yet collected by [`drain_ended`](Self::drain_ended).
+    /// Flows that left the table and were not yet collected by [`swap_ended`](Self::swap_ended).
     ended: Vec<(Flow, EndReason)>,
     pub evicted_total: u64,
     pub expired_total: u64,
@@ -355,13 +355,6 @@ impl FlowTable {
         spare.clear();
         std::mem::swap(&mut self.ended, spare);
     }
-
-    /// Takes the flows that ended since the last call, in the order they ended.
-    pub fn drain_ended(&mut self) -> Vec<(Flow, EndReason)> {
-        // Room for as many next time: growing a list of whole flows copies them at each step.
-        let room = self.ended.len();
-        std::mem::replace(&mut self.ended, Vec::with_capacity(room))
-    }
 }
 
 impl Fragment {
@@ -467,6 +460,13 @@ mod tests {
     use super::*;
     use crate::decode::Packet;
     use crate::flow::Protocol;
+
+    /// The flows ended since the last call, as the engine collects them.
+    fn drain_ended(table: &mut FlowTable) -> Vec<(Flow, EndReason)> {
+        let mut ended = Vec::new();
+        table.swap_ended(&mut ended);
+        ended
+    }
 
     const CLIENT: &str = "10.244.1.10";
     const SERVER: &str = "203.0.113.10";
@@ -594,12 +594,12 @@ mod tests {
         table.ingest(&tcp(s, c, TcpInfo::RST, 40), 0, at(1));
         table.ingest(&tcp((CLIENT, 40001), s, SYN, 60), 0, at(0));
         table.advance(at(6_000));
-        let ended = table.drain_ended();
+        let ended = drain_ended(&mut table);
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].1, EndReason::Expired);
         assert_eq!(ended[0].0.initiator.port, 40000);
         table.advance(at(60_000));
-        assert_eq!(table.drain_ended().len(), 1);
+        assert_eq!(drain_ended(&mut table).len(), 1);
         assert!(table.is_empty());
         assert_eq!(table.expired_total, 2);
     }
@@ -618,7 +618,7 @@ mod tests {
         // Port 40000 was seen first but is refreshed, so 40001 is now the oldest.
         table.ingest(&tcp((CLIENT, 40000), (SERVER, 443), ACK, 52), 0, at(10));
         table.ingest(&tcp((CLIENT, 40009), (SERVER, 443), SYN, 60), 0, at(11));
-        let ended = table.drain_ended();
+        let ended = drain_ended(&mut table);
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].0.initiator.port, 40001);
         assert_eq!(ended[0].1, EndReason::Evicted);
@@ -697,7 +697,7 @@ mod tests {
                 due.sort_unstable();
                 table.advance(at(now));
                 let ended: Vec<(Timestamp, u64)> =
-                    table.drain_ended().iter().map(|(f, _)| (f.last_seen, f.id)).collect();
+                    drain_ended(&mut table).iter().map(|(f, _)| (f.last_seen, f.id)).collect();
                 proptest::prop_assert_eq!(ended, due);
             }
         }

@@ -8,7 +8,7 @@
 //! need escapes go through it, and tests check every record shape against it byte for byte, so
 //! the contract in DESIGN.md has one definition (the serde derives in `snapshot.rs`).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -206,18 +206,21 @@ fn push_bool(out: &mut Vec<u8>, value: bool) {
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     out.push(b'"');
     match ip {
-        IpAddr::V4(v4) => {
-            let mut digits = itoa::Buffer::new();
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(digits.format(octet).as_bytes());
-            }
-        }
+        IpAddr::V4(v4) => push_ipv4(out, v4),
         IpAddr::V6(v6) => push_ipv6(out, v6),
     }
     out.push(b'"');
+}
+
+/// Dotted decimal, as std's `Display` writes it.
+fn push_ipv4(out: &mut Vec<u8>, v4: Ipv4Addr) {
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        out.extend_from_slice(digits.format(octet).as_bytes());
+    }
 }
 
 /// An IPv6 address as std's `Display` writes it (RFC 5952: lowercase hex, the longest run of
@@ -226,13 +229,7 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 fn push_ipv6(out: &mut Vec<u8>, v6: Ipv6Addr) {
     if let Some(v4) = v6.to_ipv4_mapped() {
         out.extend_from_slice(b"::ffff:");
-        let mut digits = itoa::Buffer::new();
-        for (i, octet) in v4.octets().into_iter().enumerate() {
-            if i > 0 {
-                out.push(b'.');
-            }
-            out.extend_from_slice(digits.format(octet).as_bytes());
-        }
+        push_ipv4(out, v4);
         return;
     }
     let groups = v6.segments();

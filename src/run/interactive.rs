@@ -86,6 +86,15 @@ pub struct Session {
     pub frame_pool: Option<FramePool>,
 }
 
+impl Session {
+    /// Hands an emptied frame batch back to the live capture, to be filled again.
+    fn give_back(&self, batch: Vec<DecodedFrame>) {
+        if let Some(pool) = &self.frame_pool {
+            pool.give(batch);
+        }
+    }
+}
+
 /// Runs the TUI over a replayed file until the user quits.
 pub fn run<S: PacketSource + Send + 'static>(
     engine: Engine,
@@ -145,38 +154,46 @@ pub fn run_live(
     Ok(())
 }
 
-/// Where the loop puts one frame: the engine, after the flows it makes due, and the recording
-/// when one is running.
-struct Ingest<'a> {
-    engine: &'a mut Engine,
-    recording: &'a mut Option<FrameRecorder>,
-    interfaces: &'a [String],
-    ended: &'a mut Vec<FlowRecord>,
-    reached: &'a mut Timestamp,
-    status: &'a mut Option<String>,
+/// What frames go into, as the loop holds it: the engine, the recording when one is running,
+/// the interface names, flows ended since the last draw, and the newest time reached.
+struct Intake {
+    engine: Engine,
+    recording: Option<FrameRecorder>,
+    interfaces: Vec<String>,
+    ended: Vec<FlowRecord>,
+    reached: Timestamp,
 }
 
-impl Ingest<'_> {
-    fn frame(&mut self, frame: DecodedFrame) {
+impl Intake {
+    /// One frame in, after the flows it makes due; a message for the status line if the
+    /// recording stopped.
+    fn frame(&mut self, frame: DecodedFrame) -> Option<String> {
         let _ = self.engine.advance_if_due(frame.ts, |record| {
             self.ended.push(record);
             Ok::<(), ()>(())
         });
-        *self.reached = (*self.reached).max(frame.ts);
+        self.reached = self.reached.max(frame.ts);
+        let mut status = None;
         if let Some(recorder) = self.recording.as_mut() {
-            match recorder.write(&frame, self.interfaces) {
+            match recorder.write(&frame, &self.interfaces) {
                 Ok(Progress::Continue) => {}
                 // No limits are set on a recording from the TUI; a write error stops it.
                 Ok(Progress::Stopped(reason)) => {
-                    *self.status = Some(format!("recording stopped: {reason}"));
+                    status = Some(format!("recording stopped: {reason}"))
                 }
                 Err(error) => {
-                    *self.status = Some(error.to_string());
-                    *self.recording = None;
+                    status = Some(error.to_string());
+                    self.recording = None;
                 }
             }
         }
         self.engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
+        status
+    }
+
+    fn set_interfaces(&mut self, names: Vec<String>) {
+        self.engine.set_interfaces(names.clone());
+        self.interfaces = names;
     }
 }
 
@@ -259,7 +276,7 @@ async fn event_loop(
     let mut watch_status = WatchStatus::new();
     let mut cluster_label = session.cluster_label.clone();
     let mut watchers = None;
-    let mut recording = match &session.record {
+    let recording = match &session.record {
         Some(path) => {
             let view = engine.cluster_and_policies().0;
             let now = Timestamp::from_system_time(std::time::SystemTime::now());
@@ -276,7 +293,6 @@ async fn event_loop(
             Err(error) => cluster_label = format!("none: {error}"),
         }
     }
-    let mut interfaces: Vec<String> = Vec::new();
     let mut drops = 0u64;
     let mut clock = ReplayClock {
         anchor_wall: Instant::now(),
@@ -287,13 +303,18 @@ async fn event_loop(
     // Frames and recorded cluster changes in file order, waiting for the replay clock.
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut input_done = false;
-    let mut reached = Timestamp::default();
     let mut facts = Arc::new(ClusterFacts::default());
     let mut ticker = tokio::time::interval(TICK);
     // A loop that fell behind draws once, not once for every tick it missed.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_tick = Instant::now();
-    let mut ended: Vec<FlowRecord> = Vec::new();
+    let mut intake = Intake {
+        engine,
+        recording,
+        interfaces: Vec::new(),
+        ended: Vec::new(),
+        reached: Timestamp::default(),
+    };
     let mut step_to: Option<Timestamp> = None;
     // Live frames ingested as they arrived since the last draw.
     let mut arrived = 0usize;
@@ -304,40 +325,24 @@ async fn event_loop(
             // Live frames go into the engine as they arrive, while they are still warm in the
             // cache, rather than queued for the next draw (and the memory that queue took).
             item = items.recv(), if session.live && !input_done => {
+                // Live items come only this way (the tick's pull is for replays), so nothing
+                // waits in `pending` and frames keep their order.
                 match item {
-                    // Behind frames still queued by a tick's pull: in order, after them.
-                    Some(ReaderItem::Frames(mut batch)) if !pending.is_empty() => {
-                        pending.extend(batch.drain(..).map(Pending::Frame));
-                        if let Some(pool) = &session.frame_pool {
-                            pool.give(batch);
-                        }
-                    }
                     Some(ReaderItem::Frames(mut batch)) => {
                         arrived += batch.len();
                         for frame in batch.drain(..) {
-                            let mut into = Ingest {
-                                engine: &mut engine,
-                                recording: &mut recording,
-                                interfaces: &interfaces,
-                                ended: &mut ended,
-                                reached: &mut reached,
-                                status: &mut app.status,
-                            };
-                            into.frame(frame);
+                            if let Some(status) = intake.frame(frame) {
+                                app.status = Some(status);
+                            }
                         }
-                        if let Some(pool) = &session.frame_pool {
-                            pool.give(batch);
-                        }
+                        session.give_back(batch);
                     }
                     Some(ReaderItem::Cluster(events)) => {
                         for event in events.into_iter().filter(|e| session.gate.admit(e)) {
-                            engine.apply(event);
+                            intake.engine.apply(event);
                         }
                     }
-                    Some(ReaderItem::Interfaces(names)) => {
-                        engine.set_interfaces(names.clone());
-                        interfaces = names;
-                    }
+                    Some(ReaderItem::Interfaces(names)) => intake.set_interfaces(names),
                     Some(ReaderItem::Drops(total)) => drops = total,
                     Some(ReaderItem::Warning(warning)) => app.status = Some(warning),
                     None => input_done = true,
@@ -349,13 +354,13 @@ async fn event_loop(
                     watch_status.observe(&update);
                     cluster_label = watch_status.summary();
                     if let WatchUpdate::Event(event) = update {
-                        if let Some(recording) = recording.as_mut() {
+                        if let Some(recording) = intake.recording.as_mut() {
                             let now = Timestamp::from_system_time(std::time::SystemTime::now());
                             if let Err(error) = recording.recorder.write_cluster_events(now, std::slice::from_ref(&event)) {
                                 app.status = Some(error.to_string());
                             }
                         }
-                        engine.apply(event);
+                        intake.engine.apply(event);
                     }
                 }
                 continue;
@@ -369,8 +374,8 @@ async fn event_loop(
                     let Some(action) = keymap::action_for(&event, app.filter_input.is_some()) else { continue };
                     let now = Instant::now();
                     match action {
-                        Action::Faster | Action::Slower | Action::TogglePause => clock.reanchor(now, reached),
-                        Action::Step if app.paused => step_to = Some(reached.saturating_add(Duration::from_secs(1))),
+                        Action::Faster | Action::Slower | Action::TogglePause => clock.reanchor(now, intake.reached),
+                        Action::Step if app.paused => step_to = Some(intake.reached.saturating_add(Duration::from_secs(1))),
                         _ => {}
                     }
                     app.update(action);
@@ -392,20 +397,14 @@ async fn event_loop(
                 Some(Input::Quit) | None => break,
             },
         }
-        // Pull what has arrived, then ingest every frame that is due on the replay clock.
-        while pending.len() < MAX_FRAMES_PER_TICK {
+        // A replay: pull what has arrived, then ingest every frame due on the replay clock.
+        while !session.live && pending.len() < MAX_FRAMES_PER_TICK {
             match items.try_recv() {
-                Ok(ReaderItem::Frames(mut batch)) => {
-                    pending.extend(batch.drain(..).map(Pending::Frame));
-                    if let Some(pool) = &session.frame_pool {
-                        pool.give(batch);
-                    }
+                Ok(ReaderItem::Frames(batch)) => {
+                    pending.extend(batch.into_iter().map(Pending::Frame));
                 }
                 Ok(ReaderItem::Cluster(events)) => pending.push_back(Pending::Cluster(events)),
-                Ok(ReaderItem::Interfaces(names)) => {
-                    engine.set_interfaces(names.clone());
-                    interfaces = names;
-                }
+                Ok(ReaderItem::Interfaces(names)) => intake.set_interfaces(names),
                 Ok(ReaderItem::Drops(total)) => drops = total,
                 Ok(ReaderItem::Warning(warning)) => app.status = Some(warning),
                 Err(mpsc::error::TryRecvError::Empty) => break,
@@ -422,12 +421,7 @@ async fn event_loop(
             clock.anchor_packet = Some(first);
             clock.anchor_wall = wall;
         }
-        // Live frames are due as soon as they arrive; a replay's when its clock reaches them.
-        let target = if session.live {
-            Timestamp(u64::MAX)
-        } else {
-            step_to.take().or_else(|| clock.now(wall)).unwrap_or_default()
-        };
+        let target = step_to.take().or_else(|| clock.now(wall)).unwrap_or_default();
         let mut ingested = 0usize;
         while let Some(next) = pending.front() {
             if next.ts().is_some_and(|ts| ts > target) || ingested >= MAX_FRAMES_PER_TICK {
@@ -437,21 +431,15 @@ async fn event_loop(
                 Some(Pending::Frame(frame)) => frame,
                 Some(Pending::Cluster(events)) => {
                     for event in events.into_iter().filter(|e| session.gate.admit(e)) {
-                        engine.apply(event);
+                        intake.engine.apply(event);
                     }
                     continue;
                 }
                 None => break,
             };
-            let mut into = Ingest {
-                engine: &mut engine,
-                recording: &mut recording,
-                interfaces: &interfaces,
-                ended: &mut ended,
-                reached: &mut reached,
-                status: &mut app.status,
-            };
-            into.frame(frame);
+            if let Some(status) = intake.frame(frame) {
+                app.status = Some(status);
+            }
             ingested += 1;
         }
         // Those taken as they arrived (live) count toward this draw's rate too.
@@ -459,21 +447,22 @@ async fn event_loop(
         if session.live {
             // Idle flows end on the wall clock even when no packet arrives.
             let now = Timestamp::from_system_time(std::time::SystemTime::now());
-            if let Some(recorder) = recording.as_mut()
+            if let Some(recorder) = intake.recording.as_mut()
                 && let Err(error) = recorder.recorder.tick(now)
             {
                 app.status = Some(error.to_string());
             }
-            let _ = engine.advance(now, |record| {
-                ended.push(record);
+            let _ = intake.engine.advance(now, |record| {
+                intake.ended.push(record);
                 Ok::<(), ()>(())
             });
-            reached = reached.max(now);
+            intake.reached = intake.reached.max(now);
         }
         if app.paused {
-            clock.reanchor(wall, reached);
+            clock.reanchor(wall, intake.reached);
         }
         let finished = input_done && pending.is_empty();
+        let engine = &mut intake.engine;
         if engine.cluster_generation() != facts.generation
             || facts.policies.is_empty() && !engine.view().policies.is_empty()
         {
@@ -485,18 +474,18 @@ async fn event_loop(
         #[allow(clippy::cast_precision_loss)] // a rate for display
         let packets_per_sec = ingested as f64 / elapsed;
         let mut live = app.take_spare_live();
-        engine.live_records_into(reached, &mut live);
+        engine.live_records_into(intake.reached, &mut live);
         let feed = Feed {
-            now: reached,
+            now: intake.reached,
             live,
-            ended: std::mem::take(&mut ended),
+            ended: std::mem::take(&mut intake.ended),
             stats: engine.stats(),
             source: Source {
                 host: if session.live { host_name() } else { "replay".to_owned() },
                 captures: if session.live {
                     vec![format!(
                         "{} interfaces",
-                        interfaces.iter().filter(|n| !n.is_empty()).count()
+                        intake.interfaces.iter().filter(|n| !n.is_empty()).count()
                     )]
                 } else {
                     vec![session.source_label.clone()]
@@ -505,10 +494,10 @@ async fn event_loop(
                 recording: session
                     .record
                     .as_ref()
-                    .filter(|_| recording.is_some())
+                    .filter(|_| intake.recording.is_some())
                     .map(|p| p.display().to_string()),
                 replay: (!session.live).then_some(ReplayPosition {
-                    at: reached,
+                    at: intake.reached,
                     speed: clock.speed,
                     finished,
                 }),
@@ -523,7 +512,7 @@ async fn event_loop(
     if let Some(watchers) = watchers {
         watchers.abort();
     }
-    let Some(recording) = recording else { return Ok(None) };
+    let Some(recording) = intake.recording else { return Ok(None) };
     let summary = recording.recorder.finish().map_err(|e| RunError::Runtime(e.to_string()))?;
     let files: Vec<String> = summary.files.iter().map(|f| f.display().to_string()).collect();
     Ok(Some(format!(

@@ -3,11 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic: that is a failure
 
-/// The shipped binaries' allocator, so that the live capture measurement run from here
-/// (`scripts/bench-live.sh`) measures what `netwatch` does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod boundary;
 mod cli;
 mod decode_frames;
