@@ -72,9 +72,8 @@ impl DecodedFrame {
     }
 }
 
-/// Frames per message from a reader or capture thread. Large enough that channel costs vanish;
-/// small enough (about 74 KB) that a batch stays under glibc's mmap threshold, so batches reuse
-/// heap memory instead of faulting in fresh zeroed pages each time.
+/// Frames per message from the interactive view's file reader (about 78 KB a batch). A headless
+/// replay uses larger ones (its engine waits on every batch; see `run::replay`).
 pub const FRAME_BATCH: usize = 512;
 
 /// What a source has to say when asked for the next frame.

@@ -107,6 +107,7 @@ pub fn run<S: PacketSource + Send + 'static>(
         .spawn(move || {
             read_source(
                 source,
+                crate::capture::FRAME_BATCH,
                 || Vec::with_capacity(crate::capture::FRAME_BATCH),
                 |item| item_sender.blocking_send(item).is_ok(),
             );

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use super::{RunError, interactive, load_cluster, read_snapshot};
-use crate::capture::{DecodedFrame, FRAME_BATCH, FileSource, Next, PacketSource};
+use crate::capture::{DecodedFrame, FileSource, Next, PacketSource};
 use crate::cluster::snapshot;
 use crate::cluster::{ClusterEvent, Object, ResourceKind};
 use crate::config::{ClusterSource, Input, ReplayConfig, View};
@@ -23,6 +23,8 @@ use crate::time::Timestamp;
 
 /// Flow records handed to the output thread at a time.
 const RECORD_BATCH: usize = 256;
+/// Frames per batch from a headless replay's reader to its engine.
+const REPLAY_BATCH: usize = 4096;
 
 /// A replay input, recognised by its first bytes.
 pub(super) enum Opened {
@@ -288,15 +290,16 @@ pub fn replay<S: PacketSource + Send + 'static>(
     gate: ClusterGate,
     mut emit: impl FnMut(FlowRecord) -> io::Result<()>,
 ) -> io::Result<S> {
-    // 64 batches (32k frames, ~5 MB) absorb the engine's pauses at sweeps: with 8 the reader
-    // often stood waiting and a replay took ~10% longer.
-    let (sender, items) = mpsc::sync_channel::<ReaderItem>(64);
+    // 8 batches of 4096 frames (~5 MB) absorb the engine's pauses at sweeps. Large batches:
+    // the engine keeps up and waits for each one, and waking a thread costs so much on a VM
+    // that 512-frame batches made a replay 6% slower.
+    let (sender, items) = mpsc::sync_channel::<ReaderItem>(8);
     // Emptied batches go back to the reader: allocating them anew on one thread and freeing
     // them on the other made the allocator hand pages back and fault them in again.
     let (recycle, recycled) = mpsc::channel::<Vec<DecodedFrame>>();
     let reader = thread::Builder::new().name("netwatch-read".into()).spawn(move || {
-        let fresh = || recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(FRAME_BATCH));
-        read_source(source, fresh, |item| sender.send(item).is_ok())
+        let fresh = || recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(REPLAY_BATCH));
+        read_source(source, REPLAY_BATCH, fresh, |item| sender.send(item).is_ok())
     })?;
     let mut last_ts = Timestamp::default();
     let mut result = Ok(());
@@ -336,11 +339,12 @@ pub fn replay<S: PacketSource + Send + 'static>(
     Ok(source)
 }
 
-/// The reader thread's work: frames → decoded summaries in batches, with recorded cluster
-/// changes in between, until the source ends or `send` says the loop hung up. Returns the
-/// source so its warnings can be shown.
+/// The reader thread's work: frames → decoded summaries in batches of `batch_frames`, with
+/// recorded cluster changes in between, until the source ends or `send` says the loop hung up.
+/// Returns the source so its warnings can be shown.
 pub(crate) fn read_source<S: PacketSource>(
     mut source: S,
+    batch_frames: usize,
     mut fresh_batch: impl FnMut() -> Vec<DecodedFrame>,
     mut send: impl FnMut(ReaderItem) -> bool,
 ) -> S {
@@ -365,7 +369,7 @@ pub(crate) fn read_source<S: PacketSource>(
                     }
                 }
                 batch.push(decoded);
-                if batch.len() == FRAME_BATCH
+                if batch.len() >= batch_frames
                     && !send(ReaderItem::Frames(std::mem::replace(&mut batch, fresh_batch())))
                 {
                     return source;
