@@ -356,9 +356,18 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn answers_like_the_two_map_book(
+            // Mostly learning, mostly one address, from up to 40 clients: past the inline
+            // clients (FEW_CLIENTS) to the map, and back down as answers lapse.
             steps in proptest::collection::vec(
-                (0u8..3, 0u8..24, 0u8..3, 0u8..4, 0u32..40, 0u64..30),
-                1..120,
+                (
+                    0u8..4,
+                    0u8..40,
+                    proptest::prop_oneof![3 => proptest::strategy::Just(0u8), 1 => 0u8..3],
+                    0u8..4,
+                    0u32..40,
+                    0u64..8,
+                ),
+                1..200,
             ),
         ) {
             let mut book = NameBook::new();
@@ -369,17 +378,16 @@ mod tests {
                 let client = IpAddr::from([10, 0, 0, client]);
                 let address = IpAddr::from([203, 0, 113, address]);
                 match action {
-                    0 => {
+                    0..=2 => {
                         let said = [Resolution { name: format!("n{name}.example"), address, ttl_secs: ttl }];
                         book.learn(client, &said, now);
                         reference.learn(client, &said, now);
                     }
-                    1 => {
+                    _ => {
                         book.expire(now);
                         reference.expire(now);
                         proptest::prop_assert_eq!(book.len(), reference.by_client.len());
                     }
-                    _ => {}
                 }
                 for asked in [client, IpAddr::from([10, 0, 0, 9])] {
                     let got = book.lookup(asked, address, now).map(|n| (n.name.to_string(), n.own_lookup));
@@ -387,6 +395,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn many_clients_of_one_address_each_keep_their_own_answer() {
+        let mut book = NameBook::new();
+        let t0 = Timestamp::from_secs(1000);
+        let address = ip("198.51.100.7");
+        let client = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0af4_0000_u32 + i));
+        let clients = FEW_CLIENTS as u32 * 2;
+        for i in 0..clients {
+            // Even clients are told a short TTL, odd ones a long one.
+            let ttl = if i % 2 == 0 { 30 } else { 600 };
+            book.learn(client(i), &[answer(&format!("c{i}.example"), "198.51.100.7", ttl)], t0);
+        }
+        assert_eq!(book.len(), clients as usize);
+        assert!(matches!(book.by_address[&address].clients, Clients::Many(_)));
+        for i in 0..clients {
+            let name = book.lookup(client(i), address, t0).unwrap();
+            assert_eq!((&*name.name, name.own_lookup), (&*format!("c{i}.example"), true));
+        }
+        let later = Timestamp::from_secs(1000 + 300);
+        book.expire(later);
+        assert_eq!(book.len(), clients as usize / 2);
+        let even = book.lookup(client(0), address, later).unwrap();
+        assert!(!even.own_lookup, "client 0's own answer lapsed: {even:?}");
+        let odd = book.lookup(client(1), address, later).unwrap();
+        assert_eq!((&*odd.name, odd.own_lookup), ("c1.example", true));
     }
 
     #[test]

@@ -185,10 +185,19 @@ mod tests {
         let v6 = FlowKey::canonical(Protocol::Udp, end("::1", 53), end("::2", 53)).0;
         assert_ne!(v4, v6);
         assert_ne!(hash(&v4), hash(&v6));
-        let swapped = FlowKey::canonical(Protocol::Udp, end("0.0.0.2", 53), end("0.0.0.1", 53)).0;
-        assert_eq!(hash(&v4), hash(&swapped));
+        // The ports are packed into one word: a port moved to the other end must still count.
+        let one_way = FlowKey::canonical(Protocol::Udp, end("0.0.0.1", 1), end("0.0.0.2", 2)).0;
+        let other_way = FlowKey::canonical(Protocol::Udp, end("0.0.0.1", 2), end("0.0.0.2", 1)).0;
+        assert_ne!(hash(&one_way), hash(&other_way));
         let tcp = FlowKey { protocol: Protocol::Tcp, ..v4 };
         assert_ne!(hash(&v4), hash(&tcp));
+    }
+
+    #[test]
+    fn every_ip_protocol_number_round_trips() {
+        for number in 0..=u8::MAX {
+            assert_eq!(Protocol::from_ip_number(number).ip_number(), number);
+        }
     }
 
     #[test]
