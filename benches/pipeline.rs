@@ -8,6 +8,7 @@ use netwatch::cluster::snapshot;
 use netwatch::decode::{LinkType, decode};
 use netwatch::engine::Engine;
 use netwatch::flow::TableLimits;
+use netwatch::flow::dedup::{Dedup, DedupLimits, PacketFacts};
 use netwatch::synth::{TimedFrame, bench_capture};
 use netwatch::time::Timestamp;
 
@@ -57,6 +58,34 @@ fn pipeline(c: &mut Criterion) {
                 Ok::<(), ()>(())
             });
             records
+        });
+    });
+    // Counting once, as a live capture runs it: every packet once (one interface), and every
+    // packet twice (the source pod's veth, then the destination's a few microseconds later).
+    let facts: Vec<(Timestamp, PacketFacts)> = frames
+        .iter()
+        .filter_map(|frame| {
+            let packet = decode(Some(LinkType::Ethernet), &frame.frame).ok()?;
+            Some((Timestamp(frame.ts_nanos), PacketFacts::of(&packet, Some(packet.ttl))))
+        })
+        .collect();
+    group.bench_function("dedup_one_interface", |b| {
+        b.iter(|| {
+            let mut dedup = Dedup::new(DedupLimits::default());
+            for (ts, packet) in &facts {
+                dedup.observe(packet, 0, *ts);
+            }
+            dedup.counts().copies
+        });
+    });
+    group.bench_function("dedup_two_interfaces", |b| {
+        b.iter(|| {
+            let mut dedup = Dedup::new(DedupLimits::default());
+            for (ts, packet) in &facts {
+                dedup.observe(packet, 0, *ts);
+                dedup.observe(packet, 1, Timestamp(ts.0 + 5_000));
+            }
+            dedup.counts().copies
         });
     });
     group.finish();

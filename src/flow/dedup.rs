@@ -258,7 +258,9 @@ pub struct Dedup {
     /// Remembered packets, oldest first; `first_seq` is the sequence number of the front.
     recent: VecDeque<Recent>,
     first_seq: u64,
-    /// Fingerprint → sequence number of the newest packet with it.
+    /// Fingerprint → sequence number of the newest packet with it. Entries of forgotten packets
+    /// (below `first_seq`) stay until a cleanup, as lookups skip them: removing each as its
+    /// packet left cost a hash and a cache miss per packet.
     newest: FxHashMap<Fingerprint, u64>,
     bindings: FxHashMap<BindingKey, Binding>,
     latest: Timestamp,
@@ -417,6 +419,7 @@ impl Dedup {
             self.pop_oldest();
             self.counts.recent_overflow += 1;
         }
+        self.drop_stale_fingerprints();
         let seq = self.first_seq + self.recent.len() as u64;
         if let Some(older) = self.newest.insert(entry.fingerprint, seq) {
             entry.older = older;
@@ -425,14 +428,17 @@ impl Dedup {
     }
 
     fn pop_oldest(&mut self) {
-        if let Some(oldest) = self.recent.pop_front() {
-            if let std::collections::hash_map::Entry::Occupied(newest) =
-                self.newest.entry(oldest.fingerprint)
-                && *newest.get() == self.first_seq
-            {
-                newest.remove();
-            }
+        if self.recent.pop_front().is_some() {
             self.first_seq += 1;
+        }
+    }
+
+    /// Drops the fingerprints of forgotten packets once they are most of the map: amortised,
+    /// one pass per as many packets as the map held.
+    fn drop_stale_fingerprints(&mut self) {
+        if self.newest.len() > 2 * self.recent.len() + 1024 {
+            let first_seq = self.first_seq;
+            self.newest.retain(|_, seq| *seq >= first_seq);
         }
     }
 
@@ -714,14 +720,17 @@ mod tests {
     fn memory_stays_bounded_under_a_flood_of_distinct_packets() {
         let limits = DedupLimits { max_recent: 100, ..DedupLimits::default() };
         let mut dedup = Dedup::new(limits);
-        for id in 0..1000 {
+        for id in 0..10_000 {
             dedup.observe(&udp("10.244.7.11:1", "10.244.7.12:2", id, 100, 64), CLIENT_VETH, at(0));
         }
         assert_eq!(dedup.recent.len(), 100);
-        assert_eq!(dedup.newest.len(), 100);
-        assert_eq!(dedup.counts().recent_overflow, 900);
-        // The newest are still recognised.
-        let last = udp("10.244.7.11:1", "10.244.7.12:2", 999, 100, 64);
+        // Forgotten packets' fingerprints linger until they are most of the map.
+        assert!(dedup.newest.len() <= 2 * 100 + 1024 + 1, "{}", dedup.newest.len());
+        assert_eq!(dedup.counts().recent_overflow, 9_900);
+        // The newest are still recognised, a forgotten one is not.
+        let forgotten = udp("10.244.7.11:1", "10.244.7.12:2", 9_000, 100, 64);
+        assert!(is_first(dedup.observe(&forgotten, BACKEND_VETH, at(1))));
+        let last = udp("10.244.7.11:1", "10.244.7.12:2", 9_999, 100, 64);
         assert!(matches!(dedup.observe(&last, BACKEND_VETH, at(1)), Sighting::Copy { .. }));
     }
 
