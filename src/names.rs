@@ -97,11 +97,13 @@ impl Clients {
         before - self.len()
     }
 
-    fn entries(&self) -> Box<dyn Iterator<Item = &Entry> + '_> {
-        match self {
-            Self::Few(few) => Box::new(few.iter().map(|(_, entry)| entry)),
-            Self::Many(many) => Box::new(many.values()),
-        }
+    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        // One of the two is empty: no boxed iterator (an allocation per address).
+        let (few, many) = match self {
+            Self::Few(few) => (few.as_slice(), None),
+            Self::Many(many) => (&[][..], Some(many)),
+        };
+        few.iter().map(|(_, entry)| entry).chain(many.into_iter().flat_map(|many| many.values()))
     }
 
     fn len(&self) -> usize {
