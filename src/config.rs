@@ -232,15 +232,22 @@ fn live_config(args: &LiveArgs) -> Result<LiveRunConfig, ConfigError> {
     })
 }
 
-/// `--buffer-size` (1MiB to 4GiB) and `--buffer-total` (at least 1MiB).
+/// `--buffer-size` (1MiB to 2GiB) and `--buffer-total` (at least 1MiB).
 fn buffers(args: &BufferArgs) -> Result<(u32, u64), ConfigError> {
     let size = |flag: &str, text: &str| {
         parse_size(text).map_err(|e| ConfigError(format!("{flag} '{text}': {e}; e.g. '32MiB'")))
     };
     let per = size("--buffer-size", &args.buffer_size)?;
-    let buffer_bytes = u32::try_from(per).ok().filter(|b| *b >= 1 << 20).ok_or_else(|| {
-        ConfigError(format!("--buffer-size '{}' must be between 1MiB and 4GiB", args.buffer_size))
-    })?;
+    // libpcap takes the size as a C int: 2GiB (less one byte) is the most it can be given.
+    let buffer_bytes = (1 << 20..=2 << 30)
+        .contains(&per)
+        .then(|| u32::try_from(per.min(i32::MAX as u64)).unwrap_or(i32::MAX as u32))
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "--buffer-size '{}' must be between 1MiB and 2GiB",
+                args.buffer_size
+            ))
+        })?;
     let buffer_total = size("--buffer-total", &args.buffer_total)?;
     if buffer_total < 1 << 20 {
         return Err(ConfigError(format!(
@@ -280,6 +287,20 @@ fn record_config(args: RecordArgs) -> Result<RecordConfig, ConfigError> {
     };
     if args.keep.is_some() && !rotation.is_enabled() {
         return Err(ConfigError("--keep needs --rotate or --rotate-every".into()));
+    }
+    // The limits belong to the packet file: without one they would be taken and do nothing.
+    if args.write.is_none() {
+        let given = [
+            ("--duration", args.duration.is_some()),
+            ("--max-size", args.max_size.is_some()),
+            ("--rotate", args.rotate.is_some()),
+            ("--rotate-every", args.rotate_every.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(ConfigError(format!(
+                "{flag} limits the packet recording; give it a file with -w FILE.pcapng"
+            )));
+        }
     }
     let plan = RecordingPlan {
         rotation,
@@ -343,6 +364,32 @@ mod tests {
         match Config::try_from(cli).expect("a valid configuration").command {
             Mode::Live(config) => config.capture,
             _ => panic!("no command is live capture"),
+        }
+    }
+
+    #[test]
+    fn recording_limits_without_a_packet_file_are_refused() {
+        let refused = |args: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(args).expect("the arguments parse");
+            Config::try_from(cli).err().map(|e| e.to_string())
+        };
+        let error = refused(&["netwatch", "record", "--flows", "f.jsonl", "--duration", "10m"]);
+        assert!(error.is_some_and(|e| e.contains("--duration") && e.contains("-w")));
+        let error = refused(&["netwatch", "record", "--flows", "-", "--max-size", "1GB"]);
+        assert!(error.is_some_and(|e| e.contains("--max-size")));
+        assert_eq!(refused(&["netwatch", "record", "-w", "x.pcapng", "--duration", "10m"]), None);
+    }
+
+    #[test]
+    fn the_buffer_size_goes_up_to_what_libpcap_takes() {
+        let size = |text: &str| live(&["netwatch", "--buffer-size", text]).buffer_bytes;
+        assert_eq!(size("1MiB"), 1 << 20);
+        assert_eq!(size("2GiB"), i32::MAX as u32);
+        for refused in ["512KiB", "3GiB", "4GiB"] {
+            let cli = crate::cli::Cli::try_parse_from(["netwatch", "--buffer-size", refused])
+                .expect("the arguments parse");
+            let error = Config::try_from(cli).expect_err("refused").to_string();
+            assert!(error.contains("between 1MiB and 2GiB"), "{refused}: {error}");
         }
     }
 

@@ -230,9 +230,10 @@ fn decode_ethernet(frame: &[u8]) -> Result<Packet<'_>, SkipReason> {
 
 fn decode_ethertype(ethertype: EtherType, mut bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
     let mut ethertype = ethertype;
-    // 802.1Q and QinQ: peel up to two tags.
+    // 802.1Q and QinQ: peel up to two tags. The outer (service) tag is 0x88a8 in 802.1ad, or
+    // 0x9100 on older switches.
     for _ in 0..2 {
-        if ethertype != EtherTypes::Vlan && ethertype != EtherTypes::QinQ {
+        if ![EtherTypes::Vlan, EtherTypes::PBridge, EtherTypes::QinQ].contains(&ethertype) {
             break;
         }
         let vlan = VlanPacket::new(bytes).ok_or(SkipReason::Truncated)?;
@@ -250,7 +251,12 @@ fn decode_ethertype(ethertype: EtherType, mut bytes: &[u8]) -> Result<Packet<'_>
 fn decode_ipv4(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
     let ip = Ipv4Packet::new(bytes).ok_or(SkipReason::Truncated)?;
     let header_len = usize::from(ip.get_header_length()) * 4;
-    let total_len = usize::from(ip.get_total_length());
+    // A segmentation-offload super-packet captured on the host (BIG TCP) states 0: its length
+    // is what was captured, as tcpdump takes it.
+    let total_len = match usize::from(ip.get_total_length()) {
+        0 => bytes.len(),
+        stated => stated,
+    };
     if ip.get_version() != 4 || header_len < 20 || total_len < header_len {
         return Err(SkipReason::BadIpHeader);
     }
@@ -289,7 +295,12 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
         return Err(SkipReason::BadIpHeader);
     }
     let header_len = Ipv6Packet::minimum_packet_size();
-    let total_len = header_len + usize::from(ip.get_payload_length());
+    // A jumbogram (a BIG TCP super-packet captured on the host) states 0 and carries its length
+    // in a hop-by-hop option: take what was captured.
+    let total_len = match (ip.get_payload_length(), ip.get_next_header().0) {
+        (0, HOP_BY_HOP) => bytes.len(),
+        (stated, _) => header_len + usize::from(stated),
+    };
     let end = total_len.min(bytes.len());
     let mut rest = &bytes[header_len..end];
     let mut next = ip.get_next_header().0;

@@ -219,6 +219,14 @@ impl LiveCapture {
         self.frame_pool.clone()
     }
 
+    /// Asks the capture to stop without waiting: the supervisor sends the frames it still holds
+    /// and then hangs up its sender, so a consumer reads the events until they end and then
+    /// calls [`stop`](Self::stop). (Waiting in `stop` while nobody reads a full channel would
+    /// never end.)
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
     /// Stops every capture thread (waking those that wait for packets) and waits for them.
     /// Frames still held are sent first.
     pub fn stop(mut self) {

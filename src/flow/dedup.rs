@@ -347,7 +347,10 @@ impl Dedup {
         Sighting::First { count_as, seen_as }
     }
 
-    /// The oldest remembered packet this one is a copy of, by sequence number.
+    /// The remembered packet this one is a copy of, by sequence number: the oldest showing the
+    /// same ends, else the oldest a translation explains. Same-ends first: two packets can share
+    /// a fingerprint (a DNS server's replies to two clients, IP id 0, same size), and matching
+    /// a copy of one to the other as "translated" would merge the two clients' flows.
     fn matching_copy(
         &self,
         fingerprint: &Fingerprint,
@@ -356,16 +359,25 @@ impl Dedup {
         now: Timestamp,
     ) -> Option<u64> {
         let mut seq = *self.newest.get(fingerprint)?;
-        let mut found = None;
-        while seq != NO_ENTRY && seq >= self.first_seq {
+        let (mut identical, mut translated) = (None, None);
+        // Bounded: traffic whose fingerprints carry little (IPv6 UDP of one size, IP id 0)
+        // would otherwise walk every packet of the window for each one.
+        for _ in 0..MAX_CHAIN_WALK {
+            if seq == NO_ENTRY || seq < self.first_seq {
+                break;
+            }
             let entry = &self.recent[usize::try_from(seq - self.first_seq).ok()?];
             let near = now.since(entry.ts).max(entry.ts.since(now)) <= self.limits.window;
-            if near && !entry.seen_on.contains(interface, packet.ends) && is_copy(entry, packet) {
-                found = Some(seq);
+            if near && !entry.seen_on.contains(interface, packet.ends) {
+                match copy_relation(entry, packet) {
+                    Some(Relation::Identical) => identical = Some(seq),
+                    Some(_) => translated = Some(seq),
+                    None => {}
+                }
             }
             seq = entry.older;
         }
-        found
+        identical.or(translated)
     }
 
     fn note_copy(
@@ -444,6 +456,14 @@ impl Dedup {
 
     /// Forgets packets older than the window before the latest time seen, and idle bindings.
     fn forget_before(&mut self, now: Timestamp) {
+        if now.saturating_add(self.limits.window) < self.latest {
+            // The clock went back (stepped, or a bogus stamp came first): what is remembered
+            // is from another time, and measured from it nothing new would be kept.
+            self.first_seq += self.recent.len() as u64;
+            self.recent.clear();
+            self.latest = now;
+            self.next_binding_sweep = now;
+        }
         self.latest = self.latest.max(now);
         while self
             .recent
@@ -465,9 +485,12 @@ impl Dedup {
     }
 }
 
-/// Whether `packet` can be a copy of the remembered one: one end unchanged (compared with what
-/// was seen and with what was counted), and a TTL that the path between them explains.
-fn is_copy(entry: &Recent, packet: &PacketFacts) -> bool {
+/// Packets with one fingerprint looked at, newest first, to find what a packet is a copy of.
+const MAX_CHAIN_WALK: usize = 256;
+
+/// How `packet` can be a copy of the remembered one, if it can: one end unchanged (compared
+/// with what was seen and with what was counted), and a TTL that the path between them explains.
+fn copy_relation(entry: &Recent, packet: &PacketFacts) -> Option<Relation> {
     let relation =
         match (relation(entry.seen_as, packet.ends), relation(entry.counted_as, packet.ends)) {
             (Relation::Identical, _) => Relation::Identical,
@@ -476,13 +499,14 @@ fn is_copy(entry: &Recent, packet: &PacketFacts) -> bool {
             }
             (Relation::Unrelated, Relation::Unrelated) => Relation::Unrelated,
         };
-    match (relation, entry.ttl, packet.ttl) {
+    let explained = match (relation, entry.ttl, packet.ttl) {
         (Relation::Unrelated, ..) => false,
         (Relation::Identical, Some(first), Some(copy)) => copy <= first,
         // Translation happens only where the node routes, and routing lowers the TTL.
         (Relation::Translated, Some(first), Some(copy)) => copy < first,
         (_, _, _) => true,
-    }
+    };
+    explained.then_some(relation)
 }
 
 #[cfg(test)]
@@ -714,6 +738,42 @@ mod tests {
         dedup.observe(&packet, CLIENT_VETH, at(0));
         let higher = PacketFacts { ttl: Some(64), ..packet };
         assert!(is_first(dedup.observe(&higher, BACKEND_VETH, at(1))));
+    }
+
+    #[test]
+    fn a_copy_goes_to_the_packet_with_its_own_ends_before_an_older_look_alike() {
+        // A DNS server answers two clients with same-size replies, IP id 0: one fingerprint.
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let to_a = udp("10.244.0.10:53", "10.244.7.11:40001", 0, 120, 64);
+        let to_b = udp("10.244.0.10:53", "10.244.7.12:40002", 0, 120, 64);
+        assert!(is_first(dedup.observe(&to_a, CLIENT_VETH, at(0))));
+        assert!(is_first(dedup.observe(&to_b, CLIENT_VETH, at(10))));
+        // B's reply on its way out, one hop later: a copy of B's, not a translation of A's.
+        let on_uplink = PacketFacts { ttl: Some(63), ..to_b };
+        match dedup.observe(&on_uplink, UPLINK, at(20)) {
+            Sighting::Copy { counted_as, .. } => assert_eq!(counted_as, to_b.ends),
+            other => panic!("not a copy: {other:?}"),
+        }
+        assert_eq!(dedup.bindings(), 0, "no translation was learned");
+        // And B's next packet is counted under B's own ends.
+        let next = udp("10.244.0.10:53", "10.244.7.12:40002", 0, 90, 64);
+        let counted = dedup.observe(&next, CLIENT_VETH, at(30));
+        assert_eq!(counted, Sighting::First { count_as: next.ends, seen_as: None });
+    }
+
+    #[test]
+    fn a_clock_that_goes_back_does_not_stop_copies_being_recognised() {
+        let limits = DedupLimits { max_recent: 4, ..DedupLimits::default() };
+        let mut dedup = Dedup::new(limits);
+        let early = udp("10.244.7.11:1", "10.244.7.12:2", 1, 100, 64);
+        dedup.observe(&early, CLIENT_VETH, at(60_000_000));
+        // The clock steps back a minute; more packets than are remembered follow.
+        for id in 10..20 {
+            dedup.observe(&udp("10.244.7.11:1", "10.244.7.12:2", id, 100, 64), CLIENT_VETH, at(1));
+        }
+        let packet = udp("10.244.7.11:1", "10.244.7.12:2", 2, 100, 64);
+        assert!(is_first(dedup.observe(&packet, CLIENT_VETH, at(2))));
+        assert!(matches!(dedup.observe(&packet, BACKEND_VETH, at(5)), Sighting::Copy { .. }));
     }
 
     #[test]

@@ -189,6 +189,9 @@ impl FlowTable {
         };
         let (slot, new_flow) = match self.index.get(&key) {
             Some(slot) => (*slot as usize, false),
+            // Its flow ended (expired or evicted) while the fragment entry lived on: a flow
+            // started from it would have no ports. Counted as an orphan, like an unknown one.
+            None if packet.fragment.is_later() => return None,
             None => {
                 if self.flows.len() >= self.limits.max_flows {
                     self.evict_oldest();
@@ -645,6 +648,24 @@ mod tests {
         let mut orphan = later;
         orphan.fragment = Fragment::Later { id: 78 };
         assert!(table.ingest(&orphan, 0, at(2)).is_none());
+    }
+
+    #[test]
+    fn a_later_fragment_of_a_flow_that_ended_is_an_orphan_not_a_new_flow() {
+        let limits = TableLimits { idle_timeout: Duration::from_secs(5), ..TableLimits::default() };
+        let mut table = FlowTable::new(limits);
+        let mut first = tcp((CLIENT, 5353), (SERVER, 9999), 0, 1500);
+        first.protocol = Protocol::Udp;
+        first.tcp = None;
+        first.fragment = Fragment::First { id: 77 };
+        let later =
+            Packet { src_port: 0, dst_port: 0, fragment: Fragment::Later { id: 77 }, ..first };
+        table.ingest(&first, 0, at(0));
+        // The flow goes idle and ends; its fragment entry (kept 30 s) outlives it.
+        table.advance(at(6_000));
+        assert!(table.is_empty());
+        assert!(table.ingest(&later, 0, at(7_000)).is_none());
+        assert!(table.is_empty(), "no flow without ports");
     }
 
     #[test]

@@ -63,12 +63,7 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
         engine.count_once_across_interfaces();
     }
     let mut flows = flow_writer(config)?;
-    let mut emit = |record: FlowRecord| -> io::Result<()> {
-        match flows.as_mut() {
-            Some(writer) => writer.write(&record),
-            None => Ok(()),
-        }
-    };
+    let mut emit = |record: FlowRecord| write_flow(&mut flows, &record);
     let mut recorder: Option<Recorder> = None;
     // Capture interface index → the recording's interface id, added as interfaces first appear.
     let mut interface_ids: FxHashMap<u16, u32> = FxHashMap::default();
@@ -153,8 +148,11 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
         last = last.max(ts);
     }
     engine.finish(last, &mut emit).map_err(write_error)?;
-    if let Some(writer) = flows.as_mut() {
-        writer.flush().map_err(write_error)?;
+    if let Some(writer) = flows.as_mut()
+        && let Err(e) = writer.flush()
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        return Err(write_error(e));
     }
     progress.clear();
     for warning in source.take_warnings() {
@@ -208,12 +206,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     let stop = watch_for_stop_signals();
     let cluster_updates = config.kube.clone().map(watch_cluster);
     let mut flows = flow_writer(config)?;
-    let mut emit = |record: FlowRecord| -> io::Result<()> {
-        match flows.as_mut() {
-            Some(writer) => writer.write(&record),
-            None => Ok(()),
-        }
-    };
+    let mut emit = |record: FlowRecord| write_flow(&mut flows, &record);
     let mut names: Vec<String> = Vec::new();
     let mut recorder: Option<FrameRecorder> = None;
     let mut drops = 0u64;
@@ -225,16 +218,25 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         let created = Recorder::create(path, &[], &view_events(view), wall_now(), config.plan);
         recorder = Some(FrameRecorder::new(created.map_err(record_error)?));
     }
+    // An error ends the capture like Ctrl-C does (the capture is stopped and drained below,
+    // so its supervisor never waits on a full channel nobody reads), then it is reported.
+    let mut failure: Option<RunError> = None;
     'capture: while !stop.load(Ordering::Relaxed) {
         match events.recv_timeout(Duration::from_millis(200)) {
             Ok(CaptureEvent::Frames(mut frames)) => {
                 for frame in frames.drain(..) {
-                    if let Some(recorder) = recorder.as_mut()
-                        && let Progress::Stopped(reason) =
-                            recorder.write(&frame, &names).map_err(record_error)?
-                    {
-                        stopped = Some(reason);
-                        break 'capture;
+                    if let Some(recorder) = recorder.as_mut() {
+                        match recorder.write(&frame, &names) {
+                            Ok(Progress::Continue) => {}
+                            Ok(Progress::Stopped(reason)) => {
+                                stopped = Some(reason);
+                                break 'capture;
+                            }
+                            Err(e) => {
+                                failure = Some(record_error(e));
+                                break 'capture;
+                            }
+                        }
                     }
                     engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
                 }
@@ -260,31 +262,64 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         for update in cluster_updates.iter().flat_map(|updates| updates.try_iter()) {
             watch_status.observe(&update);
             if let WatchUpdate::Event(event) = update {
-                if let Some(recorder) = recorder.as_mut() {
-                    recorder
-                        .recorder
-                        .write_cluster_events(now, std::slice::from_ref(&event))
-                        .map_err(record_error)?;
+                if let Some(recorder) = recorder.as_mut()
+                    && let Err(e) =
+                        recorder.recorder.write_cluster_events(now, std::slice::from_ref(&event))
+                {
+                    failure = Some(record_error(e));
+                    break 'capture;
                 }
                 engine.apply(event);
             }
         }
-        engine.advance(now, &mut emit).map_err(write_error)?;
-        if let Some(recorder) = recorder.as_mut()
-            && let Progress::Stopped(reason) = recorder.recorder.tick(now).map_err(record_error)?
-        {
-            stopped = Some(reason);
+        if let Err(e) = engine.advance(now, &mut emit) {
+            failure = Some(write_error(e));
             break;
+        }
+        if let Some(recorder) = recorder.as_mut() {
+            match recorder.recorder.tick(now) {
+                Ok(Progress::Continue) => {}
+                Ok(Progress::Stopped(reason)) => {
+                    stopped = Some(reason);
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(record_error(e));
+                    break;
+                }
+            }
         }
         progress.show(&engine, recorder.as_ref().map(|r| &r.recorder));
     }
+    // The capture sends what it still holds as it stops: take it in (recorded and counted, unless
+    // a limit or an error ended the recording) until it hangs up, then join its threads.
+    capture.request_stop();
+    let recording = failure.is_none() && stopped.is_none();
+    for event in events.iter() {
+        let CaptureEvent::Frames(mut frames) = event else { continue };
+        for frame in frames.drain(..).filter(|_| recording) {
+            if let Some(recorder) = recorder.as_mut()
+                && !matches!(recorder.write(&frame, &names), Ok(Progress::Continue))
+            {
+                continue; // a limit reached or a write failed now: the rest is not recorded
+            }
+            engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
+        }
+        frame_pool.give(frames);
+    }
     capture.stop();
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
     if config.kube.is_some() {
         eprintln!("netwatch: cluster: {}", watch_status.summary());
     }
     engine.finish(wall_now(), &mut emit).map_err(write_error)?;
-    if let Some(writer) = flows.as_mut() {
-        writer.flush().map_err(write_error)?;
+    if let Some(writer) = flows.as_mut()
+        && let Err(e) = writer.flush()
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        return Err(write_error(e));
     }
     progress.clear();
     let stats = engine.stats();
@@ -404,6 +439,22 @@ fn watch_for_stop_signals() -> Arc<AtomicBool> {
         tracing::warn!("cannot watch for Ctrl-C and SIGTERM: {error}");
     }
     stop
+}
+
+/// Writes a flow record, if flows are asked for. A reader that went away (`--flows - | head`)
+/// ends the flow output, not the recording.
+fn write_flow(
+    flows: &mut Option<RecordWriter<Box<dyn Write>>>,
+    record: &FlowRecord,
+) -> io::Result<()> {
+    let Some(writer) = flows.as_mut() else { return Ok(()) };
+    match writer.write(record) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            *flows = None;
+            Ok(())
+        }
+        written => written,
+    }
 }
 
 fn record_error(error: RecordError) -> RunError {

@@ -56,6 +56,30 @@ fn udp_dns_over_ipv6_is_decoded_and_its_answer_read() {
 }
 
 #[test]
+fn offload_super_packets_that_state_no_length_take_the_captured_one() {
+    // BIG TCP: a GSO/GRO packet captured on the host states IPv4 total length 0, or IPv6
+    // payload length 0 with a hop-by-hop (jumbo) header.
+    let payload = vec![0x42u8; 300];
+    let v4 = synth::tcp(sock("10.244.1.10:43122"), sock("10.244.2.20:8080"), 0x18, 7, 9, &payload);
+    let mut stated_zero = v4.clone();
+    stated_zero[14 + 2..14 + 4].copy_from_slice(&[0, 0]);
+    let packet = decode(Some(LinkType::Ethernet), &stated_zero).unwrap();
+    assert_eq!(packet.ip_len as usize, v4.len() - 14);
+    assert_eq!((packet.dst_port, packet.payload), (8080, &payload[..]));
+    let v6 =
+        synth::tcp(sock("[2001:db8::1]:40000"), sock("[2001:db8::2]:443"), 0x18, 1, 2, &payload);
+    let mut jumbo = synth::with_ipv6_extension_headers(&v6);
+    jumbo[14 + 4..14 + 6].copy_from_slice(&[0, 0]);
+    let packet = decode(Some(LinkType::Ethernet), &jumbo).unwrap();
+    assert_eq!(packet.ip_len as usize, jumbo.len() - 14);
+    assert_eq!((packet.dst_port, packet.payload), (443, &payload[..]));
+    // Without the hop-by-hop header a zero payload length is just an empty packet.
+    let mut empty = v6.clone();
+    empty[14 + 4..14 + 6].copy_from_slice(&[0, 0]);
+    assert_eq!(decode(Some(LinkType::Ethernet), &empty), Err(SkipReason::Truncated));
+}
+
+#[test]
 fn ipv6_extension_headers_are_walked_to_the_transport_header() {
     let frame = synth::tcp(sock("[2001:db8::1]:40000"), sock("[2001:db8::2]:443"), 0x02, 9, 0, &[]);
     let with_headers = synth::with_ipv6_extension_headers(&frame);
@@ -92,12 +116,21 @@ fn every_framing_decodes_to_the_same_packet() {
     let plain = decode(Some(LinkType::Ethernet), &frame).unwrap();
     let vlan = synth::with_vlan(&frame, 42);
     let qinq = synth::with_vlan(&vlan, 7);
+    // 802.1ad's outer service tag, and the older 0x9100, over an 802.1Q tag.
+    let outer_tag = |ethertype: u16| {
+        let mut frame = qinq.clone();
+        frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        frame
+    };
+    let (provider, legacy) = (outer_tag(0x88a8), outer_tag(0x9100));
     let sll = synth::to_linux_sll(&frame);
     let sll2 = synth::to_linux_sll2(&frame, 3);
     let raw = synth::to_raw_ip(&frame);
     for (linktype, bytes) in [
         (LinkType::Ethernet, &vlan),
         (LinkType::Ethernet, &qinq),
+        (LinkType::Ethernet, &provider),
+        (LinkType::Ethernet, &legacy),
         (LinkType::LinuxSll, &sll),
         (LinkType::LinuxSll2, &sll2),
         (LinkType::RawIp, &raw),

@@ -222,3 +222,22 @@ fn recording_a_tcpdump_any_capture_counts_each_packet_once_and_keeps_every_copy(
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("recorded {} packets", frames.len())), "{stderr}");
 }
+
+#[test]
+fn flow_records_to_a_reader_that_went_away_do_not_cut_the_recording_short() {
+    let pcapng = temp("gone-reader.pcapng");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(["record", "--read", &asset("demo.pcap"), "-w", pcapng.to_str().unwrap()])
+        .args(["--flows", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `--flows - | head -0`: the reader is gone before the first record.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let _ = std::fs::remove_file(&pcapng);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("recorded 599 packets"), "{stderr}");
+}
