@@ -7,24 +7,46 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Transport protocol of a flow, as carried in the IP header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Transport protocol of a flow, as carried in the IP header. In flow records it is its
+/// [`name`](Protocol::name): `TCP`, …, `GRE`, `ESP`, or `IP/N` for another number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
-    #[serde(rename = "TCP")]
     Tcp,
-    #[serde(rename = "UDP")]
     Udp,
-    #[serde(rename = "SCTP")]
     Sctp,
-    #[serde(rename = "ICMP")]
     Icmp,
-    #[serde(rename = "ICMPv6")]
     Icmpv6,
     /// Any other IP protocol, by number (GRE, ESP, …).
-    #[serde(untagged)]
     Other(u8),
+}
+
+impl Serialize for Protocol {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name())
+    }
+}
+
+/// Reads a name as [`Protocol::name`] writes it, or a bare protocol number (what records
+/// written before names were used for other protocols carry).
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written<'a> {
+            Number(u8),
+            Name(std::borrow::Cow<'a, str>),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Number(number) => Ok(Self::from_ip_number(number)),
+            Written::Name(name) => Self::from_name(&name).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "'{name}' is not a protocol (TCP, UDP, SCTP, ICMP, ICMPv6, GRE, ESP or IP/N)"
+                ))
+            }),
+        }
+    }
 }
 
 impl Protocol {
@@ -72,6 +94,21 @@ impl Protocol {
             Self::Icmp => 1,
             Self::Icmpv6 => 58,
             Self::Other(n) => n,
+        }
+    }
+
+    /// The protocol [`name`](Self::name) gives.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "TCP" => Some(Self::Tcp),
+            "UDP" => Some(Self::Udp),
+            "SCTP" => Some(Self::Sctp),
+            "ICMP" => Some(Self::Icmp),
+            "ICMPv6" => Some(Self::Icmpv6),
+            "GRE" => Some(Self::Other(47)),
+            "ESP" => Some(Self::Other(50)),
+            _ => name.strip_prefix("IP/")?.parse().ok().map(Self::from_ip_number),
         }
     }
 
@@ -202,9 +239,17 @@ mod tests {
 
     #[test]
     fn protocol_names_round_trip_through_json() {
-        for p in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp, Protocol::Icmp, Protocol::Icmpv6] {
+        for number in 0..=u8::MAX {
+            let p = Protocol::from_ip_number(number);
             let text = serde_json::to_string(&p).unwrap();
+            assert_eq!(text, format!("\"{}\"", p.name()));
             assert_eq!(serde_json::from_str::<Protocol>(&text).unwrap(), p);
         }
+        assert_eq!(serde_json::to_string(&Protocol::Other(47)).unwrap(), "\"GRE\"");
+        // Older records carry other protocols as a bare number.
+        assert_eq!(serde_json::from_str::<Protocol>("47").unwrap(), Protocol::Other(47));
+        assert_eq!(serde_json::from_str::<Protocol>("6").unwrap(), Protocol::Tcp);
+        assert!(serde_json::from_str::<Protocol>("\"tcp\"").is_err());
+        assert!(serde_json::from_str::<Protocol>("\"IP/300\"").is_err());
     }
 }

@@ -280,17 +280,8 @@ fn push_timestamp(out: &mut Vec<u8>, ts: Timestamp) {
 }
 
 fn push_protocol(out: &mut Vec<u8>, protocol: Protocol) {
-    let name = match protocol {
-        Protocol::Tcp => "TCP",
-        Protocol::Udp => "UDP",
-        Protocol::Sctp => "SCTP",
-        Protocol::Icmp => "ICMP",
-        Protocol::Icmpv6 => "ICMPv6",
-        // Untagged in serde: the bare protocol number.
-        Protocol::Other(number) => return push_u64(out, u64::from(number)),
-    };
     out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(protocol.name().as_bytes());
     out.push(b'"');
 }
 
