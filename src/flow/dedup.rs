@@ -265,6 +265,8 @@ pub struct Dedup {
     bindings: FxHashMap<BindingKey, Binding>,
     latest: Timestamp,
     next_binding_sweep: Timestamp,
+    /// When a full binding map may be swept again to make room.
+    next_full_sweep: Timestamp,
     counts: DedupCounts,
 }
 
@@ -295,6 +297,7 @@ impl Dedup {
             bindings: FxHashMap::default(),
             latest: Timestamp::default(),
             next_binding_sweep: Timestamp::default(),
+            next_full_sweep: Timestamp::default(),
             counts: DedupCounts::default(),
         }
     }
@@ -413,15 +416,23 @@ impl Dedup {
         original: Endpoints,
         now: Timestamp,
     ) {
-        if self.bindings.len() + 2 > self.limits.max_bindings {
-            self.sweep_bindings(now);
+        let key = BindingKey { protocol, ends: translated };
+        // One learned already (a retransmission's copy) is replaced, never refused.
+        if !self.bindings.contains_key(&key) && self.bindings.len() + 2 > self.limits.max_bindings {
+            // Full: sweep, but at most once per sweep interval. A sweep scans every binding,
+            // and doing that for each translated copy while the map stays full would take the
+            // whole CPU.
+            if now >= self.next_full_sweep {
+                self.sweep_bindings(now);
+                self.next_full_sweep = now.saturating_add(BINDING_SWEEP);
+            }
             if self.bindings.len() + 2 > self.limits.max_bindings {
                 self.counts.bindings_dropped += 1;
                 return;
             }
         }
         let binding = Binding { original, last_used: now };
-        self.bindings.insert(BindingKey { protocol, ends: translated }, binding);
+        self.bindings.insert(key, binding);
         let reply = Binding { original: original.reversed(), last_used: now };
         self.bindings.insert(BindingKey { protocol, ends: translated.reversed() }, reply);
     }
@@ -463,6 +474,7 @@ impl Dedup {
             self.recent.clear();
             self.latest = now;
             self.next_binding_sweep = now;
+            self.next_full_sweep = now;
         }
         self.latest = self.latest.max(now);
         while self
@@ -774,6 +786,32 @@ mod tests {
         let packet = udp("10.244.7.11:1", "10.244.7.12:2", 2, 100, 64);
         assert!(is_first(dedup.observe(&packet, CLIENT_VETH, at(2))));
         assert!(matches!(dedup.observe(&packet, BACKEND_VETH, at(5)), Sighting::Copy { .. }));
+    }
+
+    #[test]
+    fn a_full_binding_map_refuses_new_translations_but_refreshes_known_ones() {
+        let limits = DedupLimits { max_bindings: 4, ..DedupLimits::default() };
+        let mut dedup = Dedup::new(limits);
+        // A client port's SYN to the Service, and its DNAT'd copy at the backend.
+        let dnat = |dedup: &mut Dedup, port: u16, id: u32, at_micros: u64| {
+            let client = format!("10.244.7.11:{port}");
+            let to_service = tcp(&client, "10.96.7.10:80", id, 3000, SYN, 64);
+            dedup.observe(&to_service, CLIENT_VETH, at(at_micros));
+            let to_backend = PacketFacts {
+                ends: ends(&client, "10.244.7.13:8080"),
+                ttl: Some(63),
+                ..to_service
+            };
+            dedup.observe(&to_backend, BACKEND_VETH, at(at_micros + 10))
+        };
+        dnat(&mut dedup, 40001, 1, 0);
+        dnat(&mut dedup, 40002, 2, 100);
+        assert_eq!(dedup.bindings(), 4);
+        assert!(matches!(dnat(&mut dedup, 40003, 3, 200), Sighting::Copy { .. }), "still a copy");
+        assert_eq!((dedup.bindings(), dedup.counts().bindings_dropped), (4, 1));
+        // A retransmission of a known connection is no new binding: nothing refused.
+        dnat(&mut dedup, 40001, 4, 300);
+        assert_eq!((dedup.bindings(), dedup.counts().bindings_dropped), (4, 1));
     }
 
     #[test]

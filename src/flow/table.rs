@@ -182,7 +182,11 @@ impl FlowTable {
                     protocol: packet.protocol.ip_number(),
                     id,
                 };
-                self.fragments.insert(fragment_key, (key, now));
+                // Bounded like the flows: past it, this datagram's later fragments are orphans
+                // (counted), rather than a flood of first fragments growing the map unbounded.
+                if self.fragments.len() < self.limits.max_flows {
+                    self.fragments.insert(fragment_key, (key, now));
+                }
                 key
             }
             Fragment::None => FlowKey::canonical(packet.protocol, src, dst).0,
@@ -648,6 +652,18 @@ mod tests {
         let mut orphan = later;
         orphan.fragment = Fragment::Later { id: 78 };
         assert!(table.ingest(&orphan, 0, at(2)).is_none());
+    }
+
+    #[test]
+    fn first_fragments_are_remembered_no_more_than_flows() {
+        let limits = TableLimits { max_flows: 8, ..TableLimits::default() };
+        let mut table = FlowTable::new(limits);
+        for id in 0..100 {
+            let mut first = tcp((CLIENT, 5353), (SERVER, 9999), 0, 1500);
+            first.fragment = Fragment::First { id };
+            table.ingest(&first, 0, at(u64::from(id)));
+        }
+        assert_eq!(table.fragments.len(), 8);
     }
 
     #[test]
