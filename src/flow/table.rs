@@ -191,8 +191,21 @@ impl FlowTable {
             }
             Fragment::None => FlowKey::canonical(packet.protocol, src, dst).0,
         };
-        let (slot, new_flow) = match self.index.get(&key) {
-            Some(slot) => (*slot as usize, false),
+        let mut existing = self.index.get(&key).map(|slot| *slot as usize);
+        if let Some(slot) = existing
+            && is_closed(self.flows[slot].tcp)
+            && packet.role == Role::Initiator
+        {
+            // A new connection on the 5-tuple of one that closed (a reused client port): the
+            // old flow ends here rather than taking in the new one's packets and verdict.
+            if let Some(flow) = self.remove(&key) {
+                self.expired_total += 1;
+                self.ended.push((flow, EndReason::Expired));
+            }
+            existing = None;
+        }
+        let (slot, new_flow) = match existing {
+            Some(slot) => (slot, false),
             // Its flow ended (expired or evicted) while the fragment entry lived on: a flow
             // started from it would have no ports. Counted as an orphan, like an unknown one.
             None if packet.fragment.is_later() => return None,
@@ -655,6 +668,31 @@ mod tests {
     }
 
     #[test]
+    fn a_new_syn_on_a_closed_flows_ports_starts_a_new_flow() {
+        let mut table = FlowTable::new(TableLimits::default());
+        let (c, s) = ((CLIENT, 40000), (SERVER, 443));
+        table.ingest(&tcp(c, s, SYN, 60), 0, at(0));
+        table.ingest(&tcp(s, c, SYN_ACK, 60), 0, at(1));
+        table.ingest(&tcp(c, s, ACK, 52), 0, at(2));
+        table.ingest(&tcp(c, s, FIN_ACK, 52), 0, at(3));
+        table.ingest(&tcp(s, c, FIN_ACK, 52), 0, at(4));
+        let old = only_flow(&table).id;
+        assert_eq!(only_flow(&table).tcp, Some(TcpState::Closed));
+        // The client port comes round again within the closed timeout.
+        let (_, ingested) = table.ingest(&tcp(c, s, SYN, 60), 0, at(5_000)).unwrap();
+        assert!(ingested.new_flow);
+        let flow = only_flow(&table);
+        assert_ne!(flow.id, old);
+        assert_eq!((flow.tcp, flow.tx.packets), (Some(TcpState::SynSent), 1));
+        let ended = drain_ended(&mut table);
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].0.id, ended[0].0.tx.packets), (old, 3));
+        // A late retransmitted FIN of the old connection is not a new one.
+        table.ingest(&tcp(c, s, FIN_ACK, 52), 0, at(5_001));
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
     fn first_fragments_are_remembered_no_more_than_flows() {
         let limits = TableLimits { max_flows: 8, ..TableLimits::default() };
         let mut table = FlowTable::new(limits);
@@ -726,6 +764,8 @@ mod tests {
                     tcp(c, s, flags, 52)
                 };
                 table.ingest(&packet, 0, at(now));
+                // A SYN on a closed flow's ports ends it at once (a reused port), not by time.
+                drain_ended(&mut table);
                 let mut due: Vec<(Timestamp, u64)> = table
                     .flows()
                     .filter(|f| at(now).since(f.last_seen) >= table.timeout_of(f))
