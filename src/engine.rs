@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 use crate::capture::{DecodedFrame, Frame};
 use crate::cluster::{ClusterEvent, ClusterView, IpOwner};
 use crate::decode::{self, AppData, SkipReason};
-use crate::flow::dedup::{Dedup, DedupLimits, Endpoints, PacketFacts, Sighting, Translation};
+use crate::flow::dedup::{Dedup, DedupLimits, Endpoints, PacketFacts, Sighting};
 use crate::flow::table::EndReason;
 use crate::flow::{
     ClosedAs, Flow, FlowKey, FlowTable, LearnedName, Protocol, SocketEnd, TableLimits, TcpState,
@@ -141,14 +141,15 @@ impl Engine {
             }
         };
         let mut packet = summary.packet;
-        let mut backend = None;
+        // How the packet was counted and how it was seen, when a binding rewrote it.
+        let mut rewritten = None;
         if let Some(dedup) = self.dedup.as_mut() {
             match dedup.observe(&PacketFacts::of(&packet, Some(packet.ttl)), interface, ts) {
                 Sighting::First { count_as, seen_as } => {
                     // A reply from a backend is counted under the Service address the client used.
                     (packet.src, packet.src_port) = (count_as.src.ip, count_as.src.port);
                     (packet.dst, packet.dst_port) = (count_as.dst.ip, count_as.dst.port);
-                    backend = seen_as.and_then(|seen| backend_of(count_as, seen));
+                    rewritten = seen_as.map(|seen| (count_as, seen));
                 }
                 Sighting::Copy { counted_as, seen_as, .. } => {
                     let key = FlowKey::canonical(packet.protocol, counted_as.src, counted_as.dst).0;
@@ -157,7 +158,7 @@ impl Engine {
                             flow.interfaces.push(interface);
                         }
                         if flow.backend.is_none() {
-                            flow.backend = backend_of(counted_as, seen_as);
+                            flow.backend = backend_of(flow.responder, counted_as, seen_as);
                         }
                     }
                     return;
@@ -179,8 +180,10 @@ impl Engine {
         };
         self.decoded += 1;
         // Only when there is one: the field lies outside the cache lines a packet touches.
-        if backend.is_some() && flow.backend.is_none() {
-            flow.backend = backend;
+        if let Some((counted, seen)) = rewritten
+            && flow.backend.is_none()
+        {
+            flow.backend = backend_of(flow.responder, counted, seen);
         }
         let just_closed = matches!(flow.tcp, Some(TcpState::Closed | TcpState::Reset))
             && flow.closed_as.is_none();
@@ -439,14 +442,16 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
     }
 }
 
-/// The post-DNAT end of a packet counted as `counted` but seen as `seen`: the backend that a
-/// Service address was translated to (either direction of the conversation).
-fn backend_of(counted: Endpoints, seen: Endpoints) -> Option<SocketEnd> {
-    match counted.translation_to(seen) {
-        Translation::Destination(end) => Some(end),
-        Translation::Source(end) => Some(end),
-        Translation::Both(ends) => Some(ends.dst),
-        Translation::None => None,
+/// The post-DNAT end of a packet counted as `counted` but seen as `seen`: what the flow's
+/// `responder` (a Service address) was translated to, in either direction of the conversation.
+/// A rewritten initiator end (SNAT, masquerade on the uplink) names no backend.
+fn backend_of(responder: SocketEnd, counted: Endpoints, seen: Endpoints) -> Option<SocketEnd> {
+    if counted.dst == responder && seen.dst != counted.dst {
+        Some(seen.dst)
+    } else if counted.src == responder && seen.src != counted.src {
+        Some(seen.src)
+    } else {
+        None
     }
 }
 

@@ -152,3 +152,37 @@ fn advance_if_due_sweeps_once_per_interval_of_packet_time() {
     assert_eq!(engine.advance_if_due(at(5_000), ok), Ok(true), "a gap: one sweep, not four");
     assert_eq!(engine.advance_if_due(at(5_999), ok), Ok(false));
 }
+
+/// Counted once across interfaces: a DNAT'd copy at the backend's veth names the Service's
+/// backend; a masqueraded copy on the uplink (the pod's end rewritten) names none.
+#[test]
+fn a_dnated_copy_names_the_backend_and_a_masqueraded_one_does_not() {
+    use crate::decode::{LinkType, Packet, TcpInfo, decode, summarize};
+    let mut engine = Engine::new(TableLimits::default());
+    engine.count_once_across_interfaces();
+    let frame = crate::synth::tcp(addr("10.0.0.1:1"), addr("10.0.0.2:2"), TcpInfo::SYN, 1, 0, &[]);
+    let syn = decode(Some(LinkType::Ethernet), &frame).unwrap();
+    let seen = |src: &str, dst: &str, ttl: u8| {
+        let (src, dst) = (addr(src), addr(dst));
+        let packet = Packet {
+            src: src.ip(),
+            src_port: src.port(),
+            dst: dst.ip(),
+            dst_port: dst.port(),
+            ttl,
+            ..syn
+        };
+        Ok(summarize(&packet))
+    };
+    let at = |micros: u64| Timestamp(START + micros * 1_000);
+    engine.ingest_decoded(at(0), 0, seen("10.244.1.10:40000", "10.96.0.10:80", 64));
+    engine.ingest_decoded(at(10), 1, seen("10.244.1.10:40000", "10.244.2.20:8080", 63));
+    engine.ingest_decoded(at(1_000), 0, seen("10.244.1.10:40001", "203.0.113.5:443", 64));
+    engine.ingest_decoded(at(1_010), 2, seen("198.51.100.1:61000", "203.0.113.5:443", 63));
+    let records = engine.live_records(at(2_000));
+    assert_eq!(records.len(), 2, "each connection counted once");
+    let to_port = |port: u16| records.iter().find(|r| r.dst.port == Some(port)).unwrap();
+    let backend = to_port(80).backend.as_ref().map(|b| (b.ip, b.port));
+    assert_eq!(backend, Some(("10.244.2.20".parse().unwrap(), Some(8080))));
+    assert_eq!(to_port(443).backend, None, "the node's masquerade address is no backend");
+}
