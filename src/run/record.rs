@@ -147,6 +147,27 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
         engine.ingest(&Frame { ts, interface, linktype, data: &data, wire_len });
         last = last.max(ts);
     }
+    // Cluster changes recorded after the last packet, or in a file with none at all: the new
+    // file is written all the same, with them in it.
+    let events: Vec<_> =
+        source.take_cluster_events().into_iter().filter(|e| gate.admit(e)).collect();
+    match (&config.pcapng, recorder.as_mut()) {
+        (Some(path), None) if stopped.is_none() => {
+            for event in events {
+                engine.apply(event);
+            }
+            let view = engine.cluster_and_policies().0;
+            let created = Recorder::create(path, &[], &view_events(view), wall_now(), config.plan);
+            recorder = Some(created.map_err(record_error)?);
+        }
+        (_, Some(recorder)) if stopped.is_none() && !events.is_empty() => {
+            recorder.write_cluster_events(last, &events).map_err(record_error)?;
+            for event in events {
+                engine.apply(event);
+            }
+        }
+        _ => {}
+    }
     engine.finish(last, &mut emit).map_err(write_error)?;
     if let Some(writer) = flows.as_mut()
         && let Err(e) = writer.flush()

@@ -241,3 +241,33 @@ fn flow_records_to_a_reader_that_went_away_do_not_cut_the_recording_short() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("recorded 599 packets"), "{stderr}");
 }
+
+#[test]
+fn a_capture_without_packets_still_makes_a_recording() {
+    let empty = temp("empty.pcap");
+    // A pcap global header (microsecond magic, v2.4, snaplen 65535, Ethernet) and no packets.
+    let mut header = Vec::new();
+    header.extend_from_slice(&0xa1b2_c3d4_u32.to_le_bytes());
+    header.extend_from_slice(&2u16.to_le_bytes());
+    header.extend_from_slice(&4u16.to_le_bytes());
+    header.extend_from_slice(&[0; 8]);
+    header.extend_from_slice(&65535u32.to_le_bytes());
+    header.extend_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&empty, header).unwrap();
+    let pcapng = temp("empty.pcapng");
+    let output = netwatch(&[
+        "record",
+        "--read",
+        empty.to_str().unwrap(),
+        "--cluster",
+        &asset("demo-cluster.yaml"),
+        "-w",
+        pcapng.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&empty);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let tshark = Command::new("tshark").args(["-r", pcapng.to_str().unwrap()]).output().unwrap();
+    let _ = std::fs::remove_file(&pcapng);
+    assert!(tshark.status.success(), "{}", String::from_utf8_lossy(&tshark.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("recorded 0 packets"));
+}
