@@ -43,6 +43,17 @@ pub(super) fn open_input(input: &Input) -> Result<Opened, RunError> {
         }
         Input::File(path) => path,
     };
+    // The input is opened twice (its first bytes say which reader takes it): a pipe would lose
+    // them to the first open.
+    let kind = std::fs::metadata(path)
+        .map_err(|e| RunError::BadInput(format!("cannot read '{}': {e}", path.display())))?;
+    if !kind.is_file() {
+        return Err(RunError::BadInput(format!(
+            "'{}' is not a regular file: replay reads a saved capture (for a stream, save it \
+             first with `tcpdump -w FILE`, or capture live with `netwatch -i IFACE`)",
+            path.display()
+        )));
+    }
     let mut prefix = [0u8; 4];
     let read = std::fs::File::open(path)
         .and_then(|mut file| io::Read::read(&mut file, &mut prefix))

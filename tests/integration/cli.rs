@@ -22,6 +22,19 @@ fn a_missing_capture_is_bad_input_exit_2_with_the_path_quoted() {
 }
 
 #[test]
+fn a_pipe_is_refused_with_what_to_do_instead() {
+    let fifo = std::env::temp_dir().join(format!("netwatch-fifo-{}", std::process::id()));
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let output = netwatch(&["replay", fifo.to_str().unwrap(), "--headless"]);
+    let _ = std::fs::remove_file(&fifo);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("is not a regular file") && text.contains("tcpdump -w"), "{text}");
+    assert_eq!(text.lines().count(), 1, "one clear line: {text}");
+}
+
+#[test]
 fn a_file_that_is_not_a_capture_says_so_and_what_to_give_instead() {
     let path = fixture("cluster/no-kind.yaml");
     let output = netwatch(&["replay", path.to_str().unwrap(), "--headless"]);
