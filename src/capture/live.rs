@@ -132,7 +132,9 @@ pub enum CaptureEvent {
     /// An interface is no longer captured (it vanished or went down): not an error. Frames it
     /// read last may still follow; its index keeps naming it.
     Detached { index: u16, name: String },
-    /// Counts of every attached interface, every `stats_interval`.
+    /// Counts of every attached interface, every `stats_interval` and once more at the end;
+    /// interfaces that went away are summed in one more entry (index `u16::MAX`), so totals
+    /// never go down.
     Stats(Vec<InterfaceStats>),
     /// A problem worth showing once (an interface that could not be opened); capture goes on.
     Warning(String),

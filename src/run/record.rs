@@ -317,7 +317,14 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     capture.request_stop();
     let recording = failure.is_none() && stopped.is_none();
     for event in events.iter() {
-        let CaptureEvent::Frames(mut frames) = event else { continue };
+        let mut frames = match event {
+            CaptureEvent::Frames(frames) => frames,
+            CaptureEvent::Stats(stats) => {
+                drops = stats.iter().map(|s| s.dropped + s.if_dropped).sum();
+                continue;
+            }
+            _ => continue,
+        };
         for frame in frames.drain(..).filter(|_| recording) {
             if let Some(recorder) = recorder.as_mut()
                 && !matches!(recorder.write(&frame, &names), Ok(Progress::Continue))

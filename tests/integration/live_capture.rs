@@ -542,6 +542,20 @@ fn inside_a_namespace_node() {
     with_bridge.drain();
     through_any.drain();
 
+    // The removed pod's veth keeps its counts in the totals, in the entry of interfaces gone,
+    // which the last stats (sent as the capture stops) carry.
+    let last_stats = by_default
+        .events
+        .iter()
+        .rev()
+        .find_map(|(_, e)| match e {
+            CaptureEvent::Stats(stats) => Some(stats),
+            _ => None,
+        })
+        .expect("stats at the end");
+    let gone = last_stats.iter().find(|s| s.index == u16::MAX).expect("interfaces gone");
+    assert!(gone.received >= 5, "the removed pod's datagrams: {gone:?}");
+
     let captures = [
         ("pod-facing", &by_default),
         ("with bridge and uplink", &with_bridge),

@@ -20,6 +20,8 @@ use crate::time::Timestamp;
 
 /// Most frames in one `CaptureEvent::Frames`.
 const RELEASE_FRAMES: usize = 1024;
+/// The index under which the counts of interfaces that went away are sent.
+pub const DETACHED_INDEX: u16 = u16::MAX;
 /// How often the supervisor releases held frames (and, when nothing arrives, wakes at all).
 const RELEASE_TICK: Duration = Duration::from_millis(40);
 
@@ -54,6 +56,9 @@ pub(super) struct Supervisor {
     pub(super) chunks: FramePool,
     /// The links as the last hot-plug poll read them.
     pub(super) links: LinkCache,
+    /// The final counts of interfaces that went away, summed: sent with every `Stats` so that
+    /// totals never go down when a pod's veth does.
+    pub(super) detached: Option<InterfaceStats>,
 }
 
 impl Supervisor {
@@ -81,6 +86,7 @@ impl Supervisor {
             batches: FramePool::new(BATCH_FRAMES),
             chunks: FramePool::new(RELEASE_FRAMES),
             links: LinkCache::default(),
+            detached: None,
         }
     }
 
@@ -113,8 +119,7 @@ impl Supervisor {
             }
             if now >= next_stats {
                 next_stats = now + self.config.stats_interval;
-                let stats = self.attached.values().map(|a| a.stats.clone()).collect();
-                self.send(CaptureEvent::Stats(stats));
+                self.send_stats();
             }
             for event in std::mem::take(&mut self.queued) {
                 self.send(event);
@@ -140,7 +145,16 @@ impl Supervisor {
             for event in std::mem::take(&mut self.queued) {
                 self.send(event);
             }
+            // The last interval's counts, which the periodic stats would not have sent.
+            self.send_stats();
         }
+    }
+
+    /// Counts of every attached interface, and of the detached ones together.
+    fn send_stats(&mut self) {
+        let attached = self.attached.values().map(|a| a.stats.clone());
+        let stats = attached.chain(self.detached.clone()).collect();
+        self.send(CaptureEvent::Stats(stats));
     }
 
     fn handle(&mut self, message: Internal) {
@@ -161,6 +175,13 @@ impl Supervisor {
             Internal::Ended { index, error } => {
                 let Some(mut attachment) = self.attached.remove(&index) else { return };
                 self.budget.release(attachment.stats.buffer_bytes);
+                let gone = &attachment.stats;
+                let detached = self
+                    .detached
+                    .get_or_insert_with(|| stats_for(DETACHED_INDEX, "(interfaces gone)", 0));
+                detached.received += gone.received;
+                detached.dropped += gone.dropped;
+                detached.if_dropped += gone.if_dropped;
                 if let Some(thread) = attachment.thread.take() {
                     let _ = thread.join();
                 }
