@@ -22,6 +22,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
+use rustc_hash::FxHashMap;
+
 use crate::capture::{CaptureError, Frame, Next, PacketSource};
 use crate::cluster::ClusterEvent;
 use crate::decode::LinkType;
@@ -89,7 +91,11 @@ pub struct PcapngSource<R: Read = BufReader<File>> {
     endian: Endian,
     section: Vec<SectionInterface>,
     names: Vec<String>,
-    keys: Vec<(String, u16)>,
+    /// (name, link type) → source-wide index.
+    keys: FxHashMap<(String, u16), u16>,
+    /// `tcpdump -i any` files: the source-wide index of each kernel interface index met in a
+    /// cooked v2 header (a lookup per packet, not a name made and searched for).
+    sll2_interfaces: FxHashMap<u32, u16>,
     pending: Option<FoundFrame>,
     /// The first block's type was read to recognise the file.
     magic_read: bool,
@@ -144,7 +150,8 @@ impl<R: Read> PcapngSource<R> {
             endian: Endian::Little,
             section: Vec::new(),
             names: Vec::new(),
-            keys: Vec::new(),
+            keys: FxHashMap::default(),
+            sll2_interfaces: FxHashMap::default(),
             pending: None,
             magic_read: true,
             cluster_blocks: ClusterBlocks::default(),
@@ -340,17 +347,13 @@ impl<R: Read> PcapngSource<R> {
     /// (concatenated or rotated files) keeps its index.
     fn global_index(&mut self, name: String, linktype_number: u16) -> Option<u16> {
         let key = (name, linktype_number);
-        match self.keys.iter().position(|k| *k == key) {
-            Some(index) => u16::try_from(index).ok(),
-            None => {
-                let index = u16::try_from(self.names.len()).ok();
-                if index.is_some() {
-                    self.names.push(key.0.clone());
-                    self.keys.push(key);
-                }
-                index
-            }
+        if let Some(index) = self.keys.get(&key) {
+            return Some(*index);
         }
+        let index = u16::try_from(self.names.len()).ok()?;
+        self.names.push(key.0.clone());
+        self.keys.insert(key, index);
+        Some(index)
     }
 
     fn timestamp(interface: &SectionInterface, units: u64) -> Timestamp {
@@ -385,9 +388,17 @@ impl<R: Read> PcapngSource<R> {
                 .get(data_start..data_start + captured)
                 .and_then(crate::capture::file::sll2_ifindex)
         {
-            global = self
-                .global_index(format!("if{ifindex}"), LinkType::LinuxSll2.number())
-                .unwrap_or(global);
+            global = match self.sll2_interfaces.get(&ifindex) {
+                Some(index) => *index,
+                None => {
+                    let index =
+                        self.global_index(format!("if{ifindex}"), LinkType::LinuxSll2.number());
+                    if let Some(index) = index {
+                        self.sll2_interfaces.insert(ifindex, index);
+                    }
+                    index.unwrap_or(global)
+                }
+            };
         }
         let ts = match units {
             Some(units) => Self::timestamp(&interface, units),

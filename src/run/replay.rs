@@ -364,26 +364,21 @@ pub(crate) fn read_source<S: PacketSource>(
         match source.next_frame() {
             Next::Packet(frame) => {
                 let decoded = DecodedFrame::from_frame(&frame);
-                // Ahead of the batch holding the frame that named it.
-                if let Some(names) = source.take_new_interfaces()
-                    && !send(ReaderItem::Interfaces(names))
-                {
-                    return source;
-                }
                 let events = source.take_cluster_events();
                 if !events.is_empty() {
                     let frames = std::mem::replace(&mut batch, fresh_batch());
-                    if (!frames.is_empty() && !send(ReaderItem::Frames(frames)))
+                    if !send_frames(&mut source, frames, &mut send)
                         || !send(ReaderItem::Cluster(events))
                     {
                         return source;
                     }
                 }
                 batch.push(decoded);
-                if batch.len() >= batch_frames
-                    && !send(ReaderItem::Frames(std::mem::replace(&mut batch, fresh_batch())))
-                {
-                    return source;
+                if batch.len() >= batch_frames {
+                    let frames = std::mem::replace(&mut batch, fresh_batch());
+                    if !send_frames(&mut source, frames, &mut send) {
+                        return source;
+                    }
                 }
             }
             // A file never idles; a live source would be waited on by the interactive loop.
@@ -391,7 +386,7 @@ pub(crate) fn read_source<S: PacketSource>(
             Next::End => break,
         }
     }
-    if !batch.is_empty() && !send(ReaderItem::Frames(batch)) {
+    if !send_frames(&mut source, batch, &mut send) {
         return source;
     }
     let events = source.take_cluster_events();
@@ -399,6 +394,23 @@ pub(crate) fn read_source<S: PacketSource>(
         send(ReaderItem::Cluster(events));
     }
     source
+}
+
+/// Sends a batch of frames, naming first the interfaces met since the last batch. Once per
+/// batch: the names go as one list, and sending it for each new interface cost the square of
+/// their number (a file of 65k cooked-v2 packets on as many interfaces). False once the loop
+/// hung up.
+fn send_frames<S: PacketSource>(
+    source: &mut S,
+    frames: Vec<DecodedFrame>,
+    send: &mut impl FnMut(ReaderItem) -> bool,
+) -> bool {
+    if let Some(names) = source.take_new_interfaces()
+        && !send(ReaderItem::Interfaces(names))
+    {
+        return false;
+    }
+    frames.is_empty() || send(ReaderItem::Frames(frames))
 }
 
 fn print_summary(stats: &Stats) {
