@@ -186,3 +186,45 @@ fn a_dnated_copy_names_the_backend_and_a_masqueraded_one_does_not() {
     assert_eq!(backend, Some(("10.244.2.20".parse().unwrap(), Some(8080))));
     assert_eq!(to_port(443).backend, None, "the node's masquerade address is no backend");
 }
+
+/// A Service's backend answers with a datagram in two fragments: the first is counted under the
+/// Service address through the binding its request taught, the second (no ports) with it.
+#[test]
+fn a_fragmented_reply_from_a_backend_counts_whole_on_the_service_flow() {
+    use crate::decode::{Fragment, LinkType, Packet, decode, summarize};
+    let mut engine = Engine::new(TableLimits::default());
+    engine.count_once_across_interfaces();
+    let frame = crate::synth::udp(addr("10.0.0.1:1"), addr("10.0.0.2:2"), &[0; 32]);
+    let datagram = decode(Some(LinkType::Ethernet), &frame).unwrap();
+    let seen = |src: &str, dst: &str, ttl: u8, fragment: Fragment, ip_len: u32| {
+        let (src, dst) = (addr(src), addr(dst));
+        let ip_id = match fragment {
+            Fragment::First { id } | Fragment::Later { id } => id,
+            Fragment::None => 5,
+        };
+        let packet = Packet {
+            src: src.ip(),
+            src_port: src.port(),
+            dst: dst.ip(),
+            dst_port: dst.port(),
+            ttl,
+            fragment,
+            ip_id,
+            ip_len,
+            ..datagram
+        };
+        Ok(summarize(&packet))
+    };
+    let at = |micros: u64| Timestamp(START + micros * 1_000);
+    let (client, service, backend) = ("10.244.1.10:40000", "10.96.0.10:53", "10.244.2.20:53");
+    engine.ingest_decoded(at(0), 0, seen(client, service, 64, Fragment::None, 60));
+    engine.ingest_decoded(at(10), 1, seen(client, backend, 63, Fragment::None, 60));
+    let first = Fragment::First { id: 900 };
+    engine.ingest_decoded(at(100), 1, seen(backend, client, 64, first, 1500));
+    let later = Fragment::Later { id: 900 };
+    engine.ingest_decoded(at(110), 1, seen("10.244.2.20:0", "10.244.1.10:0", 64, later, 700));
+    let records = engine.live_records(at(1_000));
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!((records[0].packets.rx, records[0].bytes.rx), (2, 2200));
+    assert!(engine.stats().skipped.values().all(|n| *n == 0), "{:?}", engine.stats().skipped);
+}

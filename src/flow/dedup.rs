@@ -104,6 +104,8 @@ pub struct PacketFacts {
     /// TCP sequence, acknowledgement and flags; `None` for other protocols.
     pub tcp: Option<(u32, u32, u8)>,
     pub later_fragment: bool,
+    /// The first fragment of a datagram that more fragments follow.
+    pub first_fragment: bool,
     /// IPv4 TTL or IPv6 hop limit; `None` when the decoder does not report it (then the TTL
     /// check is skipped and only fingerprints and ends decide).
     pub ttl: Option<u8>,
@@ -123,6 +125,7 @@ impl PacketFacts {
             ip_len: packet.ip_len,
             tcp: packet.tcp.map(|tcp| (tcp.seq, tcp.ack, tcp.flags)),
             later_fragment: matches!(packet.fragment, Fragment::Later { .. }),
+            first_fragment: matches!(packet.fragment, Fragment::First { .. }),
             ttl,
         }
     }
@@ -250,6 +253,12 @@ struct Binding {
 /// How often (packet time) idle bindings are swept.
 const BINDING_SWEEP: Duration = Duration::from_secs(1);
 
+/// Fragments of one datagram arrive within this long of each other, or not at all.
+const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A fragmented datagram as the wire showed it: protocol, source and destination address, id.
+type WireDatagram = (Protocol, std::net::IpAddr, std::net::IpAddr, u32);
+
 /// The counting-once rule. Feed it every decoded packet, in capture-time order as far as
 /// possible, before the flow table.
 #[derive(Debug)]
@@ -263,6 +272,10 @@ pub struct Dedup {
     /// packet left cost a hash and a cache miss per packet.
     newest: FxHashMap<Fingerprint, u64>,
     bindings: FxHashMap<BindingKey, Binding>,
+    /// Datagrams whose first fragment a binding counted under other addresses: their later
+    /// fragments (no ports, so no binding matches them) are counted under the same ones, or
+    /// the flow table could not join them to their first fragment.
+    rewritten_datagrams: FxHashMap<WireDatagram, (Endpoints, Timestamp)>,
     latest: Timestamp,
     next_binding_sweep: Timestamp,
     /// When a full binding map may be swept again to make room.
@@ -295,6 +308,7 @@ impl Dedup {
             first_seq: 0,
             newest: FxHashMap::default(),
             bindings: FxHashMap::default(),
+            rewritten_datagrams: FxHashMap::default(),
             latest: Timestamp::default(),
             next_binding_sweep: Timestamp::default(),
             next_full_sweep: Timestamp::default(),
@@ -327,15 +341,34 @@ impl Dedup {
             return self.note_copy(seq, packet, interface, now);
         }
         let key = BindingKey { protocol: packet.protocol, ends: packet.ends };
+        let wire = (packet.protocol, packet.ends.src.ip, packet.ends.dst.ip, packet.ip_id);
+        let datagram = if packet.later_fragment {
+            self.rewritten_datagrams.get(&wire).map(|(original, _)| *original)
+        } else {
+            None
+        };
         // An empty map answers without hashing: most nodes translate little.
         let binding = self.bindings.get_mut(&key);
-        let (count_as, seen_as) = match binding {
-            Some(binding) => {
+        let (count_as, seen_as) = match (binding, datagram) {
+            (_, Some(original)) => {
+                // The ports are not in a later fragment: the addresses are what is counted.
+                self.counts.rewritten += 1;
+                let src = SocketEnd { ip: original.src.ip, ..packet.ends.src };
+                let dst = SocketEnd { ip: original.dst.ip, ..packet.ends.dst };
+                (Endpoints { src, dst }, Some(packet.ends))
+            }
+            (Some(binding), None) => {
                 binding.last_used = binding.last_used.max(now);
                 self.counts.rewritten += 1;
-                (binding.original, Some(packet.ends))
+                let original = binding.original;
+                if packet.first_fragment
+                    && self.rewritten_datagrams.len() < self.limits.max_recent.max(1)
+                {
+                    self.rewritten_datagrams.insert(wire, (original, now));
+                }
+                (original, Some(packet.ends))
             }
-            None => (packet.ends, None),
+            (None, None) => (packet.ends, None),
         };
         self.remember(Recent {
             fingerprint,
@@ -494,6 +527,7 @@ impl Dedup {
     fn sweep_bindings(&mut self, now: Timestamp) {
         let idle = self.limits.binding_idle;
         self.bindings.retain(|_, binding| now.since(binding.last_used) < idle);
+        self.rewritten_datagrams.retain(|_, (_, first)| now.since(*first) < FRAGMENT_TIMEOUT);
     }
 }
 
@@ -549,6 +583,7 @@ mod tests {
             ip_len: 60,
             tcp: Some((seq, 0, flags)),
             later_fragment: false,
+            first_fragment: false,
             ttl: Some(ttl),
         }
     }
@@ -561,6 +596,7 @@ mod tests {
             ip_len,
             tcp: None,
             later_fragment: false,
+            first_fragment: false,
             ttl: Some(ttl),
         }
     }
@@ -786,6 +822,40 @@ mod tests {
         let packet = udp("10.244.7.11:1", "10.244.7.12:2", 2, 100, 64);
         assert!(is_first(dedup.observe(&packet, CLIENT_VETH, at(2))));
         assert!(matches!(dedup.observe(&packet, BACKEND_VETH, at(5)), Sighting::Copy { .. }));
+    }
+
+    #[test]
+    fn later_fragments_of_a_backend_reply_count_under_the_service_like_the_first() {
+        let mut dedup = Dedup::new(DedupLimits::default());
+        let to_service = udp("10.244.7.11:40004", "10.96.7.10:53", 11, 80, 64);
+        dedup.observe(&to_service, CLIENT_VETH, at(0));
+        let to_backend = PacketFacts {
+            ends: ends("10.244.7.11:40004", "10.244.7.13:53"),
+            ttl: Some(63),
+            ..to_service
+        };
+        dedup.observe(&to_backend, BACKEND_VETH, at(10));
+        // A large reply from the backend, in two fragments, seen first on the backend's veth.
+        let first = PacketFacts {
+            first_fragment: true,
+            ..udp("10.244.7.13:53", "10.244.7.11:40004", 901, 1500, 64)
+        };
+        let later = PacketFacts {
+            later_fragment: true,
+            ..udp("10.244.7.13:0", "10.244.7.11:0", 901, 700, 64)
+        };
+        let service = ends("10.96.7.10:53", "10.244.7.11:40004");
+        assert_eq!(
+            dedup.observe(&first, BACKEND_VETH, at(100)),
+            Sighting::First { count_as: service, seen_as: Some(first.ends) }
+        );
+        assert_eq!(
+            dedup.observe(&later, BACKEND_VETH, at(110)),
+            Sighting::First {
+                count_as: ends("10.96.7.10:0", "10.244.7.11:0"),
+                seen_as: Some(later.ends)
+            }
+        );
     }
 
     #[test]
