@@ -264,6 +264,8 @@ type WireDatagram = (Protocol, std::net::IpAddr, std::net::IpAddr, u32);
 #[derive(Debug)]
 pub struct Dedup {
     limits: DedupLimits,
+    /// `limits.window` in nanoseconds, compared with packet times on every packet.
+    window_nanos: u64,
     /// Remembered packets, oldest first; `first_seq` is the sequence number of the front.
     recent: VecDeque<Recent>,
     first_seq: u64,
@@ -304,6 +306,7 @@ impl Dedup {
     pub fn new(limits: DedupLimits) -> Self {
         Self {
             limits,
+            window_nanos: u64::try_from(limits.window.as_nanos()).unwrap_or(u64::MAX),
             recent: VecDeque::new(),
             first_seq: 0,
             newest: FxHashMap::default(),
@@ -341,9 +344,9 @@ impl Dedup {
             return self.note_copy(seq, packet, interface, now);
         }
         let key = BindingKey { protocol: packet.protocol, ends: packet.ends };
-        let wire = (packet.protocol, packet.ends.src.ip, packet.ends.dst.ip, packet.ip_id);
+        let wire = || (packet.protocol, packet.ends.src.ip, packet.ends.dst.ip, packet.ip_id);
         let datagram = if packet.later_fragment {
-            self.rewritten_datagrams.get(&wire).map(|(original, _)| *original)
+            self.rewritten_datagrams.get(&wire()).map(|(original, _)| *original)
         } else {
             None
         };
@@ -364,7 +367,7 @@ impl Dedup {
                 if packet.first_fragment
                     && self.rewritten_datagrams.len() < self.limits.max_recent.max(1)
                 {
-                    self.rewritten_datagrams.insert(wire, (original, now));
+                    self.rewritten_datagrams.insert(wire(), (original, now));
                 }
                 (original, Some(packet.ends))
             }
@@ -500,7 +503,7 @@ impl Dedup {
 
     /// Forgets packets older than the window before the latest time seen, and idle bindings.
     fn forget_before(&mut self, now: Timestamp) {
-        if now.saturating_add(self.limits.window) < self.latest {
+        if now.0.saturating_add(self.window_nanos) < self.latest.0 {
             // The clock went back (stepped, or a bogus stamp came first): what is remembered
             // is from another time, and measured from it nothing new would be kept.
             self.first_seq += self.recent.len() as u64;
