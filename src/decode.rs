@@ -128,6 +128,9 @@ pub struct Packet<'a> {
     /// IPv4 identification (0 for IPv6 unless fragmented): used to recognise copies of one
     /// packet seen on several interfaces.
     pub ip_id: u32,
+    /// The IP header stated no length (a segmentation-offload super-packet captured on the
+    /// host), so `ip_len` is what was captured: the frame's length on the wire says the rest.
+    pub length_from_capture: bool,
     /// The transport payload, as far as it was captured.
     pub payload: &'a [u8],
 }
@@ -252,11 +255,10 @@ fn decode_ipv4(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
     let ip = Ipv4Packet::new(bytes).ok_or(SkipReason::Truncated)?;
     let header_len = usize::from(ip.get_header_length()) * 4;
     // A segmentation-offload super-packet captured on the host (BIG TCP) states 0: its length
-    // is what was captured, as tcpdump takes it.
-    let total_len = match usize::from(ip.get_total_length()) {
-        0 => bytes.len(),
-        stated => stated,
-    };
+    // is the frame's (what was captured here; the wire length where the snap length cut it,
+    // see `DecodedFrame::from_frame`).
+    let stated_len = usize::from(ip.get_total_length());
+    let total_len = if stated_len == 0 { bytes.len() } else { stated_len };
     if ip.get_version() != 4 || header_len < 20 || total_len < header_len {
         return Err(SkipReason::BadIpHeader);
     }
@@ -278,7 +280,9 @@ fn decode_ipv4(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
     let protocol = Protocol::from_ip_number(ip.get_next_level_protocol().0);
     let src = IpAddr::V4(ip.get_source());
     let dst = IpAddr::V4(ip.get_destination());
-    finish(src, dst, protocol, ip.get_ttl(), total_len, fragment, id, payload)
+    let mut packet = finish(src, dst, protocol, ip.get_ttl(), total_len, fragment, id, payload)?;
+    packet.length_from_capture = stated_len == 0;
+    Ok(packet)
 }
 
 /// IPv6 extension headers that netwatch walks over to reach the transport header.
@@ -296,11 +300,10 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
     }
     let header_len = Ipv6Packet::minimum_packet_size();
     // A jumbogram (a BIG TCP super-packet captured on the host) states 0 and carries its length
-    // in a hop-by-hop option: take what was captured.
-    let total_len = match (ip.get_payload_length(), ip.get_next_header().0) {
-        (0, HOP_BY_HOP) => bytes.len(),
-        (stated, _) => header_len + usize::from(stated),
-    };
+    // in a hop-by-hop option: it is the frame's, as for IPv4 above.
+    let jumbo = ip.get_payload_length() == 0 && ip.get_next_header().0 == HOP_BY_HOP;
+    let total_len =
+        if jumbo { bytes.len() } else { header_len + usize::from(ip.get_payload_length()) };
     let end = total_len.min(bytes.len());
     let mut rest = &bytes[header_len..end];
     let mut next = ip.get_next_header().0;
@@ -341,7 +344,7 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
         Fragment::First { id } | Fragment::Later { id } => id,
         Fragment::None => 0,
     };
-    finish(
+    let mut packet = finish(
         src,
         dst,
         Protocol::from_ip_number(next),
@@ -350,7 +353,9 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
         fragment,
         id,
         rest,
-    )
+    )?;
+    packet.length_from_capture = jumbo;
+    Ok(packet)
 }
 
 #[allow(clippy::too_many_arguments)] // the fields of one IP header, named at both call sites
@@ -376,6 +381,7 @@ fn finish<'a>(
         ttl,
         fragment,
         ip_id,
+        length_from_capture: false,
         payload: &[],
     };
     if matches!(fragment, Fragment::Later { .. }) {

@@ -185,8 +185,10 @@ pub struct LiveCapture {
 
 impl LiveCapture {
     /// Checks the filter and the privileges, opens the selected interfaces, and starts the
-    /// threads. Events (first the `Attached` ones) go to `events` until [`stop`](Self::stop)
-    /// or until its `deliver` returns false (the receiver is gone).
+    /// threads. Events (first the `Attached` ones) go to `events` until the capture stops
+    /// ([`request_stop`](Self::request_stop) then, once the events end, [`stop`](Self::stop);
+    /// or `stop` alone when nothing waits to be read) or until its `deliver` returns false (the
+    /// receiver is gone).
     pub fn start(config: LiveConfig, events: impl EventSink) -> Result<Self, LiveError> {
         if let Some(filter) = &config.filter {
             check_filter(filter)?;

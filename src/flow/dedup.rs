@@ -14,8 +14,9 @@
 //! packet was not yet seen on (with these ends: a bridge routing between its own ports sees one
 //! packet before and after DNAT), at least one end (source or destination address and port) is
 //! unchanged, and its TTL is not higher — strictly lower when an end changed, since translation
-//! happens only on packets the node routes. Each copy is matched to the oldest such packet, so
-//! counts stay exact even when fingerprints collide. A copy whose ends differ from the first
+//! happens only on packets the node routes. Each copy is matched to the oldest such packet that
+//! shows its own ends, else to the oldest a translation explains (looking at no more than 256
+//! with its fingerprint), so counts stay exact even when fingerprints collide. A copy whose ends differ from the first
 //! sighting teaches a *binding* (translated ends → original ends); later packets first seen
 //! with translated ends (the backend's reply, seen on the backend veth before the client veth)
 //! are counted under the original ends, so one connection stays one flow.
@@ -170,8 +171,8 @@ struct Fingerprint {
     later_fragment: bool,
 }
 
-/// Two words per fingerprint: every packet hashes one up to three times (look up, remember,
-/// forget), and the derived hash fed the hasher field by field.
+/// Two words per fingerprint: every packet hashes one once or twice (look up, remember), and
+/// the derived hash fed the hasher field by field.
 impl std::hash::Hash for Fingerprint {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         let (seq, ack, flags) =
@@ -264,8 +265,6 @@ type WireDatagram = (Protocol, std::net::IpAddr, std::net::IpAddr, u32);
 #[derive(Debug)]
 pub struct Dedup {
     limits: DedupLimits,
-    /// `limits.window` in nanoseconds, compared with packet times on every packet.
-    window_nanos: u64,
     /// Remembered packets, oldest first; `first_seq` is the sequence number of the front.
     recent: VecDeque<Recent>,
     first_seq: u64,
@@ -306,7 +305,6 @@ impl Dedup {
     pub fn new(limits: DedupLimits) -> Self {
         Self {
             limits,
-            window_nanos: u64::try_from(limits.window.as_nanos()).unwrap_or(u64::MAX),
             recent: VecDeque::new(),
             first_seq: 0,
             newest: FxHashMap::default(),
@@ -453,8 +451,12 @@ impl Dedup {
         now: Timestamp,
     ) {
         let key = BindingKey { protocol, ends: translated };
-        // One learned already (a retransmission's copy) is replaced, never refused.
-        if !self.bindings.contains_key(&key) && self.bindings.len() + 2 > self.limits.max_bindings {
+        let reply_key = BindingKey { protocol, ends: translated.reversed() };
+        // One learned already (a retransmission's copy) is replaced, never refused: room is
+        // needed only for the keys not there yet.
+        let new_keys = usize::from(!self.bindings.contains_key(&key))
+            + usize::from(!self.bindings.contains_key(&reply_key));
+        if new_keys > 0 && self.bindings.len() + new_keys > self.limits.max_bindings {
             // Full: sweep, but at most once per sweep interval. A sweep scans every binding,
             // and doing that for each translated copy while the map stays full would take the
             // whole CPU.
@@ -462,7 +464,7 @@ impl Dedup {
                 self.sweep_bindings(now);
                 self.next_full_sweep = now.saturating_add(BINDING_SWEEP);
             }
-            if self.bindings.len() + 2 > self.limits.max_bindings {
+            if self.bindings.len() + new_keys > self.limits.max_bindings {
                 self.counts.bindings_dropped += 1;
                 return;
             }
@@ -470,7 +472,7 @@ impl Dedup {
         let binding = Binding { original, last_used: now };
         self.bindings.insert(key, binding);
         let reply = Binding { original: original.reversed(), last_used: now };
-        self.bindings.insert(BindingKey { protocol, ends: translated.reversed() }, reply);
+        self.bindings.insert(reply_key, reply);
     }
 
     fn remember(&mut self, mut entry: Recent) {
@@ -503,11 +505,16 @@ impl Dedup {
 
     /// Forgets packets older than the window before the latest time seen, and idle bindings.
     fn forget_before(&mut self, now: Timestamp) {
-        if now.0.saturating_add(self.window_nanos) < self.latest.0 {
+        if now.0.saturating_add(CLOCK_STEP_NANOS) < self.latest.0 {
             // The clock went back (stepped, or a bogus stamp came first): what is remembered
-            // is from another time, and measured from it nothing new would be kept.
+            // is from another time, and measured from it nothing new would be kept. (A frame
+            // merely late, by less than a step, is only not matched.)
             self.first_seq += self.recent.len() as u64;
             self.recent.clear();
+            self.rewritten_datagrams.clear();
+            for binding in self.bindings.values_mut() {
+                binding.last_used = binding.last_used.min(now);
+            }
             self.latest = now;
             self.next_binding_sweep = now;
             self.next_full_sweep = now;
@@ -533,6 +540,9 @@ impl Dedup {
         self.rewritten_datagrams.retain(|_, (_, first)| now.since(*first) < FRAGMENT_TIMEOUT);
     }
 }
+
+/// How far packet time must go back to count as the clock stepping back (1 s).
+const CLOCK_STEP_NANOS: u64 = 1_000_000_000;
 
 /// Packets with one fingerprint looked at, newest first, to find what a packet is a copy of.
 const MAX_CHAIN_WALK: usize = 256;

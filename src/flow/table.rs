@@ -509,6 +509,7 @@ mod tests {
             ttl: 64,
             fragment: Fragment::None,
             ip_id: 0,
+            length_from_capture: false,
             payload: &[],
         }
     }

@@ -166,7 +166,12 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
                 engine.apply(event);
             }
         }
-        _ => {}
+        // No file to write them to (or it stopped): the flows still open follow them all the same.
+        _ => {
+            for event in events {
+                engine.apply(event);
+            }
+        }
     }
     engine.finish(last, &mut emit).map_err(write_error)?;
     if let Some(writer) = flows.as_mut()
@@ -315,7 +320,6 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     // The capture sends what it still holds as it stops: take it in (recorded and counted, unless
     // a limit or an error ended the recording) until it hangs up, then join its threads.
     capture.request_stop();
-    let recording = failure.is_none() && stopped.is_none();
     for event in events.iter() {
         let mut frames = match event {
             CaptureEvent::Frames(frames) => frames,
@@ -323,13 +327,37 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
                 drops = stats.iter().map(|s| s.dropped + s.if_dropped).sum();
                 continue;
             }
-            _ => continue,
+            CaptureEvent::Attached { index, interface } => {
+                let index = usize::from(index);
+                if names.len() <= index {
+                    names.resize(index + 1, String::new());
+                }
+                names[index] = interface.name;
+                engine.set_interfaces(names.clone());
+                continue;
+            }
+            CaptureEvent::Warning(warning) => {
+                eprintln!("netwatch: warning: {warning}");
+                continue;
+            }
+            CaptureEvent::Detached { .. } => continue,
         };
-        for frame in frames.drain(..).filter(|_| recording) {
-            if let Some(recorder) = recorder.as_mut()
-                && !matches!(recorder.write(&frame, &names), Ok(Progress::Continue))
-            {
-                continue; // a limit reached or a write failed now: the rest is not recorded
+        for frame in frames.drain(..) {
+            if failure.is_some() || stopped.is_some() {
+                break; // a limit or an error ended the recording: the rest is not taken in
+            }
+            if let Some(recorder) = recorder.as_mut() {
+                match recorder.write(&frame, &names) {
+                    Ok(Progress::Continue) => {}
+                    Ok(Progress::Stopped(reason)) => {
+                        stopped = Some(reason);
+                        break;
+                    }
+                    Err(e) => {
+                        failure = Some(record_error(e));
+                        break;
+                    }
+                }
             }
             engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
         }

@@ -49,8 +49,8 @@ pub(super) fn open_input(input: &Input) -> Result<Opened, RunError> {
         .map_err(|e| RunError::BadInput(format!("cannot read '{}': {e}", path.display())))?;
     if !kind.is_file() {
         return Err(RunError::BadInput(format!(
-            "'{}' is not a regular file: replay reads a saved capture (for a stream, save it \
-             first with `tcpdump -w FILE`, or capture live with `netwatch -i IFACE`)",
+            "'{}' is not a regular file: give a saved capture (for a stream, save it first \
+             with `tcpdump -w FILE`, or capture live with `netwatch -i IFACE`)",
             path.display()
         )));
     }

@@ -73,6 +73,16 @@ fn offload_super_packets_that_state_no_length_take_the_captured_one() {
     let packet = decode(Some(LinkType::Ethernet), &jumbo).unwrap();
     assert_eq!(packet.ip_len as usize, jumbo.len() - 14);
     assert_eq!((packet.dst_port, packet.payload), (443, &payload[..]));
+    // Cut by the snap length, the rest counts all the same: the frame says its length on the wire.
+    let frame = netwatch::capture::Frame {
+        ts: netwatch::time::Timestamp(1),
+        interface: 0,
+        linktype: Some(LinkType::Ethernet),
+        data: &stated_zero[..100],
+        wire_len: 150_000,
+    };
+    let decoded = netwatch::capture::DecodedFrame::from_frame(&frame).decoded.unwrap();
+    assert_eq!(decoded.packet.ip_len, 150_000 - 14);
     // Without the hop-by-hop header a zero payload length is just an empty packet.
     let mut empty = v6.clone();
     empty[14 + 4..14 + 6].copy_from_slice(&[0, 0]);

@@ -542,19 +542,23 @@ fn inside_a_namespace_node() {
     with_bridge.drain();
     through_any.drain();
 
-    // The removed pod's veth keeps its counts in the totals, in the entry of interfaces gone,
-    // which the last stats (sent as the capture stops) carry.
-    let last_stats = by_default
+    // The removed pod's veth keeps its counts in the totals, in the entry of interfaces gone:
+    // in the stats sent after it went and before the capture stopped, that entry is its alone.
+    let after_removal = by_default
         .events
         .iter()
-        .rev()
+        .skip_while(|(_, e)| !matches!(e, CaptureEvent::Detached { name, .. } if *name == p4_veth))
         .find_map(|(_, e)| match e {
             CaptureEvent::Stats(stats) => Some(stats),
             _ => None,
         })
-        .expect("stats at the end");
-    let gone = last_stats.iter().find(|s| s.index == u16::MAX).expect("interfaces gone");
-    assert!(gone.received >= 5, "the removed pod's datagrams: {gone:?}");
+        .expect("stats after the pod went");
+    let gone = after_removal.iter().find(|s| s.index == u16::MAX).expect("interfaces gone");
+    let p4_sent = 5;
+    assert!(gone.received >= p4_sent, "the removed pod's datagrams: {gone:?}");
+    let still_attached: u64 =
+        after_removal.iter().filter(|s| s.index != u16::MAX).map(|s| s.received).sum();
+    assert!(still_attached > gone.received, "only p4's counts are in it: {after_removal:?}");
 
     let captures = [
         ("pod-facing", &by_default),
