@@ -194,6 +194,9 @@ fn replay_source<S: PacketSource + Send + 'static>(
     match flushed {
         // A reader that went away (`| head`) is not a failure.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+        Err(e) if e.get_ref().is_some_and(|inner| inner.is::<ReaderFailed>()) => {
+            return Err(RunError::Runtime(e.to_string()));
+        }
         Err(e) => return Err(RunError::Runtime(format!("cannot write output: {e}"))),
         Ok(()) => {}
     }
@@ -343,12 +346,28 @@ pub fn replay<S: PacketSource + Send + 'static>(
     }
     // Dropping the receiver (on error) makes the reader stop at its next send.
     drop(items);
-    let source =
-        reader.join().map_err(|_| io::Error::other("the capture reader thread panicked"))?;
+    let joined = reader.join();
     result?;
+    // Even when the reader failed, the flows of the frames it had handed over are handed out.
     engine.finish(last_ts, emit)?;
-    Ok(source)
+    joined.map_err(|_| io::Error::other(ReaderFailed))
 }
+
+/// A replay's reader thread stopped on an internal error (a bug: it panicked). The flows of the
+/// frames it had handed over (whole batches) were handed out.
+#[derive(Debug)]
+pub struct ReaderFailed;
+
+impl std::fmt::Display for ReaderFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the capture reader stopped on an internal error (a bug in netwatch: please report \
+             it); the flows were written as far as it had read",
+        )
+    }
+}
+
+impl std::error::Error for ReaderFailed {}
 
 /// The reader thread's work: frames → decoded summaries in batches of `batch_frames`, with
 /// recorded cluster changes in between, until the source ends or `send` says the loop hung up.
@@ -427,5 +446,55 @@ fn print_summary(stats: &Stats) {
     }
     for diagnostic in &stats.policy_diagnostics {
         let _ = writeln!(stderr, "netwatch: warning: NetworkPolicy {diagnostic}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Frame;
+    use crate::decode::LinkType;
+
+    /// Hands out a few frames, then fails as a bug would.
+    struct FailingSource {
+        frame: Vec<u8>,
+        left: usize,
+    }
+
+    impl PacketSource for FailingSource {
+        fn next_frame(&mut self) -> Next<'_> {
+            assert!(self.left > 0, "a bug in the source");
+            self.left -= 1;
+            let ts = Timestamp(1_800_000_000_000_000_000 + self.left as u64);
+            let linktype = Some(LinkType::Ethernet);
+            Next::Packet(Frame { ts, interface: 0, linktype, data: &self.frame, wire_len: 60 })
+        }
+
+        fn interfaces(&self) -> Vec<String> {
+            vec!["eth0".into()]
+        }
+
+        fn take_warnings(&mut self) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn a_reader_that_fails_is_its_own_error_and_the_flows_read_are_still_handed_out() {
+        let addr = |text: &str| text.parse().unwrap();
+        let frame = crate::synth::udp(addr("10.244.1.10:40000"), addr("10.244.2.20:53"), &[0; 20]);
+        // One whole batch is handed over before the failure; the frames after it are lost.
+        let source = FailingSource { frame, left: REPLAY_BATCH + 100 };
+        let mut engine = Engine::new(crate::flow::TableLimits::default());
+        let gate = ClusterGate { recorded: true, pinned_policies: false };
+        let mut records = Vec::new();
+        let failed = replay(source, &mut engine, gate, |record| {
+            records.push(record);
+            Ok(())
+        });
+        let error = failed.err().expect("the reader's failure is reported");
+        assert!(error.get_ref().is_some_and(|inner| inner.is::<ReaderFailed>()), "{error}");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].packets.tx, REPLAY_BATCH as u64);
     }
 }
