@@ -157,23 +157,12 @@ fn advance_if_due_sweeps_once_per_interval_of_packet_time() {
 /// backend; a masqueraded copy on the uplink (the pod's end rewritten) names none.
 #[test]
 fn a_dnated_copy_names_the_backend_and_a_masqueraded_one_does_not() {
-    use crate::decode::{LinkType, Packet, TcpInfo, decode, summarize};
+    use crate::decode::{LinkType, TcpInfo, decode, summarize};
     let mut engine = Engine::new(TableLimits::default());
     engine.count_once_across_interfaces();
     let frame = crate::synth::tcp(addr("10.0.0.1:1"), addr("10.0.0.2:2"), TcpInfo::SYN, 1, 0, &[]);
     let syn = decode(Some(LinkType::Ethernet), &frame).unwrap();
-    let seen = |src: &str, dst: &str, ttl: u8| {
-        let (src, dst) = (addr(src), addr(dst));
-        let packet = Packet {
-            src: src.ip(),
-            src_port: src.port(),
-            dst: dst.ip(),
-            dst_port: dst.port(),
-            ttl,
-            ..syn
-        };
-        Ok(summarize(&packet))
-    };
+    let seen = |src: &str, dst: &str, ttl: u8| Ok(summarize(&sent(&syn, src, dst, ttl)));
     let at = |micros: u64| Timestamp(START + micros * 1_000);
     engine.ingest_decoded(at(0), 0, seen("10.244.1.10:40000", "10.96.0.10:80", 64));
     engine.ingest_decoded(at(10), 1, seen("10.244.1.10:40000", "10.244.2.20:8080", 63));
@@ -197,22 +186,11 @@ fn a_fragmented_reply_from_a_backend_counts_whole_on_the_service_flow() {
     let frame = crate::synth::udp(addr("10.0.0.1:1"), addr("10.0.0.2:2"), &[0; 32]);
     let datagram = decode(Some(LinkType::Ethernet), &frame).unwrap();
     let seen = |src: &str, dst: &str, ttl: u8, fragment: Fragment, ip_len: u32| {
-        let (src, dst) = (addr(src), addr(dst));
         let ip_id = match fragment {
             Fragment::First { id } | Fragment::Later { id } => id,
             Fragment::None => 5,
         };
-        let packet = Packet {
-            src: src.ip(),
-            src_port: src.port(),
-            dst: dst.ip(),
-            dst_port: dst.port(),
-            ttl,
-            fragment,
-            ip_id,
-            ip_len,
-            ..datagram
-        };
+        let packet = Packet { fragment, ip_id, ip_len, ..sent(&datagram, src, dst, ttl) };
         Ok(summarize(&packet))
     };
     let at = |micros: u64| Timestamp(START + micros * 1_000);
@@ -227,4 +205,22 @@ fn a_fragmented_reply_from_a_backend_counts_whole_on_the_service_flow() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!((records[0].packets.rx, records[0].bytes.rx), (2, 2200));
     assert!(engine.stats().skipped.values().all(|n| *n == 0), "{:?}", engine.stats().skipped);
+}
+
+/// `template` as seen going from `src` to `dst` with `ttl`: a copy of one packet elsewhere.
+fn sent<'a>(
+    template: &crate::decode::Packet<'a>,
+    src: &str,
+    dst: &str,
+    ttl: u8,
+) -> crate::decode::Packet<'a> {
+    let (src, dst) = (addr(src), addr(dst));
+    crate::decode::Packet {
+        src: src.ip(),
+        src_port: src.port(),
+        dst: dst.ip(),
+        dst_port: dst.port(),
+        ttl,
+        ..*template
+    }
 }

@@ -15,7 +15,7 @@ use crate::capture::{DecodedFrame, Frame, Next, PacketSource};
 use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
 use crate::config::{ClusterSource, Input, RecordConfig};
 use crate::engine::Engine;
-use crate::record::pcapng::rotation::{Progress, Recorder, view_events};
+use crate::record::pcapng::rotation::{Progress, Recorder, StopReason, view_events};
 use crate::record::pcapng::{InterfaceDesc, RecordError};
 use crate::record::{Format, RecordWriter, human_bytes};
 use crate::snapshot::FlowRecord;
@@ -251,30 +251,17 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         match events.recv_timeout(Duration::from_millis(200)) {
             Ok(CaptureEvent::Frames(mut frames)) => {
                 for frame in frames.drain(..) {
-                    if let Some(recorder) = recorder.as_mut() {
-                        match recorder.write(&frame, &names) {
-                            Ok(Progress::Continue) => {}
-                            Ok(Progress::Stopped(reason)) => {
-                                stopped = Some(reason);
-                                break 'capture;
-                            }
-                            Err(e) => {
-                                failure = Some(record_error(e));
-                                break 'capture;
-                            }
-                        }
+                    if let Some(recorder) = recorder.as_mut()
+                        && ends(recorder.write(&frame, &names), &mut stopped, &mut failure)
+                    {
+                        break 'capture;
                     }
                     engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
                 }
                 frame_pool.give(frames);
             }
             Ok(CaptureEvent::Attached { index, interface }) => {
-                let index = usize::from(index);
-                if names.len() <= index {
-                    names.resize(index + 1, String::new());
-                }
-                names[index] = interface.name;
-                engine.set_interfaces(names.clone());
+                name_interface(&mut names, index, interface.name, &mut engine);
             }
             Ok(CaptureEvent::Stats(stats)) => {
                 drops = stats.iter().map(|s| s.dropped + s.if_dropped).sum();
@@ -302,18 +289,10 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
             failure = Some(write_error(e));
             break;
         }
-        if let Some(recorder) = recorder.as_mut() {
-            match recorder.recorder.tick(now) {
-                Ok(Progress::Continue) => {}
-                Ok(Progress::Stopped(reason)) => {
-                    stopped = Some(reason);
-                    break;
-                }
-                Err(e) => {
-                    failure = Some(record_error(e));
-                    break;
-                }
-            }
+        if let Some(recorder) = recorder.as_mut()
+            && ends(recorder.recorder.tick(now), &mut stopped, &mut failure)
+        {
+            break;
         }
         progress.show(&engine, recorder.as_ref().map(|r| &r.recorder));
     }
@@ -328,12 +307,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
                 continue;
             }
             CaptureEvent::Attached { index, interface } => {
-                let index = usize::from(index);
-                if names.len() <= index {
-                    names.resize(index + 1, String::new());
-                }
-                names[index] = interface.name;
-                engine.set_interfaces(names.clone());
+                name_interface(&mut names, index, interface.name, &mut engine);
                 continue;
             }
             CaptureEvent::Warning(warning) => {
@@ -346,18 +320,10 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
             if failure.is_some() || stopped.is_some() {
                 break; // a limit or an error ended the recording: the rest is not taken in
             }
-            if let Some(recorder) = recorder.as_mut() {
-                match recorder.write(&frame, &names) {
-                    Ok(Progress::Continue) => {}
-                    Ok(Progress::Stopped(reason)) => {
-                        stopped = Some(reason);
-                        break;
-                    }
-                    Err(e) => {
-                        failure = Some(record_error(e));
-                        break;
-                    }
-                }
+            if let Some(recorder) = recorder.as_mut()
+                && ends(recorder.write(&frame, &names), &mut stopped, &mut failure)
+            {
+                break;
             }
             engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
         }
@@ -495,6 +461,36 @@ fn watch_for_stop_signals() -> Arc<AtomicBool> {
         tracing::warn!("cannot watch for Ctrl-C and SIGTERM: {error}");
     }
     stop
+}
+
+/// Whether a step of a live recording ended it: a limit reached (`stopped`) or a write that
+/// failed (`failure`).
+fn ends(
+    progress: Result<Progress, RecordError>,
+    stopped: &mut Option<StopReason>,
+    failure: &mut Option<RunError>,
+) -> bool {
+    match progress {
+        Ok(Progress::Continue) => false,
+        Ok(Progress::Stopped(reason)) => {
+            *stopped = Some(reason);
+            true
+        }
+        Err(e) => {
+            *failure = Some(record_error(e));
+            true
+        }
+    }
+}
+
+/// A capture interface attached: its name for the recording and the flows, by its index.
+fn name_interface(names: &mut Vec<String>, index: u16, name: String, engine: &mut Engine) {
+    let index = usize::from(index);
+    if names.len() <= index {
+        names.resize(index + 1, String::new());
+    }
+    names[index] = name;
+    engine.set_interfaces(names.clone());
 }
 
 /// Writes a flow record, if flows are asked for. A reader that went away (`--flows - | head`)
