@@ -174,7 +174,9 @@ impl Engine {
             AppData::DnsMalformed => self.dns_malformed += 1,
             _ => {}
         }
-        let Some((flow, ingested)) = self.table.ingest(packet, interface, ts) else {
+        let wire =
+            rewritten.map_or((packet.src, packet.dst), |(_, seen)| (seen.src.ip, seen.dst.ip));
+        let Some((flow, ingested)) = self.table.ingest_seen_as(packet, wire, interface, ts) else {
             self.skipped[SkipReason::OrphanFragment.index()] += 1;
             return;
         };

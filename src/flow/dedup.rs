@@ -16,10 +16,10 @@
 //! unchanged, and its TTL is not higher — strictly lower when an end changed, since translation
 //! happens only on packets the node routes. Each copy is matched to the oldest such packet that
 //! shows its own ends, else to the oldest a translation explains (looking at no more than 256
-//! with its fingerprint), so counts stay exact even when fingerprints collide. A copy whose ends differ from the first
-//! sighting teaches a *binding* (translated ends → original ends); later packets first seen
-//! with translated ends (the backend's reply, seen on the backend veth before the client veth)
-//! are counted under the original ends, so one connection stays one flow.
+//! with its fingerprint), so counts stay exact even when fingerprints collide. A copy whose ends
+//! differ from the first sighting teaches a *binding* (translated ends → original ends); later
+//! packets first seen with translated ends (the backend's reply, seen on the backend veth before
+//! the client veth) are counted under the original ends, so one connection stays one flow.
 //!
 //! Pure: the time comes in with each packet; memory is bounded by [`DedupLimits`]. It must not
 //! look at interfaces' names or classes: copies are told apart by what is on the wire.
@@ -105,8 +105,6 @@ pub struct PacketFacts {
     /// TCP sequence, acknowledgement and flags; `None` for other protocols.
     pub tcp: Option<(u32, u32, u8)>,
     pub later_fragment: bool,
-    /// The first fragment of a datagram that more fragments follow.
-    pub first_fragment: bool,
     /// IPv4 TTL or IPv6 hop limit; `None` when the decoder does not report it (then the TTL
     /// check is skipped and only fingerprints and ends decide).
     pub ttl: Option<u8>,
@@ -126,7 +124,6 @@ impl PacketFacts {
             ip_len: packet.ip_len,
             tcp: packet.tcp.map(|tcp| (tcp.seq, tcp.ack, tcp.flags)),
             later_fragment: matches!(packet.fragment, Fragment::Later { .. }),
-            first_fragment: matches!(packet.fragment, Fragment::First { .. }),
             ttl,
         }
     }
@@ -254,12 +251,6 @@ struct Binding {
 /// How often (packet time) idle bindings are swept.
 const BINDING_SWEEP: Duration = Duration::from_secs(1);
 
-/// Fragments of one datagram arrive within this long of each other, or not at all.
-const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A fragmented datagram as the wire showed it: protocol, source and destination address, id.
-type WireDatagram = (Protocol, std::net::IpAddr, std::net::IpAddr, u32);
-
 /// The counting-once rule. Feed it every decoded packet, in capture-time order as far as
 /// possible, before the flow table.
 #[derive(Debug)]
@@ -273,10 +264,6 @@ pub struct Dedup {
     /// packet left cost a hash and a cache miss per packet.
     newest: FxHashMap<Fingerprint, u64>,
     bindings: FxHashMap<BindingKey, Binding>,
-    /// Datagrams whose first fragment a binding counted under other addresses: their later
-    /// fragments (no ports, so no binding matches them) are counted under the same ones, or
-    /// the flow table could not join them to their first fragment.
-    rewritten_datagrams: FxHashMap<WireDatagram, (Endpoints, Timestamp)>,
     latest: Timestamp,
     next_binding_sweep: Timestamp,
     /// When a full binding map may be swept again to make room.
@@ -309,7 +296,6 @@ impl Dedup {
             first_seq: 0,
             newest: FxHashMap::default(),
             bindings: FxHashMap::default(),
-            rewritten_datagrams: FxHashMap::default(),
             latest: Timestamp::default(),
             next_binding_sweep: Timestamp::default(),
             next_full_sweep: Timestamp::default(),
@@ -342,34 +328,15 @@ impl Dedup {
             return self.note_copy(seq, packet, interface, now);
         }
         let key = BindingKey { protocol: packet.protocol, ends: packet.ends };
-        let wire = || (packet.protocol, packet.ends.src.ip, packet.ends.dst.ip, packet.ip_id);
-        let datagram = if packet.later_fragment {
-            self.rewritten_datagrams.get(&wire()).map(|(original, _)| *original)
-        } else {
-            None
-        };
         // An empty map answers without hashing: most nodes translate little.
         let binding = self.bindings.get_mut(&key);
-        let (count_as, seen_as) = match (binding, datagram) {
-            (_, Some(original)) => {
-                // The ports are not in a later fragment: the addresses are what is counted.
-                self.counts.rewritten += 1;
-                let src = SocketEnd { ip: original.src.ip, ..packet.ends.src };
-                let dst = SocketEnd { ip: original.dst.ip, ..packet.ends.dst };
-                (Endpoints { src, dst }, Some(packet.ends))
-            }
-            (Some(binding), None) => {
+        let (count_as, seen_as) = match binding {
+            Some(binding) => {
                 binding.last_used = binding.last_used.max(now);
                 self.counts.rewritten += 1;
-                let original = binding.original;
-                if packet.first_fragment
-                    && self.rewritten_datagrams.len() < self.limits.max_recent.max(1)
-                {
-                    self.rewritten_datagrams.insert(wire(), (original, now));
-                }
-                (original, Some(packet.ends))
+                (binding.original, Some(packet.ends))
             }
-            (None, None) => (packet.ends, None),
+            None => (packet.ends, None),
         };
         self.remember(Recent {
             fingerprint,
@@ -511,7 +478,6 @@ impl Dedup {
             // merely late, by less than a step, is only not matched.)
             self.first_seq += self.recent.len() as u64;
             self.recent.clear();
-            self.rewritten_datagrams.clear();
             for binding in self.bindings.values_mut() {
                 binding.last_used = binding.last_used.min(now);
             }
@@ -537,7 +503,6 @@ impl Dedup {
     fn sweep_bindings(&mut self, now: Timestamp) {
         let idle = self.limits.binding_idle;
         self.bindings.retain(|_, binding| now.since(binding.last_used) < idle);
-        self.rewritten_datagrams.retain(|_, (_, first)| now.since(*first) < FRAGMENT_TIMEOUT);
     }
 }
 
@@ -596,7 +561,6 @@ mod tests {
             ip_len: 60,
             tcp: Some((seq, 0, flags)),
             later_fragment: false,
-            first_fragment: false,
             ttl: Some(ttl),
         }
     }
@@ -609,7 +573,6 @@ mod tests {
             ip_len,
             tcp: None,
             later_fragment: false,
-            first_fragment: false,
             ttl: Some(ttl),
         }
     }
@@ -835,40 +798,6 @@ mod tests {
         let packet = udp("10.244.7.11:1", "10.244.7.12:2", 2, 100, 64);
         assert!(is_first(dedup.observe(&packet, CLIENT_VETH, at(2))));
         assert!(matches!(dedup.observe(&packet, BACKEND_VETH, at(5)), Sighting::Copy { .. }));
-    }
-
-    #[test]
-    fn later_fragments_of_a_backend_reply_count_under_the_service_like_the_first() {
-        let mut dedup = Dedup::new(DedupLimits::default());
-        let to_service = udp("10.244.7.11:40004", "10.96.7.10:53", 11, 80, 64);
-        dedup.observe(&to_service, CLIENT_VETH, at(0));
-        let to_backend = PacketFacts {
-            ends: ends("10.244.7.11:40004", "10.244.7.13:53"),
-            ttl: Some(63),
-            ..to_service
-        };
-        dedup.observe(&to_backend, BACKEND_VETH, at(10));
-        // A large reply from the backend, in two fragments, seen first on the backend's veth.
-        let first = PacketFacts {
-            first_fragment: true,
-            ..udp("10.244.7.13:53", "10.244.7.11:40004", 901, 1500, 64)
-        };
-        let later = PacketFacts {
-            later_fragment: true,
-            ..udp("10.244.7.13:0", "10.244.7.11:0", 901, 700, 64)
-        };
-        let service = ends("10.96.7.10:53", "10.244.7.11:40004");
-        assert_eq!(
-            dedup.observe(&first, BACKEND_VETH, at(100)),
-            Sighting::First { count_as: service, seen_as: Some(first.ends) }
-        );
-        assert_eq!(
-            dedup.observe(&later, BACKEND_VETH, at(110)),
-            Sighting::First {
-                count_as: ends("10.96.7.10:0", "10.244.7.11:0"),
-                seen_as: Some(later.ends)
-            }
-        );
     }
 
     #[test]

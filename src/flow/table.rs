@@ -161,13 +161,27 @@ impl FlowTable {
         interface: u16,
         now: Timestamp,
     ) -> Option<(&mut Flow, Ingested)> {
+        self.ingest_seen_as(packet, (packet.src, packet.dst), interface, now)
+    }
+
+    /// [`ingest`](Self::ingest) for a packet counted under other addresses than the wire
+    /// showed (a backend's reply counted under the Service's): `wire` is its source and
+    /// destination as captured. Fragments are matched by those, since a later fragment (no
+    /// ports) cannot be translated back as its first fragment was.
+    pub fn ingest_seen_as(
+        &mut self,
+        packet: &Packet<'_>,
+        wire: (IpAddr, IpAddr),
+        interface: u16,
+        now: Timestamp,
+    ) -> Option<(&mut Flow, Ingested)> {
         let src = SocketEnd { ip: packet.src, port: packet.src_port };
         let dst = SocketEnd { ip: packet.dst, port: packet.dst_port };
         let key = match packet.fragment {
             Fragment::Later { id } => {
                 let fragment_key = FragmentKey {
-                    src: packet.src,
-                    dst: packet.dst,
+                    src: wire.0,
+                    dst: wire.1,
                     protocol: packet.protocol.ip_number(),
                     id,
                 };
@@ -177,8 +191,8 @@ impl FlowTable {
             Fragment::First { id } => {
                 let key = FlowKey::canonical(packet.protocol, src, dst).0;
                 let fragment_key = FragmentKey {
-                    src: packet.src,
-                    dst: packet.dst,
+                    src: wire.0,
+                    dst: wire.1,
                     protocol: packet.protocol.ip_number(),
                     id,
                 };
