@@ -120,6 +120,13 @@ pub struct InterfaceStats {
     pub buffer_bytes: u32,
 }
 
+/// Packets the kernel dropped over all interfaces in one `Stats` event, before capture or in
+/// its buffer (the header's drop count).
+#[must_use]
+pub fn total_drops(stats: &[InterfaceStats]) -> u64 {
+    stats.iter().map(|s| s.dropped + s.if_dropped).sum()
+}
+
 /// What live capture tells the run loop.
 #[derive(Debug)]
 pub enum CaptureEvent {

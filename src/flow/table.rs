@@ -371,13 +371,9 @@ impl FlowTable {
         self.fragments.clear();
         self.deadlines.clear();
         let mut flows = std::mem::take(&mut self.flows);
-        // Sorted by small keys, then each flow moved once into its place: sorting the flows
-        // themselves moved each a few hundred bytes at a time, many times over.
-        let mut order: Vec<(Timestamp, u64, usize)> =
-            flows.iter().enumerate().map(|(at, flow)| (flow.first_seen, flow.id, at)).collect();
-        order.sort_unstable();
-        let sources: Vec<usize> = order.into_iter().map(|(_, _, at)| at).collect();
-        place_in_order(&mut flows, sources);
+        // Sorts small keys and moves each flow once into its place: sorting the flows themselves
+        // moved each a few hundred bytes at a time, many times over.
+        flows.sort_by_cached_key(|flow| (flow.first_seen, flow.id));
         flows
     }
 
@@ -395,24 +391,6 @@ impl Fragment {
     #[must_use]
     pub fn is_later(self) -> bool {
         matches!(self, Self::Later { .. })
-    }
-}
-
-/// Reorders `items` so that position `p` holds what was at `sources[p]` (a permutation),
-/// following each cycle of it by swaps: one swap per item placed, not a sort's many moves.
-fn place_in_order<T>(items: &mut [T], mut sources: Vec<usize>) {
-    for start in 0..sources.len() {
-        let mut current = start;
-        // A placed position points at itself, which also ends a cycle at its start.
-        while sources[current] != current {
-            let source = sources[current];
-            sources[current] = current;
-            if source == start {
-                break;
-            }
-            items.swap(current, source);
-            current = source;
-        }
     }
 }
 
@@ -467,25 +445,6 @@ fn next_tcp_state(
         TcpState::SynSent if !from_initiator => TcpState::Established,
         TcpState::SynAck if from_initiator && tcp.has(TcpInfo::ACK) => TcpState::Established,
         other => other,
-    }
-}
-
-#[cfg(test)]
-mod placing {
-    use proptest::prelude::*;
-
-    proptest! {
-        /// Moving each item once along the permutation's cycles gives what indexing gives.
-        #[test]
-        fn items_land_where_the_permutation_says(
-            sources in (0usize..200).prop_flat_map(|n| Just((0..n).collect::<Vec<_>>()).prop_shuffle()),
-        ) {
-            let items: Vec<usize> = (0..sources.len()).map(|i| i * 7 + 1).collect();
-            let expected: Vec<usize> = sources.iter().map(|&from| items[from]).collect();
-            let mut placed = items;
-            super::place_in_order(&mut placed, sources);
-            prop_assert_eq!(placed, expected);
-        }
     }
 }
 

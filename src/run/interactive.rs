@@ -212,16 +212,12 @@ impl EventSink for LoopItems {
         let item = match event {
             CaptureEvent::Frames(frames) => ReaderItem::Frames(frames),
             CaptureEvent::Attached { index, interface } => {
-                let index = usize::from(index);
-                if self.names.len() <= index {
-                    self.names.resize(index + 1, String::new());
-                }
-                self.names[index] = interface.name;
+                super::record::name_at(&mut self.names, index, interface.name);
                 ReaderItem::Interfaces(self.names.clone())
             }
             CaptureEvent::Detached { .. } => return true,
             CaptureEvent::Stats(stats) => {
-                ReaderItem::Drops(stats.iter().map(|s| s.dropped + s.if_dropped).sum())
+                ReaderItem::Drops(crate::capture::live::total_drops(&stats))
             }
             CaptureEvent::Warning(warning) => ReaderItem::Warning(warning),
         };

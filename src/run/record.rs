@@ -264,7 +264,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
                 name_interface(&mut names, index, interface.name, &mut engine);
             }
             Ok(CaptureEvent::Stats(stats)) => {
-                drops = stats.iter().map(|s| s.dropped + s.if_dropped).sum();
+                drops = crate::capture::live::total_drops(&stats);
             }
             Ok(CaptureEvent::Warning(warning)) => eprintln!("netwatch: warning: {warning}"),
             Ok(CaptureEvent::Detached { .. }) | Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -303,7 +303,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         let mut frames = match event {
             CaptureEvent::Frames(frames) => frames,
             CaptureEvent::Stats(stats) => {
-                drops = stats.iter().map(|s| s.dropped + s.if_dropped).sum();
+                drops = crate::capture::live::total_drops(&stats);
                 continue;
             }
             CaptureEvent::Attached { index, interface } => {
@@ -485,12 +485,17 @@ fn ends(
 
 /// A capture interface attached: its name for the recording and the flows, by its index.
 fn name_interface(names: &mut Vec<String>, index: u16, name: String, engine: &mut Engine) {
+    name_at(names, index, name);
+    engine.set_interfaces(names.clone());
+}
+
+/// Names the capture interface `index` in a list indexed by it (gaps stay unnamed).
+pub(super) fn name_at(names: &mut Vec<String>, index: u16, name: String) {
     let index = usize::from(index);
     if names.len() <= index {
         names.resize(index + 1, String::new());
     }
     names[index] = name;
-    engine.set_interfaces(names.clone());
 }
 
 /// Writes a flow record, if flows are asked for. A reader that went away (`--flows - | head`)
