@@ -70,9 +70,12 @@ const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Deadline {
     at: Timestamp,
-    /// The flow this was for: a key can be reused by a later flow after this one ended.
+    /// The flow this was for: its slot may since hold another flow.
     id: u64,
-    key: FlowKey,
+    /// Where the flow was when the entry was made. A flow moved to another slot (to fill a
+    /// removed one's) gets a new entry there; entries stay small (24 bytes, not a whole key),
+    /// which keeps the queue's memory and its sifting cheap.
+    slot: u32,
 }
 
 impl Ord for Deadline {
@@ -100,6 +103,8 @@ pub struct FlowTable {
     next_id: u64,
     /// Flows that left the table and were not yet collected by [`swap_ended`](Self::swap_ended).
     ended: Vec<(Flow, EndReason)>,
+    /// The flows a sweep found idle, kept between sweeps for its room.
+    expiring: Vec<(Timestamp, u64, FlowKey)>,
     pub evicted_total: u64,
     pub expired_total: u64,
 }
@@ -109,8 +114,12 @@ impl FlowTable {
     pub fn new(limits: TableLimits) -> Self {
         // Room for a busy node's flows from the start: growing a list of whole flows copies
         // them all at each doubling. Untouched capacity costs address space, not memory.
-        let flows = Vec::with_capacity(limits.max_flows.min(1 << 16));
-        Self { limits, flows, ..Self::default() }
+        let room = limits.max_flows.min(1 << 16);
+        let flows = Vec::with_capacity(room);
+        // The deadlines hold up to two entries a flow before they are rebuilt (see `schedule`);
+        // doubling them as they fill faulted in fresh memory for a copy each time.
+        let deadlines = BinaryHeap::with_capacity(2 * room + 1024);
+        Self { limits, flows, deadlines, ..Self::default() }
     }
 
     /// Flows started since the table was made.
@@ -148,7 +157,10 @@ impl FlowTable {
         let slot = self.index.remove(key)? as usize;
         let flow = self.flows.swap_remove(slot);
         if let Some(moved) = self.flows.get(slot) {
-            self.index.insert(moved.key, u32::try_from(slot).unwrap_or(u32::MAX));
+            let slot = u32::try_from(slot).unwrap_or(u32::MAX);
+            self.index.insert(moved.key, slot);
+            let deadline = self.deadline_of(moved, slot);
+            self.deadlines.push(Reverse(deadline));
         }
         Some(flow)
     }
@@ -228,11 +240,11 @@ impl FlowTable {
                     self.evict_oldest();
                 }
                 let flow = self.start_flow(key, packet, (src, dst), interface, now);
-                self.schedule(&flow);
+                let slot = u32::try_from(self.flows.len()).ok()?;
+                self.schedule(&flow, slot);
                 self.flows.push(flow);
-                let slot = self.flows.len() - 1;
-                self.index.insert(key, u32::try_from(slot).ok()?);
-                (slot, true)
+                self.index.insert(key, slot);
+                (slot as usize, true)
             }
         };
         let flow = &mut self.flows[slot];
@@ -242,7 +254,7 @@ impl FlowTable {
         count(flow, packet, interface, from_initiator, now);
         if !was_closed && is_closed(flow.tcp) {
             // The shorter closed timeout may fall before the entry the flow already has.
-            let deadline = self.deadline_of(&self.flows[slot]);
+            let deadline = self.deadline_of(&self.flows[slot], u32::try_from(slot).ok()?);
             self.deadlines.push(Reverse(deadline));
         }
         let flow = &mut self.flows[slot];
@@ -317,18 +329,24 @@ impl FlowTable {
         if is_closed(flow.tcp) { self.limits.closed_timeout } else { self.limits.idle_timeout }
     }
 
-    fn deadline_of(&self, flow: &Flow) -> Deadline {
+    fn deadline_of(&self, flow: &Flow, slot: u32) -> Deadline {
         let at = flow.last_seen.saturating_add(self.timeout_of(flow));
-        Deadline { at, id: flow.id, key: flow.key }
+        Deadline { at, id: flow.id, slot }
     }
 
-    fn schedule(&mut self, flow: &Flow) {
-        let deadline = self.deadline_of(flow);
+    /// Queues a new flow's deadline; it is about to take `slot`.
+    fn schedule(&mut self, flow: &Flow, slot: u32) {
+        let deadline = self.deadline_of(flow, slot);
         self.deadlines.push(Reverse(deadline));
         // Entries of evicted flows wait for their time; under a flood of new flows that could
         // be many, so start over from the live flows when they dominate.
         if self.deadlines.len() > 2 * self.flows.len() + 1024 {
-            let live: Vec<_> = self.flows.iter().map(|f| Reverse(self.deadline_of(f))).collect();
+            // Rebuilt in the same buffer: a new one would be fresh memory to fault in.
+            let mut live = std::mem::take(&mut self.deadlines).into_vec();
+            live.clear();
+            live.extend(
+                self.flows.iter().zip(0..).map(|(f, slot)| Reverse(self.deadline_of(f, slot))),
+            );
             self.deadlines = BinaryHeap::from(live);
             self.deadlines.push(Reverse(deadline));
         }
@@ -336,18 +354,19 @@ impl FlowTable {
 
     /// Ends flows idle past their timeout at `now`, and forgets stale fragment entries.
     pub fn advance(&mut self, now: Timestamp) {
-        let mut expired: Vec<(Timestamp, u64, FlowKey)> = Vec::new();
+        let mut expired = std::mem::take(&mut self.expiring);
         while let Some(Reverse(due)) = self.deadlines.peek().copied()
             && due.at <= now
         {
             self.deadlines.pop();
-            let Some(flow) = self.get(&due.key).filter(|flow| flow.id == due.id) else {
-                continue; // the flow already ended
+            let slot = due.slot as usize;
+            let Some(flow) = self.flows.get(slot).filter(|flow| flow.id == due.id) else {
+                continue; // the flow ended, or moved and has an entry at its new slot
             };
             if now.since(flow.last_seen) >= self.timeout_of(flow) {
                 expired.push((flow.last_seen, flow.id, flow.key));
             } else {
-                let later = self.deadline_of(flow);
+                let later = self.deadline_of(flow, due.slot);
                 self.deadlines.push(Reverse(later));
             }
         }
@@ -355,12 +374,13 @@ impl FlowTable {
         // two due entries (opened, then closed) was listed twice.
         expired.sort_unstable();
         expired.dedup();
-        for (_, _, key) in expired {
+        for (_, _, key) in expired.drain(..) {
             if let Some(flow) = self.remove(&key) {
                 self.expired_total += 1;
                 self.ended.push((flow, EndReason::Expired));
             }
         }
+        self.expiring = expired;
         self.fragments.retain(|_, (_, seen)| now.since(*seen) < FRAGMENT_TIMEOUT);
     }
 
