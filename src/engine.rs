@@ -87,6 +87,18 @@ impl Engine {
         self.interface_names = names;
     }
 
+    /// Names the capture interface `index` (one that attached during a live capture); the
+    /// indices before it that have no name yet stay unnamed.
+    pub fn name_interface(&mut self, index: u16, name: String) {
+        crate::capture::name_at(&mut self.interface_names, index, name);
+    }
+
+    /// The capture interfaces' names, by the index frames carry ("" for an index not named).
+    #[must_use]
+    pub fn interface_names(&self) -> &[String] {
+        &self.interface_names
+    }
+
     /// The cluster view as last applied. Its IP index may lag behind applied changes until the
     /// next flow starts or records are made; [`cluster_and_policies`](Self::cluster_and_policies)
     /// brings it up to date.

@@ -492,14 +492,31 @@ impl LinkCache {
 /// (a veth's peer may move to a pod's namespace after the host end appeared), and until it is
 /// `settled`, whether it is stacked. `None` when it vanished meanwhile.
 fn refresh(known: &LinkFacts, settled: bool, dir: &Path) -> Option<LinkFacts> {
-    let flags = read_flags(dir)?;
+    let changing = read_changing(dir, known.ifindex)?;
     Some(LinkFacts {
-        iflink: read_number(dir, "iflink").unwrap_or(known.ifindex),
-        up: flags & 0x1 != 0,
-        master: read_master(dir),
+        iflink: changing.iflink,
+        up: changing.up,
+        master: changing.master,
         // A directory listing costs as much as the rest of the refresh: once is enough.
         stacked: if settled { known.stacked } else { known.stacked || read_stacked(dir) },
         ..known.clone()
+    })
+}
+
+/// The facts of a link that change while it exists.
+struct Changing {
+    iflink: u32,
+    up: bool,
+    master: Option<String>,
+}
+
+/// Reads them; `None` when the link vanished meanwhile (its `flags` are gone).
+fn read_changing(dir: &Path, ifindex: u32) -> Option<Changing> {
+    let flags = read_flags(dir)?;
+    Some(Changing {
+        iflink: read_number(dir, "iflink").unwrap_or(ifindex),
+        up: flags & 0x1 != 0,
+        master: read_master(dir),
     })
 }
 
@@ -530,7 +547,7 @@ fn read_master(dir: &Path) -> Option<String> {
 
 fn read_link(dir: &Path, name: &str) -> Option<LinkFacts> {
     let ifindex = read_number(dir, "ifindex")?;
-    let flags = read_flags(dir).unwrap_or(0);
+    let changing = read_changing(dir, ifindex)?;
     let devtype = read_text(dir, "uevent").and_then(|text| {
         text.lines().find_map(|line| line.strip_prefix("DEVTYPE=").map(str::to_owned))
     });
@@ -538,12 +555,12 @@ fn read_link(dir: &Path, name: &str) -> Option<LinkFacts> {
     Some(LinkFacts {
         name: name.to_owned(),
         ifindex,
-        iflink: read_number(dir, "iflink").unwrap_or(ifindex),
+        iflink: changing.iflink,
         devtype,
         arp_type: read_number(dir, "type").and_then(|t| u16::try_from(t).ok()).unwrap_or(0),
-        up: flags & 0x1 != 0,
+        up: changing.up,
         bridge: dir.join("bridge").is_dir(),
-        master: read_master(dir),
+        master: changing.master,
         stacked,
         physical: dir.join("device").exists(),
         default_route: false,

@@ -201,7 +201,10 @@ impl LiveCapture {
             check_filter(filter)?;
         }
         probe_privileges()?;
-        let links = interfaces::discover().map_err(|e| LiveError::Discovery(e.to_string()))?;
+        // The hot-plug polls start from what this read: their first one reads again only what
+        // can change.
+        let mut link_cache = interfaces::LinkCache::default();
+        let links = link_cache.discover().map_err(|e| LiveError::Discovery(e.to_string()))?;
         let survey = interfaces::survey(&links, &config.selection);
         if let Selection::Named(patterns) = &config.selection {
             let literal = patterns
@@ -214,6 +217,7 @@ impl LiveCapture {
         let stop = Arc::new(AtomicBool::new(false));
         let (internal, from_captures) = mpsc::sync_channel(64);
         let mut supervisor = Supervisor::new(config, Box::new(events), internal, stop.clone());
+        supervisor.links = link_cache;
         let frame_pool = supervisor.frame_pool();
         supervisor.attach_initial(&survey)?;
         let handle = thread::Builder::new()

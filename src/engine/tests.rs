@@ -224,3 +224,46 @@ fn sent<'a>(
         ..*template
     }
 }
+
+/// The live view hands the same list back every tick: what it held is replaced, not added to.
+#[test]
+fn live_records_into_replaces_what_the_list_held() {
+    let mut engine = Engine::new(TableLimits::default());
+    let mut timeline = Timeline::new();
+    timeline.tcp_session(
+        addr("10.244.1.10:40000"),
+        addr("10.244.1.11:80"),
+        START,
+        b"a",
+        b"b",
+        false,
+    );
+    timeline.tcp_session(
+        addr("10.244.1.10:40001"),
+        addr("10.244.1.11:80"),
+        START,
+        b"a",
+        b"b",
+        false,
+    );
+    ingest(&mut engine, timeline);
+    let now = Timestamp(START + SECOND_NANOS);
+    let mut list = engine.live_records(now);
+    assert_eq!(list.len(), 2);
+    engine.live_records_into(now, &mut list);
+    let mut ports: Vec<_> = list.iter().map(|r| r.src.port).collect();
+    ports.sort_unstable();
+    assert_eq!(ports, [Some(40000), Some(40001)], "each flow once");
+}
+
+/// A capture interface attached later is named at its index; those before it without a name
+/// stay unnamed, and naming one again replaces its name.
+#[test]
+fn interfaces_are_named_by_index_across_gaps() {
+    let mut engine = Engine::new(TableLimits::default());
+    engine.name_interface(2, "veth2".into());
+    assert_eq!(engine.interface_names(), ["", "", "veth2"]);
+    engine.name_interface(0, "cni0".into());
+    engine.name_interface(2, "veth9".into());
+    assert_eq!(engine.interface_names(), ["cni0", "", "veth9"]);
+}

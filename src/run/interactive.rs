@@ -20,7 +20,10 @@ use crate::cluster::ClusterEvent;
 use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
 use crate::config::LiveRunConfig;
 use crate::engine::Engine;
-use crate::record::pcapng::rotation::{Progress, Recorder, RecordingPlan, view_events};
+use crate::record::pcapng::RecordError;
+use crate::record::pcapng::rotation::{
+    Progress, Recorder, RecordingPlan, RecordingSummary, view_events,
+};
 use crate::snapshot::FlowRecord;
 use crate::time::Timestamp;
 use crate::tui::app::{Action, App, Feed, ReplayPosition, Source, Speed};
@@ -156,46 +159,94 @@ pub fn run_live(
 }
 
 /// What frames go into, as the loop holds it: the engine, the recording when one is running,
-/// the interface names, flows ended since the last draw, and the newest time reached.
+/// flows ended since the last draw, and the newest time reached.
 struct Intake {
     engine: Engine,
     recording: Option<FrameRecorder>,
-    interfaces: Vec<String>,
+    /// The line to print on the way out about a recording that ended early.
+    recorded: Option<String>,
     ended: Vec<FlowRecord>,
     reached: Timestamp,
 }
 
 impl Intake {
     /// One frame in, after the flows it makes due; a message for the status line if the
-    /// recording stopped.
+    /// recording ended.
     fn frame(&mut self, frame: DecodedFrame) -> Option<String> {
         let _ = self.engine.advance_if_due(frame.ts, |record| {
             self.ended.push(record);
             Ok::<(), ()>(())
         });
         self.reached = self.reached.max(frame.ts);
-        let mut status = None;
-        if let Some(recorder) = self.recording.as_mut() {
-            match recorder.write(&frame, &self.interfaces) {
-                Ok(Progress::Continue) => {}
-                // No limits are set on a recording from the TUI; a write error stops it.
-                Ok(Progress::Stopped(reason)) => {
-                    status = Some(format!("recording stopped: {reason}"))
-                }
-                Err(error) => {
-                    status = Some(error.to_string());
-                    self.recording = None;
-                }
-            }
-        }
+        let step = self
+            .recording
+            .as_mut()
+            .map(|recorder| recorder.write(&frame, self.engine.interface_names()));
         self.engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
-        status
+        step.and_then(|step| self.recording_step(step))
     }
 
-    fn set_interfaces(&mut self, names: Vec<String>) {
-        self.engine.set_interfaces(names.clone());
-        self.interfaces = names;
+    /// Takes in a step of the recording (a frame, cluster changes, a tick): one that reached a
+    /// limit or failed ends the recording, which is closed with what it wrote so far. Returns
+    /// the status line that says so.
+    fn recording_step(&mut self, step: Result<Progress, RecordError>) -> Option<String> {
+        let why = match step {
+            Ok(Progress::Continue) => return None,
+            Ok(Progress::Stopped(reason)) => reason.to_string(),
+            Err(error) => error.to_string(),
+        };
+        let recording = self.recording.take()?;
+        let status = format!("recording stopped: {why}");
+        let closed = match recording.recorder.finish() {
+            Ok(summary) => recorded_line(&summary),
+            Err(error) => format!("closing the recording failed too: {error}"),
+        };
+        self.recorded = Some(format!("{status}; {closed}"));
+        Some(status)
     }
+
+    /// Cluster changes read from a recording, as far as the gate lets them through.
+    fn apply_cluster(&mut self, events: Vec<ClusterEvent>, gate: ClusterGate) {
+        for event in events.into_iter().filter(|e| gate.admit(e)) {
+            self.engine.apply(event);
+        }
+    }
+
+    /// Takes what a reader item says about the input (interface names, drops, a warning for
+    /// `status`) and hands back what it carries for the caller to place: frames and recorded
+    /// cluster changes (at once when live, on the replay clock when replaying).
+    fn take_item(
+        &mut self,
+        item: ReaderItem,
+        drops: &mut u64,
+        status: &mut Option<String>,
+    ) -> Option<Carried> {
+        match item {
+            ReaderItem::Frames(frames) => return Some(Carried::Frames(frames)),
+            ReaderItem::Cluster(events) => return Some(Carried::Cluster(events)),
+            ReaderItem::Interfaces(names) => self.engine.set_interfaces(names),
+            ReaderItem::Drops(total) => *drops = total,
+            ReaderItem::Warning(warning) => *status = Some(warning),
+        }
+        None
+    }
+}
+
+/// The part of a reader item that goes into the engine.
+enum Carried {
+    Frames(Vec<DecodedFrame>),
+    Cluster(Vec<ClusterEvent>),
+}
+
+/// What a recording wrote, for the line printed once the terminal is given back.
+fn recorded_line(summary: &RecordingSummary) -> String {
+    let files: Vec<String> = summary.files.iter().map(|f| f.display().to_string()).collect();
+    format!(
+        "recorded {} packets, {} into {}",
+        summary.packets,
+        crate::record::human_bytes(summary.bytes),
+        files.join(", ")
+    )
 }
 
 /// Capture events become loop items: frames as they are, interface changes as the full name
@@ -212,7 +263,7 @@ impl EventSink for LoopItems {
         let item = match event {
             CaptureEvent::Frames(frames) => ReaderItem::Frames(frames),
             CaptureEvent::Attached { index, interface } => {
-                super::record::name_at(&mut self.names, index, interface.name);
+                crate::capture::name_at(&mut self.names, index, interface.name);
                 ReaderItem::Interfaces(self.names.clone())
             }
             CaptureEvent::Detached { .. } => return true,
@@ -308,7 +359,7 @@ async fn event_loop(
     let mut intake = Intake {
         engine,
         recording,
-        interfaces: Vec::new(),
+        recorded: None,
         ended: Vec::new(),
         reached: Timestamp::default(),
     };
@@ -324,8 +375,12 @@ async fn event_loop(
             item = items.recv(), if session.live && !input_done => {
                 // Live items come only this way (the tick's pull is for replays), so nothing
                 // waits in `pending` and frames keep their order.
-                match item {
-                    Some(ReaderItem::Frames(mut batch)) => {
+                let Some(item) = item else {
+                    input_done = true;
+                    continue;
+                };
+                match intake.take_item(item, &mut drops, &mut app.status) {
+                    Some(Carried::Frames(mut batch)) => {
                         arrived += batch.len();
                         for frame in batch.drain(..) {
                             if let Some(status) = intake.frame(frame) {
@@ -334,15 +389,8 @@ async fn event_loop(
                         }
                         session.give_back(batch);
                     }
-                    Some(ReaderItem::Cluster(events)) => {
-                        for event in events.into_iter().filter(|e| session.gate.admit(e)) {
-                            intake.engine.apply(event);
-                        }
-                    }
-                    Some(ReaderItem::Interfaces(names)) => intake.set_interfaces(names),
-                    Some(ReaderItem::Drops(total)) => drops = total,
-                    Some(ReaderItem::Warning(warning)) => app.status = Some(warning),
-                    None => input_done = true,
+                    Some(Carried::Cluster(events)) => intake.apply_cluster(events, session.gate),
+                    None => {}
                 }
                 continue;
             }
@@ -353,8 +401,9 @@ async fn event_loop(
                     if let WatchUpdate::Event(event) = update {
                         if let Some(recording) = intake.recording.as_mut() {
                             let now = Timestamp::from_system_time(std::time::SystemTime::now());
-                            if let Err(error) = recording.recorder.write_cluster_events(now, std::slice::from_ref(&event)) {
-                                app.status = Some(error.to_string());
+                            let step = recording.recorder.write_cluster_events(now, std::slice::from_ref(&event));
+                            if let Some(status) = intake.recording_step(step.map(|()| Progress::Continue)) {
+                                app.status = Some(status);
                             }
                         }
                         intake.engine.apply(event);
@@ -397,13 +446,13 @@ async fn event_loop(
         // A replay: pull what has arrived, then ingest every frame due on the replay clock.
         while !session.live && pending.len() < MAX_FRAMES_PER_TICK {
             match items.try_recv() {
-                Ok(ReaderItem::Frames(batch)) => {
-                    pending.extend(batch.into_iter().map(Pending::Frame));
-                }
-                Ok(ReaderItem::Cluster(events)) => pending.push_back(Pending::Cluster(events)),
-                Ok(ReaderItem::Interfaces(names)) => intake.set_interfaces(names),
-                Ok(ReaderItem::Drops(total)) => drops = total,
-                Ok(ReaderItem::Warning(warning)) => app.status = Some(warning),
+                Ok(item) => match intake.take_item(item, &mut drops, &mut app.status) {
+                    Some(Carried::Frames(batch)) => {
+                        pending.extend(batch.into_iter().map(Pending::Frame));
+                    }
+                    Some(Carried::Cluster(events)) => pending.push_back(Pending::Cluster(events)),
+                    None => {}
+                },
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     input_done = true;
@@ -427,9 +476,7 @@ async fn event_loop(
             let frame = match pending.pop_front() {
                 Some(Pending::Frame(frame)) => frame,
                 Some(Pending::Cluster(events)) => {
-                    for event in events.into_iter().filter(|e| session.gate.admit(e)) {
-                        intake.engine.apply(event);
-                    }
+                    intake.apply_cluster(events, session.gate);
                     continue;
                 }
                 None => break,
@@ -444,10 +491,11 @@ async fn event_loop(
         if session.live {
             // Idle flows end on the wall clock even when no packet arrives.
             let now = Timestamp::from_system_time(std::time::SystemTime::now());
-            if let Some(recorder) = intake.recording.as_mut()
-                && let Err(error) = recorder.recorder.tick(now)
-            {
-                app.status = Some(error.to_string());
+            if let Some(recorder) = intake.recording.as_mut() {
+                let step = recorder.recorder.tick(now);
+                if let Some(status) = intake.recording_step(step) {
+                    app.status = Some(status);
+                }
             }
             let _ = intake.engine.advance(now, |record| {
                 intake.ended.push(record);
@@ -482,7 +530,7 @@ async fn event_loop(
                 captures: if session.live {
                     vec![format!(
                         "{} interfaces",
-                        intake.interfaces.iter().filter(|n| !n.is_empty()).count()
+                        engine.interface_names().iter().filter(|n| !n.is_empty()).count()
                     )]
                 } else {
                     vec![session.source_label.clone()]
@@ -509,15 +557,9 @@ async fn event_loop(
     if let Some(watchers) = watchers {
         watchers.abort();
     }
-    let Some(recording) = intake.recording else { return Ok(None) };
+    let Some(recording) = intake.recording else { return Ok(intake.recorded) };
     let summary = recording.recorder.finish().map_err(|e| RunError::Runtime(e.to_string()))?;
-    let files: Vec<String> = summary.files.iter().map(|f| f.display().to_string()).collect();
-    Ok(Some(format!(
-        "recorded {} packets, {} into {}",
-        summary.packets,
-        crate::record::human_bytes(summary.bytes),
-        files.join(", ")
-    )))
+    Ok(Some(recorded_line(&summary)))
 }
 
 fn draw(terminal: &mut ratatui::DefaultTerminal, app: &App, theme: Theme) -> Result<(), RunError> {
@@ -622,4 +664,100 @@ fn spawn_signal_watch(sender: mpsc::UnboundedSender<Input>) {
         }
         let _ = sender.send(Input::Quit);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::interfaces::{InterfaceClass, InterfaceInfo};
+    use crate::capture::live::InterfaceStats;
+    use crate::flow::TableLimits;
+    use crate::record::pcapng::rotation::StopReason;
+
+    fn attached(index: u16, name: &str) -> CaptureEvent {
+        let interface = InterfaceInfo {
+            name: name.to_owned(),
+            ifindex: u32::from(index) + 10,
+            class: InterfaceClass::PodVeth,
+            captured: true,
+            reason: String::new(),
+            master: None,
+            peer_ifindex: None,
+            routed_addresses: Vec::new(),
+        };
+        CaptureEvent::Attached { index, interface }
+    }
+
+    fn stats(index: u16, dropped: u64, if_dropped: u64) -> InterfaceStats {
+        InterfaceStats {
+            index,
+            name: format!("if{index}"),
+            received: 100,
+            dropped,
+            if_dropped,
+            buffer_bytes: 1 << 25,
+        }
+    }
+
+    /// Capture events as the loop receives them: the whole name list on every attach (an index
+    /// keeps its name after a detach, as frames may follow), nothing for a detach, and the
+    /// drop total of the attached interfaces and of those that went away.
+    #[test]
+    fn capture_events_become_loop_items() {
+        let (sender, mut items) = mpsc::channel(16);
+        let mut sink = LoopItems { names: Vec::new(), items: sender };
+        assert!(sink.deliver(attached(1, "veth1")));
+        assert!(sink.deliver(attached(0, "cni0")));
+        assert!(sink.deliver(CaptureEvent::Detached { index: 1, name: "veth1".into() }));
+        assert!(sink.deliver(CaptureEvent::Stats(vec![stats(0, 2, 1), stats(u16::MAX, 4, 0),])));
+        assert!(sink.deliver(CaptureEvent::Warning("cannot open veth7".into())));
+        let mut received = Vec::new();
+        while let Ok(item) = items.try_recv() {
+            received.push(match item {
+                ReaderItem::Interfaces(names) => format!("names {names:?}"),
+                ReaderItem::Drops(total) => format!("drops {total}"),
+                ReaderItem::Warning(warning) => format!("warning {warning}"),
+                ReaderItem::Frames(_) | ReaderItem::Cluster(_) => "other".into(),
+            });
+        }
+        assert_eq!(
+            received,
+            [
+                r#"names ["", "veth1"]"#,
+                r#"names ["cni0", "veth1"]"#,
+                "drops 7",
+                "warning cannot open veth7",
+            ]
+        );
+        drop(items);
+        assert!(!sink.deliver(attached(2, "veth2")), "the loop is gone: the capture stops");
+    }
+
+    /// A recording that reaches a limit or fails ends: it is closed with what it wrote, the
+    /// status line says why, and the line printed on the way out says what it kept.
+    #[test]
+    fn a_recording_that_stops_is_closed_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.pcapng");
+        let now = Timestamp::from_secs(1_800_000_000);
+        let recorder = Recorder::create(&path, &[], &[], now, RecordingPlan::default()).unwrap();
+        let mut intake = Intake {
+            engine: Engine::new(TableLimits::default()),
+            recording: Some(FrameRecorder::new(recorder)),
+            recorded: None,
+            ended: Vec::new(),
+            reached: now,
+        };
+        assert_eq!(intake.recording_step(Ok(Progress::Continue)), None);
+        assert!(intake.recording.is_some());
+        let limit = StopReason::Duration(Duration::from_secs(60));
+        let status = intake.recording_step(Ok(Progress::Stopped(limit))).unwrap();
+        assert_eq!(status, "recording stopped: recorded for --duration 1m");
+        assert!(intake.recording.is_none());
+        let recorded = intake.recorded.clone().unwrap();
+        assert!(recorded.starts_with(&format!("{status}; recorded 0 packets")), "{recorded}");
+        assert!(recorded.contains("rec.pcapng"), "{recorded}");
+        assert!(std::fs::metadata(&path).unwrap().len() > 0, "closed with its header");
+        assert_eq!(intake.recording_step(Ok(Progress::Stopped(limit))), None, "once");
+    }
 }

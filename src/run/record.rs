@@ -57,8 +57,7 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
     for event in source.take_cluster_events().into_iter().filter(|e| gate.admit(e)) {
         engine.apply(event);
     }
-    let mut names = source.interfaces();
-    engine.set_interfaces(names.clone());
+    engine.set_interfaces(source.interfaces());
     if source.sees_packets_more_than_once() {
         engine.count_once_across_interfaces();
     }
@@ -85,9 +84,8 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
             Next::End => break,
         };
         // A file names its interfaces as it meets them (`tcpdump -i any`).
-        if let Some(new_names) = source.take_new_interfaces() {
-            names = new_names;
-            engine.set_interfaces(names.clone());
+        if let Some(names) = source.take_new_interfaces() {
+            engine.set_interfaces(names);
         }
         let events: Vec<_> =
             source.take_cluster_events().into_iter().filter(|e| gate.admit(e)).collect();
@@ -111,20 +109,13 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
         if let Some(recorder) = recorder.as_mut() {
             match linktype {
                 Some(linktype) => {
-                    let id = match interface_ids.get(&interface) {
-                        Some(id) => *id,
-                        None => {
-                            let name = names
-                                .get(usize::from(interface))
-                                .cloned()
-                                .unwrap_or_else(|| format!("if{interface}"));
-                            let id = recorder
-                                .add_interface(InterfaceDesc::new(&name, linktype.number()))
-                                .map_err(record_error)?;
-                            interface_ids.insert(interface, id);
-                            id
-                        }
-                    };
+                    let id = recording_interface(
+                        &mut interface_ids,
+                        recorder,
+                        (interface, linktype.number()),
+                        engine.interface_names(),
+                    )
+                    .map_err(record_error)?;
                     if let Progress::Stopped(reason) =
                         recorder.write_frame(id, ts, &data, wire_len).map_err(record_error)?
                     {
@@ -233,7 +224,6 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     let cluster_updates = config.kube.clone().map(watch_cluster);
     let mut flows = flow_writer(config)?;
     let mut emit = |record: FlowRecord| write_flow(&mut flows, &record);
-    let mut names: Vec<String> = Vec::new();
     let mut recorder: Option<FrameRecorder> = None;
     let mut drops = 0u64;
     let mut stopped = None;
@@ -252,7 +242,11 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
             Ok(CaptureEvent::Frames(mut frames)) => {
                 for frame in frames.drain(..) {
                     if let Some(recorder) = recorder.as_mut()
-                        && ends(recorder.write(&frame, &names), &mut stopped, &mut failure)
+                        && ends(
+                            recorder.write(&frame, engine.interface_names()),
+                            &mut stopped,
+                            &mut failure,
+                        )
                     {
                         break 'capture;
                     }
@@ -261,7 +255,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
                 frame_pool.give(frames);
             }
             Ok(CaptureEvent::Attached { index, interface }) => {
-                name_interface(&mut names, index, interface.name, &mut engine);
+                engine.name_interface(index, interface.name);
             }
             Ok(CaptureEvent::Stats(stats)) => {
                 drops = crate::capture::live::total_drops(&stats);
@@ -307,7 +301,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
                 continue;
             }
             CaptureEvent::Attached { index, interface } => {
-                name_interface(&mut names, index, interface.name, &mut engine);
+                engine.name_interface(index, interface.name);
                 continue;
             }
             CaptureEvent::Warning(warning) => {
@@ -321,7 +315,11 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
                 break; // a limit or an error ended the recording: the rest is not taken in
             }
             if let Some(recorder) = recorder.as_mut()
-                && ends(recorder.write(&frame, &names), &mut stopped, &mut failure)
+                && ends(
+                    recorder.write(&frame, engine.interface_names()),
+                    &mut stopped,
+                    &mut failure,
+                )
             {
                 break;
             }
@@ -385,21 +383,35 @@ impl FrameRecorder {
         names: &[String],
     ) -> Result<Progress, RecordError> {
         let Some(raw) = frame.raw.as_deref() else { return Ok(Progress::Continue) };
-        let id = match self.ids.get(&frame.interface) {
-            Some(id) => *id,
-            None => {
-                let name = names
-                    .get(usize::from(frame.interface))
-                    .filter(|n| !n.is_empty())
-                    .cloned()
-                    .unwrap_or_else(|| format!("if{}", frame.interface));
-                let id = self.recorder.add_interface(InterfaceDesc::new(&name, raw.linktype))?;
-                self.ids.insert(frame.interface, id);
-                id
-            }
-        };
+        let id = recording_interface(
+            &mut self.ids,
+            &mut self.recorder,
+            (frame.interface, raw.linktype),
+            names,
+        )?;
         self.recorder.write_frame(id, frame.ts, &raw.data, raw.wire_len)
     }
+}
+
+/// The recording's id for capture interface `interface` of LINKTYPE `linktype`, described in
+/// the file (named from `names`, by index) the first time a frame of it is written.
+fn recording_interface(
+    ids: &mut FxHashMap<u16, u32>,
+    recorder: &mut Recorder,
+    (interface, linktype): (u16, u16),
+    names: &[String],
+) -> Result<u32, RecordError> {
+    if let Some(id) = ids.get(&interface) {
+        return Ok(*id);
+    }
+    let name = names
+        .get(usize::from(interface))
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("if{interface}"));
+    let id = recorder.add_interface(InterfaceDesc::new(&name, linktype))?;
+    ids.insert(interface, id);
+    Ok(id)
 }
 
 /// The wall clock, as packet time: live recording is the one place that reads it.
@@ -481,21 +493,6 @@ fn ends(
             true
         }
     }
-}
-
-/// A capture interface attached: its name for the recording and the flows, by its index.
-fn name_interface(names: &mut Vec<String>, index: u16, name: String, engine: &mut Engine) {
-    name_at(names, index, name);
-    engine.set_interfaces(names.clone());
-}
-
-/// Names the capture interface `index` in a list indexed by it (gaps stay unnamed).
-pub(super) fn name_at(names: &mut Vec<String>, index: u16, name: String) {
-    let index = usize::from(index);
-    if names.len() <= index {
-        names.resize(index + 1, String::new());
-    }
-    names[index] = name;
 }
 
 /// Writes a flow record, if flows are asked for. A reader that went away (`--flows - | head`)
