@@ -186,6 +186,8 @@ fn on_interface(interface: Option<&str>) -> String {
 /// A running live capture. Dropping it stops it too.
 pub struct LiveCapture {
     stop: Arc<AtomicBool>,
+    /// Wakes the supervisor to see `stop` at once.
+    wake: mpsc::SyncSender<worker::Internal>,
     supervisor: Option<JoinHandle<()>>,
     frame_pool: FramePool,
 }
@@ -216,6 +218,7 @@ impl LiveCapture {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (internal, from_captures) = mpsc::sync_channel(64);
+        let wake = internal.clone();
         let mut supervisor = Supervisor::new(config, Box::new(events), internal, stop.clone());
         supervisor.links = link_cache;
         let frame_pool = supervisor.frame_pool();
@@ -224,7 +227,7 @@ impl LiveCapture {
             .name("netwatch-capture".into())
             .spawn(move || supervisor.run(&from_captures))
             .map_err(|e| LiveError::Open { interface: "-".into(), reason: e.to_string() })?;
-        Ok(Self { stop, supervisor: Some(handle), frame_pool })
+        Ok(Self { stop, wake, supervisor: Some(handle), frame_pool })
     }
 
     /// Where the batches of [`CaptureEvent::Frames`] go back once their frames are taken out
@@ -240,6 +243,8 @@ impl LiveCapture {
     /// never end.)
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        // A full channel means the supervisor is busy and sees `stop` soon anyway.
+        let _ = self.wake.try_send(worker::Internal::Wake);
     }
 
     /// Stops every capture thread (waking those that wait for packets) and waits for them.
@@ -249,7 +254,7 @@ impl LiveCapture {
     }
 
     fn shut_down(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.request_stop();
         if let Some(handle) = self.supervisor.take() {
             let _ = handle.join();
         }

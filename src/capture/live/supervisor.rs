@@ -104,7 +104,13 @@ impl Supervisor {
         let mut next_stats = now + self.config.stats_interval;
         let mut next_release = now + RELEASE_TICK;
         while !self.stop.load(Ordering::Relaxed) && !self.receiver_gone {
-            match from_captures.recv_timeout(RELEASE_TICK) {
+            // Holding no frames, nothing is due before the next poll or stats: an idle capture
+            // wakes a few times a second, not every release tick (each wake-up costs more CPU
+            // here than a thousand packets).
+            let next_event = next_poll.min(next_stats);
+            let wake_at =
+                if self.held.is_empty() { next_event } else { next_release.min(next_event) };
+            match from_captures.recv_timeout(wake_at.saturating_duration_since(Instant::now())) {
                 Ok(message) => self.handle(message),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
             }
@@ -163,6 +169,7 @@ impl Supervisor {
                 self.held.add(&mut frames);
                 self.batches.give(frames);
             }
+            Internal::Wake => {}
             Internal::Stats { index, received, dropped, if_dropped } => {
                 if let Some(attachment) = self.attached.get_mut(&index) {
                     let (r, d, i) = attachment.raw;
@@ -284,6 +291,10 @@ impl HeldFrames {
                 }
             }
         }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.queues.is_empty()
     }
 
     fn any_at_or_before(&self, cutoff: Timestamp) -> bool {

@@ -22,8 +22,19 @@ pub(super) const BATCH_FRAMES: usize = 256;
 /// From a capture thread to the supervisor.
 pub(super) enum Internal {
     Frames(Vec<DecodedFrame>),
-    Stats { index: u16, received: u32, dropped: u32, if_dropped: u32 },
-    Ended { index: u16, error: Option<String> },
+    Stats {
+        index: u16,
+        received: u32,
+        dropped: u32,
+        if_dropped: u32,
+    },
+    Ended {
+        index: u16,
+        error: Option<String>,
+    },
+    /// Nothing to take: the capture is stopping, and the supervisor may be waiting for its next
+    /// poll (it sleeps until then when it holds no frames).
+    Wake,
 }
 
 /// What a capture thread needs besides its capture.
