@@ -23,7 +23,7 @@ const FLOWS: usize = 100_000;
 /// The demo's flows, copied with fresh ids and ports until there are `FLOWS` of them.
 fn big_app() -> App {
     let demo = demo_app();
-    let templates: Vec<FlowRecord> = demo.rows.iter().map(|row| row.record.clone()).collect();
+    let templates: Vec<FlowRecord> = demo.records.clone();
     let live: Vec<FlowRecord> = (0..FLOWS)
         .map(|n| {
             let mut record = templates[n % templates.len()].clone();

@@ -201,9 +201,9 @@ pub struct Feed {
 }
 
 /// One flows-table row: a record, and whether its flow has ended.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub record: FlowRecord,
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub record: &'a FlowRecord,
     pub ended: bool,
 }
 
@@ -217,7 +217,11 @@ pub struct App {
     pub screen: Screen,
     /// The tab to return to from Detail or Help.
     pub tab: Screen,
-    pub rows: Vec<Row>,
+    /// The rows' records: the live flows' (the first `live_rows`), then the ended ones still
+    /// listed. The live ones are the list the engine filled, taken as they are: moving 100,000
+    /// records into a list of rows cost a third of a tick.
+    pub records: Vec<FlowRecord>,
+    pub live_rows: usize,
     pub ended: VecDeque<FlowRecord>,
     pub now: Timestamp,
     pub stats: Stats,
@@ -261,7 +265,8 @@ impl App {
         Self {
             screen: Screen::Flows,
             tab: Screen::Flows,
-            rows: Vec::new(),
+            records: Vec::new(),
+            live_rows: 0,
             ended: VecDeque::new(),
             now: Timestamp::default(),
             stats: Stats::default(),
@@ -318,7 +323,7 @@ impl App {
         while self.ended.len() > ENDED_KEPT {
             self.ended.pop_front();
         }
-        let mut live = feed.live;
+        let live = feed.live;
         for record in &live {
             let samples = self.history.entry(record.flow_id).or_default();
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // rates are ≥ 0
@@ -331,22 +336,18 @@ impl App {
         live_ids.clear();
         live_ids.extend(live.iter().map(|r| r.flow_id));
         self.history.retain(|id, _| live_ids.contains(id) || Some(*id) == self.selected);
-        // Into the rows' own room, and the emptied list kept for the next feed.
-        self.rows.clear();
-        self.rows.extend(live.drain(..).map(|record| Row { record, ended: false }));
-        self.rows.extend(
-            self.ended
-                .iter()
-                .filter(|r| !live_ids.contains(&r.flow_id))
-                .cloned()
-                .map(|record| Row { record, ended: true }),
-        );
-        self.spare_live = live;
+        // The live records become the rows; last tick's, emptied, are kept for the next feed.
+        let mut spare = std::mem::replace(&mut self.records, live);
+        spare.clear();
+        self.spare_live = spare;
+        self.live_rows = self.records.len();
+        let still_listed = self.ended.iter().filter(|r| !live_ids.contains(&r.flow_id));
+        self.records.extend(still_listed.cloned());
         self.live_ids = live_ids;
         self.rekey();
         // Keep the selection on its flow; if that flow is gone, select the first row.
-        if self.selected.is_none_or(|id| !self.rows.iter().any(|row| row.record.flow_id == id)) {
-            self.selected = self.visible_flows().first().map(|i| self.rows[*i].record.flow_id);
+        if self.selected.is_none_or(|id| !self.records.iter().any(|record| record.flow_id == id)) {
+            self.selected = self.visible_flows().first().map(|i| self.records[*i].flow_id);
         }
         self.now = feed.now;
         self.stats = feed.stats;
@@ -479,9 +480,9 @@ impl App {
                 }
                 let at = self
                     .selected
-                    .and_then(|id| order.iter().position(|i| self.rows[*i].record.flow_id == id));
+                    .and_then(|id| order.iter().position(|i| self.records[*i].flow_id == id));
                 let at = at.map_or(0, |at| clamp_add(at, delta, order.len()));
-                self.selected = Some(self.rows[order[at]].record.flow_id);
+                self.selected = Some(self.records[order[at]].flow_id);
             }
             Screen::Pods | Screen::Namespaces | Screen::Policies => {
                 let len = super::views::list_len(self);
@@ -504,11 +505,11 @@ impl App {
     #[must_use]
     pub fn filtered(&self) -> Vec<usize> {
         if self.filter.is_empty() && !self.violations_only {
-            return (0..self.rows.len()).collect();
+            return (0..self.records.len()).collect();
         }
-        (0..self.rows.len())
+        (0..self.records.len())
             .filter(|i| {
-                let record = &self.rows[*i].record;
+                let record = &self.records[*i];
                 (!self.violations_only || record.violation.is_some() || record.direct_ip)
                     && self.filter.matches(record)
             })
@@ -518,7 +519,7 @@ impl App {
     /// The display order of two rows under the current sort.
     #[must_use]
     pub fn compare(&self, a: usize, b: usize) -> std::cmp::Ordering {
-        let (ra, rb) = (&self.rows[a], &self.rows[b]);
+        let (ra, rb) = (self.row(a), self.row(b));
         let primary = super::views::sort_key_cmp(self.sort, ra, rb);
         let primary = if self.descending { primary.reverse() } else { primary };
         // Live before ended, then oldest first: a stable order for equal keys.
@@ -533,14 +534,14 @@ impl App {
         // Into last tick's list: with many flows a new one each tick was pages to clear.
         let mut keys = std::mem::take(&mut self.sort_keys);
         keys.clear();
-        keys.extend((0..self.rows.len()).map_while(|i| self.numeric_key(i)));
+        keys.extend((0..self.records.len()).map_while(|i| self.numeric_key(i)));
         self.sort_keys = keys;
     }
 
     /// A row's key under a numeric sort; `None` for the text sorts.
     fn numeric_key(&self, index: usize) -> Option<SortKey> {
-        let row = self.rows.get(index)?;
-        let record = &row.record;
+        let record = self.records.get(index)?;
+        let row = Row { record, ended: index >= self.live_rows };
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         // rates are ≥ 0; milli-B/s resolution is plenty
         let primary = match self.sort {
@@ -560,9 +561,27 @@ impl App {
 
     /// The selected row, if it is still listed.
     #[must_use]
-    pub fn selected_row(&self) -> Option<&Row> {
+    pub fn selected_row(&self) -> Option<Row<'_>> {
         let id = self.selected?;
-        self.rows.iter().find(|row| row.record.flow_id == id)
+        self.rows().find(|row| row.record.flow_id == id)
+    }
+
+    /// Row `index` (of `records`).
+    ///
+    /// # Panics
+    /// When `index` is out of range, as indexing does.
+    #[must_use]
+    pub fn row(&self, index: usize) -> Row<'_> {
+        Row { record: &self.records[index], ended: index >= self.live_rows }
+    }
+
+    /// Every row, live flows first.
+    pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
+        let live_rows = self.live_rows;
+        self.records
+            .iter()
+            .enumerate()
+            .map(move |(i, record)| Row { record, ended: i >= live_rows })
     }
 }
 
@@ -587,17 +606,17 @@ mod tests {
         let order = app.visible_flows();
         assert_eq!(
             app.selected,
-            Some(app.rows[order[0]].record.flow_id),
+            Some(app.records[order[0]].flow_id),
             "the first row starts selected"
         );
         app.update(Action::Down);
         app.update(Action::Down);
-        assert_eq!(app.selected, Some(app.rows[order[2]].record.flow_id));
+        assert_eq!(app.selected, Some(app.records[order[2]].flow_id));
         app.update(Action::Top);
         app.update(Action::Up);
-        assert_eq!(app.selected, Some(app.rows[order[0]].record.flow_id));
+        assert_eq!(app.selected, Some(app.records[order[0]].flow_id));
         app.update(Action::Bottom);
-        assert_eq!(app.selected, Some(app.rows[*order.last().unwrap()].record.flow_id));
+        assert_eq!(app.selected, Some(app.records[*order.last().unwrap()].flow_id));
     }
 
     #[test]
@@ -649,7 +668,7 @@ mod tests {
         let order = app.visible_flows();
         assert!(!order.is_empty());
         assert!(order.iter().all(|i| {
-            let record = &app.rows[*i].record;
+            let record = &app.records[*i];
             record.violation.is_some() || record.direct_ip
         }));
     }
@@ -678,7 +697,7 @@ mod tests {
         assert_eq!(app.screen, Screen::Flows);
         let namespace = app.filter.text().strip_prefix("ns:").unwrap().to_owned();
         assert!(app.visible_flows().iter().all(|i| {
-            let record = &app.rows[*i].record;
+            let record = &app.records[*i];
             record.src.namespace.as_deref() == Some(namespace.as_str())
                 || record.dst.namespace.as_deref() == Some(namespace.as_str())
         }));
@@ -689,11 +708,11 @@ mod tests {
         let mut app = demo_app();
         app.is_replay = false;
         app.update(Action::TogglePause);
-        let shown = app.rows.len();
+        let shown = app.records.len();
         app.apply_feed(Feed { live: Vec::new(), ..Feed::default() });
-        assert_eq!(app.rows.len(), shown, "paused: nothing changes");
+        assert_eq!(app.records.len(), shown, "paused: nothing changes");
         app.update(Action::TogglePause);
-        assert!(app.rows.is_empty(), "resumed: the held feed is shown");
+        assert!(app.records.is_empty(), "resumed: the held feed is shown");
     }
 
     #[test]

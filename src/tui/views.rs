@@ -76,8 +76,9 @@ fn render_header(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
         first.push(Span::styled("PAUSED", theme.warning()));
     }
     let stats = &app.stats;
-    let violations = app.rows.iter().filter(|r| !r.ended && r.record.violation.is_some()).count();
-    let leaks = app.rows.iter().filter(|r| !r.ended && r.record.leak).count();
+    let live = &app.records[..app.live_rows];
+    let violations = live.iter().filter(|r| r.violation.is_some()).count();
+    let leaks = live.iter().filter(|r| r.leak).count();
     let mut second = vec![
         Span::raw(format!(" {:.0} pkt/s", app.packets_per_sec)),
         sep.clone(),
@@ -182,8 +183,8 @@ pub fn compact(value: f64) -> String {
 
 /// Orders two rows by one column, ascending.
 #[must_use]
-pub fn sort_key_cmp(column: SortColumn, a: &Row, b: &Row) -> std::cmp::Ordering {
-    let (ra, rb) = (&a.record, &b.record);
+pub fn sort_key_cmp(column: SortColumn, a: Row<'_>, b: Row<'_>) -> std::cmp::Ordering {
+    let (ra, rb) = (a.record, b.record);
     match column {
         SortColumn::Verdict => severity(a)
             .cmp(&severity(b))
@@ -201,8 +202,8 @@ pub fn sort_key_cmp(column: SortColumn, a: &Row, b: &Row) -> std::cmp::Ordering 
 }
 
 /// How much a row needs attention: leaks, then egress and ingress violations, then direct IP.
-pub(crate) fn severity(row: &Row) -> u8 {
-    let record = &row.record;
+pub(crate) fn severity(row: Row<'_>) -> u8 {
+    let record = row.record;
     let base = match (record.leak, record.violation) {
         (true, Some(_)) => 4,
         (_, Some(crate::policy::Direction::Egress)) => 3,

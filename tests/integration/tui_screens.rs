@@ -78,9 +78,9 @@ fn a_too_small_terminal_says_so() {
 #[test]
 fn control_characters_from_the_wire_never_reach_the_terminal() {
     let mut app = demo_app();
-    app.rows[0].record.dst.sni = Some("evil\u{1b}[2J.example".into());
-    app.rows[0].record.dst.dns = Some("evil\u{1b}]0;pwned\u{7}.example".into());
-    app.selected = Some(app.rows[0].record.flow_id);
+    app.records[0].dst.sni = Some("evil\u{1b}[2J.example".into());
+    app.records[0].dst.dns = Some("evil\u{1b}]0;pwned\u{7}.example".into());
+    app.selected = Some(app.records[0].flow_id);
     app.update(Action::Enter);
     let text = screen(&app, 160, 48);
     assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text}");

@@ -24,19 +24,19 @@ pub fn visible_window(app: &App, height: usize) -> (Vec<usize>, Option<usize>, u
     if total == 0 || height == 0 {
         return (Vec::new(), None, total);
     }
-    let window = if app.sort_keys.len() == app.rows.len() {
+    let window = if app.sort_keys.len() == app.records.len() {
         // Keys were made once per feed or sort change: each frame only selects among them.
         let mut keyed: Vec<(SortKey, usize)> =
             filtered.iter().map(|i| (app.sort_keys[*i], *i)).collect();
         let selected_key = app
             .selected
-            .and_then(|id| keyed.iter().find(|(_, i)| app.rows[*i].record.flow_id == id).copied());
+            .and_then(|id| keyed.iter().find(|(_, i)| app.records[*i].flow_id == id).copied());
         window_of(&mut keyed, selected_key, height, |a, b| a.cmp(b))
     } else {
         let mut plain: Vec<usize> = filtered;
         let selected = app
             .selected
-            .and_then(|id| plain.iter().copied().find(|i| app.rows[*i].record.flow_id == id));
+            .and_then(|id| plain.iter().copied().find(|i| app.records[*i].flow_id == id));
         window_of(&mut plain, selected, height, |a, b| app.compare(*a, *b))
     };
     let indices: Vec<usize> = window.0;
@@ -136,7 +136,7 @@ pub fn render(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
         .iter()
         .enumerate()
         .map(|(n, index)| {
-            let row = &app.rows[*index];
+            let row = app.row(*index);
             let style = if Some(n) == cursor { theme.selected() } else { Style::new() };
             flow_row(app, row, theme, wide, source_width, destination_width).style(style)
         })
@@ -147,7 +147,7 @@ pub fn render(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
         .block(Block::new().borders(Borders::TOP).title(title).border_style(theme.dim()));
     frame.render_widget(table, area);
     if total == 0 {
-        let empty = if app.rows.is_empty() {
+        let empty = if app.records.is_empty() {
             " waiting for packets…"
         } else {
             " no flow matches the filter (Esc clears it)"
@@ -159,13 +159,13 @@ pub fn render(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
 
 fn flow_row<'a>(
     app: &App,
-    row: &'a Row,
+    row: Row<'a>,
     theme: Theme,
     wide: bool,
     source_width: usize,
     destination_width: usize,
 ) -> TableRow<'a> {
-    let record = &row.record;
+    let record = row.record;
     let (word, verdict_style) = verdict_label(record, theme);
     let marker = if record.direct_ip && record.violation.is_some() { " !IP" } else { "" };
     let destination = fit_label(&record.dst, destination_width.saturating_sub(marker.len()));

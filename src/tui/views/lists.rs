@@ -32,8 +32,8 @@ pub struct Aggregate {
 pub fn aggregates(app: &App, by_namespace: bool) -> Vec<Aggregate> {
     let mut groups: BTreeMap<String, (Aggregate, std::collections::BTreeSet<std::net::IpAddr>)> =
         BTreeMap::new();
-    for row in &app.rows {
-        let record = &row.record;
+    for row in app.rows() {
+        let record = row.record;
         for (endpoint, is_source) in [(&record.src, true), (&record.dst, false)] {
             let Some(namespace) = &endpoint.namespace else { continue };
             if !by_namespace && endpoint.kind != EndpointKind::Pod {
@@ -194,10 +194,10 @@ fn render_policies(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
         .take(height)
         .map(|(n, policy)| {
             let decided = |decision: Decision| {
-                app.rows
+                app.records
                     .iter()
                     .filter(|r| {
-                        let verdict = &r.record.verdict;
+                        let verdict = &r.verdict;
                         [&verdict.egress, &verdict.ingress].iter().any(|side| {
                             side.decision == decision && side.policies.contains(&policy.key)
                         })
