@@ -180,6 +180,22 @@ pub struct Node {
     pub pod_cidrs: Vec<IpNet>,
 }
 
+impl Node {
+    /// Whether `ip` is this node on its pods' network: the first address of a pod CIDR, which
+    /// bridge CNIs (flannel, kubenet, k3s) give the bridge, and which the kubelet's probes of
+    /// the node's pods come from.
+    #[must_use]
+    pub fn is_bridge_gateway(&self, ip: IpAddr) -> bool {
+        self.pod_cidrs.iter().any(|cidr| cidr.hosts().next() == Some(ip))
+    }
+
+    /// Whether `ip` is this node: one of its addresses or its pods' bridge gateway.
+    #[must_use]
+    pub fn has_address(&self, ip: IpAddr) -> bool {
+        self.addresses.iter().any(|address| address.ip == ip) || self.is_bridge_gateway(ip)
+    }
+}
+
 /// A NetworkPolicy: identity plus the spec, kept as the API defines it for the policy engine.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkPolicy {

@@ -111,8 +111,7 @@ pub fn resolve(view: &ClusterView, ip: IpAddr, port: u16, protocol: Protocol) ->
     }
     if let Some(node) = view.node_for_pod_cidr(ip) {
         // The first address of a node's pod CIDR is its bridge gateway: the node itself.
-        let is_gateway = node.pod_cidrs.iter().any(|cidr| first_host(cidr) == Some(ip));
-        return if is_gateway {
+        return if node.is_bridge_gateway(ip) {
             Identity {
                 kind: EndpointKind::Node,
                 namespace: None,
@@ -137,10 +136,6 @@ fn node_port_service(view: &ClusterView, port: u16, protocol: Protocol) -> Optio
             .any(|p| p.node_port == Some(port) && p.protocol == protocol)
             .then(|| service.key())
     })
-}
-
-fn first_host(cidr: &ipnet::IpNet) -> Option<IpAddr> {
-    cidr.hosts().next()
 }
 
 /// Loopback, link-local, multicast, unspecified: never "external", whatever the cluster.

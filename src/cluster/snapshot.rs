@@ -111,7 +111,19 @@ fn collect(
                 });
             }
         };
-        for item in items {
+        // A typed list straight from the API (`kubectl get --raw /api/v1/pods`: a `PodList`)
+        // leaves `kind` and `apiVersion` off its items: they are the list's.
+        let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
+        let api_version = value.get("apiVersion").cloned();
+        for mut item in items {
+            if let (Some(item_kind), Value::Object(fields)) = (item_kind, &mut item)
+                && !fields.contains_key("kind")
+            {
+                fields.insert("kind".into(), Value::String(item_kind.to_owned()));
+                if let Some(version) = &api_version {
+                    fields.entry("apiVersion").or_insert_with(|| version.clone());
+                }
+            }
             collect(origin, item, by_kind, skipped, count)?;
         }
         return Ok(());

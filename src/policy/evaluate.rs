@@ -336,7 +336,8 @@ fn port_matches(entry: &PortMatch, side: &Side<'_>) -> bool {
     }
 }
 
-/// Traffic no policy can block: a pod talking to itself, and a pod and its own node.
+/// Traffic no policy can block: a pod talking to itself, and a pod and its own node (by any of
+/// the node's addresses, or its bridge gateway, where the kubelet's probes come from).
 fn always_allowed(view: &ClusterView, side: &Side<'_>) -> Option<String> {
     let subject = side.subject;
     if side.peer.pod.is_some_and(|pod| std::ptr::eq(pod, subject))
@@ -348,7 +349,7 @@ fn always_allowed(view: &ClusterView, side: &Side<'_>) -> Option<String> {
         ));
     }
     let node = view.nodes.get(subject.node.as_deref()?)?;
-    node.addresses.iter().any(|address| address.ip == side.peer.ip).then(|| {
+    node.has_address(side.peer.ip).then(|| {
         format!(
             "traffic between {}/{} and its own node {} is always allowed",
             subject.namespace, subject.name, node.name

@@ -76,7 +76,7 @@ fn service(name: &str, cluster_ip: &str, port: u16, target: Option<TargetPort>) 
     }
 }
 
-fn endpoint(address: &str, pod: Option<&str>, ready: bool) -> SliceEndpoint {
+pub fn endpoint(address: &str, pod: Option<&str>, ready: bool) -> SliceEndpoint {
     SliceEndpoint {
         addresses: vec![ip(address)],
         ready,
@@ -96,12 +96,14 @@ pub fn cluster() -> ClusterView {
     ] {
         add(Object::Namespace(Namespace { name: name.into(), labels: labels(pairs) }));
     }
-    for (name, address) in [("n1", "192.168.0.11"), ("n2", "192.168.0.12")] {
+    for (name, address, pod_cidr) in
+        [("n1", "192.168.0.11", "10.244.1.0/24"), ("n2", "192.168.0.12", "10.244.2.0/24")]
+    {
         add(Object::Node(Node {
             name: name.into(),
             labels: Labels::new(),
             addresses: vec![NodeAddress { kind: "InternalIP".into(), ip: ip(address) }],
-            pod_cidrs: vec![],
+            pod_cidrs: vec![pod_cidr.parse().expect("a CIDR")],
         }));
     }
     let frontend = [("app", "web"), ("role", "frontend")];

@@ -136,9 +136,11 @@ fn backends<'a>(
     });
     for slice in slices {
         for endpoint in slice.endpoints.iter().filter(|endpoint| endpoint.ready) {
+            // kube-proxy translates a ClusterIP only to endpoints of its own family: a
+            // dual-stack Service's other slice is not behind this address.
             let same_family =
                 endpoint.addresses.iter().find(|ip| ip.is_ipv4() == destination.is_ipv4());
-            let Some(ip) = same_family.or(endpoint.addresses.first()).copied() else {
+            let Some(ip) = same_family.copied() else {
                 continue;
             };
             if found.iter().any(|backend| backend.ip == ip) {
@@ -276,6 +278,32 @@ ingress: [{ports: [{port: 8080}]}]";
         assert_eq!(v.ingress.decision, Allow, "{}", v.ingress.reason);
         assert_eq!(v.ingress.policies, ["shop/api-from-frontend"]);
         assert!(v.ingress.reason.starts_with("via service shop/api (TCP 80→'http'), 2 backends: allowed by shop/api-from-frontend ingress rule 0"), "{}", v.ingress.reason);
+    }
+
+    /// A dual-stack Service: the IPv6 slice is not behind the IPv4 ClusterIP, so an egress
+    /// rule for every IPv4 address allows the connection (not "partial" for the v6 backends).
+    #[test]
+    fn only_the_destination_family_endpoints_are_backends() {
+        use crate::cluster::{ClusterEvent, EndpointSlice, Object};
+        let mut view = cluster_with(&[
+            ("shop", "deny-egress", "podSelector: {}\npolicyTypes: [Egress]"),
+            (
+                "shop",
+                "to-v4",
+                "podSelector: {}\npolicyTypes: [Egress]\negress: [{to: [{ipBlock: {cidr: 0.0.0.0/0}}]}]",
+            ),
+        ]);
+        view.apply(ClusterEvent::Upsert(Object::EndpointSlice(EndpointSlice {
+            namespace: "shop".into(),
+            name: "api-v6".into(),
+            service: Some("api".into()),
+            endpoints: vec![crate::policy::fixtures::endpoint("fd00::20", Some("api-1"), true)],
+            ports: vec![],
+        })));
+        let (set, _) = PolicySet::compile(&view);
+        let v = set.evaluate(&view, &tcp(WEB_A, API, 80));
+        assert_eq!(v.egress.decision, Allow, "{}", v.egress.reason);
+        assert!(v.egress.reason.contains("2 backends"), "{}", v.egress.reason);
     }
 
     #[test]

@@ -137,3 +137,19 @@ fn a_document_without_kind_is_not_mistaken_for_a_snapshot() {
     let message = load("cluster/no-kind.yaml").unwrap_err().to_string();
     assert!(message.contains("no 'kind'"), "{message}");
 }
+
+/// A typed list as the API serves it (`kubectl get --raw /api/v1/pods`): its items carry no
+/// `kind` or `apiVersion` of their own.
+#[test]
+fn a_typed_list_from_the_api_loads_its_items_as_that_kind() {
+    let text = r#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[
+        {"metadata":{"name":"a","namespace":"s"},"spec":{"containers":[{"name":"c"}]},
+         "status":{"phase":"Running","podIP":"10.244.1.5","podIPs":[{"ip":"10.244.1.5"}]}}]}"#;
+    let loaded = snapshot::parse("pods.json", text).unwrap();
+    assert_eq!(loaded.object_count, 1);
+    let mut view = ClusterView::new();
+    for event in loaded.events {
+        view.apply(event);
+    }
+    assert!(view.pods.contains_key(&ObjectKey::namespaced("s", "a")));
+}
