@@ -596,19 +596,7 @@ impl Pending {
 /// Shows flow records read from a file: the same screens, nothing moving.
 pub fn show_records(records: Vec<FlowRecord>, origin: &str) -> Result<(), RunError> {
     let theme = Theme::new(std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
-    let now = records.iter().map(|r| r.last_seen).max().unwrap_or_default();
-    let mut app = App::new(true);
-    app.apply_feed(Feed {
-        now,
-        ended: records,
-        source: Source {
-            host: "flow records".to_owned(),
-            captures: vec![origin.to_owned()],
-            cluster: "as recorded".to_owned(),
-            ..Source::default()
-        },
-        ..Feed::default()
-    });
+    let mut app = records_app(records, origin);
     let mut terminal = ratatui::init();
     let result = (|| loop {
         draw(&mut terminal, &app, theme)?;
@@ -623,6 +611,29 @@ pub fn show_records(records: Vec<FlowRecord>, origin: &str) -> Result<(), RunErr
     })();
     ratatui::restore();
     result
+}
+
+/// The view of a file of flow records: every record a row (not only the newest ended flows a
+/// live view keeps), each with an id of its own (a record read back has none; the selection
+/// and the detail screen follow flows by id).
+fn records_app(mut records: Vec<FlowRecord>, origin: &str) -> App {
+    for (id, record) in (1..).zip(records.iter_mut()) {
+        record.flow_id = id;
+    }
+    let now = records.iter().map(|r| r.last_seen).max().unwrap_or_default();
+    let mut app = App::new(true);
+    app.apply_feed(Feed {
+        now,
+        live: records,
+        source: Source {
+            host: "flow records".to_owned(),
+            captures: vec![origin.to_owned()],
+            cluster: "as recorded".to_owned(),
+            ..Source::default()
+        },
+        ..Feed::default()
+    });
+    app
 }
 
 /// Terminal events come from a blocking read on their own thread.
@@ -759,5 +770,25 @@ mod tests {
         assert!(recorded.contains("rec.pcapng"), "{recorded}");
         assert!(std::fs::metadata(&path).unwrap().len() > 0, "closed with its header");
         assert_eq!(intake.recording_step(Ok(Progress::Stopped(limit))), None, "once");
+    }
+
+    /// A file of flow records: all of them listed (past the live view's 5,000 ended flows),
+    /// and the selection moves from one to the next (records read back all have id 0).
+    #[test]
+    fn a_file_of_flow_records_lists_every_record_and_the_selection_moves() {
+        let template = crate::tui::fixtures::demo_app().records[0].clone();
+        let mut records = vec![template; 6_000];
+        for (n, record) in records.iter_mut().enumerate() {
+            record.flow_id = 0;
+            record.bytes.tx = n as u64;
+        }
+        let mut app = records_app(records, "flows.jsonl");
+        assert_eq!(app.records.len(), 6_000);
+        let first = app.selected;
+        app.update(Action::Down);
+        app.update(Action::Down);
+        assert_ne!(app.selected, first);
+        let order = app.visible_flows();
+        assert_eq!(app.selected, Some(app.records[order[2]].flow_id));
     }
 }

@@ -308,6 +308,9 @@ impl App {
             if let Some(held) = self.held.take() {
                 let mut ended = held.ended;
                 ended.append(&mut feed.ended);
+                // Only the newest are listed once shown: a long pause keeps no more than that.
+                let surplus = ended.len().saturating_sub(ENDED_KEPT);
+                ended.drain(..surplus);
                 feed.ended = ended;
             }
             self.held = Some(Box::new(feed));
@@ -701,6 +704,26 @@ mod tests {
             record.src.namespace.as_deref() == Some(namespace.as_str())
                 || record.dst.namespace.as_deref() == Some(namespace.as_str())
         }));
+    }
+
+    /// A long pause on a busy node: the flows that end meanwhile are kept only as many as
+    /// will be listed.
+    #[test]
+    fn a_paused_view_keeps_no_more_ended_flows_than_it_lists() {
+        let mut app = demo_app();
+        app.is_replay = false;
+        app.update(Action::TogglePause);
+        let template = app.records[0].clone();
+        for tick in 0..10u64 {
+            let ended = (0..1_000u64)
+                .map(|n| FlowRecord { flow_id: 1_000_000 + tick * 1_000 + n, ..template.clone() })
+                .collect();
+            app.apply_feed(Feed { ended, ..Feed::default() });
+        }
+        assert_eq!(app.held.as_ref().map(|feed| feed.ended.len()), Some(ENDED_KEPT));
+        app.update(Action::TogglePause);
+        assert_eq!(app.records.len(), ENDED_KEPT, "the newest, shown on resume");
+        assert_eq!(app.records.iter().map(|r| r.flow_id).max(), Some(1_009_999));
     }
 
     #[test]

@@ -86,3 +86,37 @@ fn control_characters_from_the_wire_never_reach_the_terminal() {
     assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text}");
     assert!(text.contains("evil?[2J.example") || text.contains("evil?]0;pwned?.example"), "{text}");
 }
+
+/// Ended flows stay listed, dimmed; live ones are not, and the selection shows on either.
+#[test]
+fn ended_flows_are_drawn_dimmed() {
+    use netwatch::tui::app::Feed;
+    let demo = demo_app();
+    let mut live = demo.records[0].clone();
+    live.flow_id = 1;
+    let mut ended = demo.records[1].clone();
+    ended.flow_id = 2;
+    let mut app = App::new(false);
+    app.apply_feed(Feed {
+        now: demo.now,
+        live: vec![live],
+        ended: vec![ended.clone()],
+        ..Feed::default()
+    });
+    let mut terminal = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    terminal.draw(|frame| views::render(&app, Theme::new(false), frame)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let line_of = |flow: usize| {
+        let record = &app.records[flow];
+        let label = record.src.label();
+        let text = terminal.backend().to_string();
+        text.lines()
+            .position(|l| l.contains("ended") == (flow == 1) && l.contains(label.as_str()))
+            .unwrap()
+    };
+    let (live_line, ended_line) = (line_of(0), line_of(1));
+    // Column 20 is inside the SOURCE column on both lines.
+    let fg = |line: usize| buffer[(20, u16::try_from(line).unwrap())].fg;
+    assert_eq!(fg(ended_line), ratatui::style::Color::DarkGray);
+    assert_ne!(fg(live_line), ratatui::style::Color::DarkGray);
+}

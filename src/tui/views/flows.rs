@@ -137,7 +137,9 @@ pub fn render(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
         .enumerate()
         .map(|(n, index)| {
             let row = app.row(*index);
-            let style = if Some(n) == cursor { theme.selected() } else { Style::new() };
+            // A row's style replaces the one it had: the selection goes on top of the dimming.
+            let ended = if row.ended { theme.ended() } else { Style::new() };
+            let style = if Some(n) == cursor { ended.patch(theme.selected()) } else { ended };
             flow_row(app, row, theme, wide, source_width, destination_width).style(style)
         })
         .collect();
@@ -194,6 +196,5 @@ fn flow_row<'a>(
             Cell::new(if row.ended { "ended" } else { state }),
         ]);
     }
-    let line_style = if row.ended { theme.ended() } else { Style::new() };
-    TableRow::new(cells).style(line_style)
+    TableRow::new(cells)
 }

@@ -34,6 +34,8 @@ pub fn aggregates(app: &App, by_namespace: bool) -> Vec<Aggregate> {
         BTreeMap::new();
     for row in app.rows() {
         let record = row.record;
+        // A flow inside one group (two pods of a namespace) counts for it once.
+        let mut source_key = None;
         for (endpoint, is_source) in [(&record.src, true), (&record.dst, false)] {
             let Some(namespace) = &endpoint.namespace else { continue };
             if !by_namespace && endpoint.kind != EndpointKind::Pod {
@@ -44,6 +46,11 @@ pub fn aggregates(app: &App, by_namespace: bool) -> Vec<Aggregate> {
             } else {
                 format!("{namespace}/{}", endpoint.name.as_deref().unwrap_or("?"))
             };
+            if is_source {
+                source_key = Some(key.clone());
+            } else if source_key.as_ref() == Some(&key) {
+                continue;
+            }
             let (aggregate, external) = groups.entry(key.clone()).or_default();
             aggregate.name = key;
             aggregate.flows += 1;
@@ -238,4 +245,33 @@ fn render_policies(app: &App, theme: Theme, frame: &mut Frame<'_>, area: Rect) {
         .wrap(Wrap { trim: false })
         .block(Block::new().borders(Borders::TOP).title(" Audit ").border_style(theme.dim()));
     frame.render_widget(audit, bottom);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::app::Feed;
+    use crate::tui::fixtures::demo_app;
+
+    /// A flow between two pods of one namespace is one flow of that namespace, its bytes sent
+    /// and received once; each pod has it once.
+    #[test]
+    fn a_flow_inside_a_namespace_counts_once_for_it() {
+        let mut record = demo_app().records[0].clone();
+        for (end, name) in [(&mut record.src, "web"), (&mut record.dst, "db")] {
+            end.kind = EndpointKind::Pod;
+            end.namespace = Some("shop".into());
+            end.name = Some(name.into());
+        }
+        record.bytes.tx = 100;
+        record.bytes.rx = 7;
+        let mut app = App::new(true);
+        app.apply_feed(Feed { live: vec![record], ..Feed::default() });
+        let shop = aggregates(&app, true);
+        assert_eq!(shop.len(), 1);
+        assert_eq!((shop[0].flows, shop[0].sent, shop[0].received), (1, 100, 7));
+        let pods = aggregates(&app, false);
+        let flows: Vec<_> = pods.iter().map(|a| (a.name.as_str(), a.flows)).collect();
+        assert_eq!(flows, [("shop/db", 1), ("shop/web", 1)]);
+    }
 }
