@@ -248,11 +248,16 @@ fn main_with_command(
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> i32 {
     use clap::FromArgMatches;
-    let parsed = command
-        .try_get_matches_from(args)
-        .and_then(|matches| crate::cli::Cli::from_arg_matches(&matches));
+    let parsed = command.try_get_matches_from(args).and_then(|matches| {
+        let misplaced = live_options_before_a_command(&matches);
+        crate::cli::Cli::from_arg_matches(&matches).map(|cli| (cli, misplaced))
+    });
     let cli = match parsed {
-        Ok(cli) => cli,
+        Ok((_, Some(misplaced))) => {
+            eprintln!("netwatch: error: {misplaced}");
+            return 2;
+        }
+        Ok((cli, None)) => cli,
         Err(error) => {
             let _ = error.print();
             return if error.use_stderr() { 2 } else { 0 };
@@ -276,6 +281,32 @@ fn main_with_command(
             error.exit_code()
         }
     }
+}
+
+/// The live-capture options apply when no command is given; before a command they would be
+/// ignored (`netwatch --cluster c.yaml replay x.pcap` would replay with no cluster), so they
+/// are an error that says where they go.
+fn live_options_before_a_command(matches: &clap::ArgMatches) -> Option<String> {
+    let (command, _) = matches.subcommand()?;
+    let live = <crate::cli::LiveArgs as clap::Args>::augment_args(clap::Command::new("live"));
+    let given: Vec<String> = live
+        .get_arguments()
+        .filter(|arg| {
+            matches.value_source(arg.get_id().as_str())
+                == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|arg| match (arg.get_long(), arg.get_short()) {
+            (Some(long), _) => format!("--{long}"),
+            (None, Some(short)) => format!("-{short}"),
+            (None, None) => arg.get_id().to_string(),
+        })
+        .collect();
+    (!given.is_empty()).then(|| {
+        format!(
+            "{} before '{command}' would be ignored: options go after the command ('{command} --help' lists its own)",
+            given.join(", ")
+        )
+    })
 }
 
 /// Logs go to `--log-file` when given; else to stderr only when RUST_LOG asks for them.

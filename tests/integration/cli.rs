@@ -21,6 +21,33 @@ fn a_missing_capture_is_bad_input_exit_2_with_the_path_quoted() {
     assert_eq!(text.lines().count(), 1, "one clear line: {text}");
 }
 
+/// Live-capture options before a command would be ignored (kubectl users put flags right after
+/// the plugin's name): exit 2, naming them; a global option there is fine.
+#[test]
+fn live_options_before_a_command_are_refused_not_ignored() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/demo.pcap");
+    let output = netwatch(&["--cluster", "c.yaml", "replay", demo, "--headless"]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(
+        text.starts_with("netwatch: error: --cluster before 'replay' would be ignored"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "one clear line: {text}");
+    let log = std::env::temp_dir().join(format!("netwatch-log-{}", std::process::id()));
+    let output = netwatch(&[
+        "--log-file",
+        log.to_str().unwrap(),
+        "replay",
+        demo,
+        "--headless",
+        "-o",
+        "json",
+    ]);
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
 #[test]
 fn a_pipe_is_refused_with_what_to_do_instead() {
     let fifo = std::env::temp_dir().join(format!("netwatch-fifo-{}", std::process::id()));
