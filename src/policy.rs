@@ -32,7 +32,7 @@ mod service;
 #[cfg(test)]
 mod cases;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod invalid_cases;
 

@@ -80,13 +80,27 @@ fn explain_batch(
     out: &mut impl Write,
 ) -> Result<usize, RunError> {
     let mut bad = 0;
-    for (index, line) in reader.lines().enumerate() {
+    // Split on newlines as bytes: a line that is not UTF-8 is one bad line, not the end.
+    for (index, line) in reader.split(b'\n').enumerate() {
         let line_number = index + 1;
         let line = line.map_err(|e| RunError::BadInput(format!("cannot read batch input: {e}")))?;
+        let line =
+            String::from_utf8(line).map_err(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let line = match line {
+            Ok(line) => line,
+            Err(lossy) => {
+                bad += 1;
+                let error = "not UTF-8 text";
+                writeln!(out, "{}", json!({"line": line_number, "input": lossy, "error": error}))
+                    .map_err(write_error)?;
+                continue;
+            }
+        };
+        let line = line.strip_suffix('\r').unwrap_or(&line);
         if line.trim().is_empty() {
             continue;
         }
-        let result = serde_json::from_str::<Query>(&line)
+        let result = serde_json::from_str::<Query>(line)
             .map_err(|e| format!("not a query object ({e}); expected {{\"from\": \"ns/pod\"|\"IP\", \"to\": \"ns/pod\"|\"IP\", \"protocol\": \"TCP\", \"port\": 80}}"))
             .and_then(|query| answer(view, set, &query));
         let output = match result {
@@ -210,4 +224,31 @@ pub fn audit(config: &AuditConfig) -> Result<(), RunError> {
 
 fn write_error(error: io::Error) -> RunError {
     RunError::Runtime(format!("cannot write output: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::fixtures::cluster_with;
+
+    /// A line that is not UTF-8 is one bad line: the lines after it are still answered.
+    #[test]
+    fn a_line_that_is_not_text_is_one_bad_line() {
+        let view = cluster_with(&[]);
+        let (set, _) = PolicySet::compile(&view);
+        let input: &[u8] =
+            b"{\"from\":\"\xff\"}\r\n{\"from\":\"10.244.1.10\",\"to\":\"10.244.1.30\",\"port\":6379}\n";
+        let mut out = Vec::new();
+        let bad = explain_batch(&view, &set, input, &mut out).unwrap();
+        assert_eq!(bad, 1);
+        let lines: Vec<serde_json::Value> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["line"], 1);
+        assert_eq!(lines[0]["error"], "not UTF-8 text");
+        assert!(lines[1].get("error").is_none(), "{}", lines[1]);
+    }
 }

@@ -339,10 +339,16 @@ impl Recorder {
             let old = self.plan.rotation.file_path(&self.base, expired);
             if let Some(position) = self.files.iter().position(|f| *f == old) {
                 self.files.remove(position);
-                std::fs::remove_file(&old).map_err(|source| RecordError::Remove {
-                    path: old.display().to_string(),
-                    source,
-                })?;
+                match std::fs::remove_file(&old) {
+                    // Already gone (deleted by hand to make room): what --keep wanted.
+                    Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(RecordError::Remove {
+                            path: old.display().to_string(),
+                            source,
+                        });
+                    }
+                    _ => {}
+                }
             }
         }
         Ok(())
@@ -432,6 +438,29 @@ mod tests {
         assert_eq!(rotation.expired(3), None);
         assert_eq!(rotation.expired(4), Some(1));
         assert_eq!(Rotation::default().expired(100), None);
+    }
+
+    /// A ring whose oldest file was deleted by hand (to make room) goes on recording.
+    #[test]
+    fn a_ring_goes_on_when_its_oldest_file_is_already_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("ring.pcapng");
+        let plan = RecordingPlan {
+            rotation: Rotation { max_file_bytes: Some(1), every: None, keep_files: Some(1) },
+            ..RecordingPlan::default()
+        };
+        let start = Timestamp::from_secs(1_800_000_000);
+        let mut recorder = Recorder::create(&base, &[], &[], start, plan).unwrap();
+        let id = recorder.add_interface(super::super::InterfaceDesc::new("eth0", 1)).unwrap();
+        let frame = [0u8; 60];
+        recorder.write_frame(id, start, &frame, 60).unwrap();
+        std::fs::remove_file(plan.rotation.file_path(&base, 1)).unwrap();
+        for n in 1..4 {
+            let at = start.saturating_add(Duration::from_secs(n));
+            assert_eq!(recorder.write_frame(id, at, &frame, 60).unwrap(), Progress::Continue);
+        }
+        let summary = recorder.finish().unwrap();
+        assert_eq!(summary.files.len(), 1, "{:?}", summary.files);
     }
 
     #[test]
