@@ -414,7 +414,7 @@ async fn event_loop(
             input = inputs.recv() => match input {
                 Some(Input::Terminal(event)) => {
                     if matches!(event, Event::Resize(..)) {
-                        draw(terminal, &app, theme)?;
+                        draw(terminal, &mut app, theme)?;
                         continue;
                     }
                     let Some(action) = keymap::action_for(&event, app.filter_input.is_some()) else { continue };
@@ -433,7 +433,7 @@ async fn event_loop(
                         break;
                     }
                     if step_to.is_none() {
-                        draw(terminal, &app, theme)?;
+                        draw(terminal, &mut app, theme)?;
                         continue;
                     }
                 }
@@ -552,7 +552,7 @@ async fn event_loop(
             packets_per_sec,
         };
         app.apply_feed(feed);
-        draw(terminal, &app, theme)?;
+        draw(terminal, &mut app, theme)?;
     }
     if let Some(watchers) = watchers {
         watchers.abort();
@@ -562,7 +562,15 @@ async fn event_loop(
     Ok(Some(recorded_line(&summary)))
 }
 
-fn draw(terminal: &mut ratatui::DefaultTerminal, app: &App, theme: Theme) -> Result<(), RunError> {
+fn draw(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    theme: Theme,
+) -> Result<(), RunError> {
+    // PgUp/PgDn move by what the terminal shows now.
+    if let Ok(size) = terminal.size() {
+        app.page = views::page_rows(size.height);
+    }
     terminal
         .draw(|frame| views::render(app, theme, frame))
         .map(|_| ())
@@ -599,7 +607,7 @@ pub fn show_records(records: Vec<FlowRecord>, origin: &str) -> Result<(), RunErr
     let mut app = records_app(records, origin);
     let mut terminal = ratatui::init();
     let result = (|| loop {
-        draw(&mut terminal, &app, theme)?;
+        draw(&mut terminal, &mut app, theme)?;
         let event = crossterm::event::read()
             .map_err(|e| RunError::Runtime(format!("cannot read the terminal: {e}")))?;
         if let Some(action) = keymap::action_for(&event, app.filter_input.is_some()) {

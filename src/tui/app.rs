@@ -348,19 +348,43 @@ impl App {
         self.records.extend(still_listed.cloned());
         self.live_ids = live_ids;
         self.rekey();
-        // Keep the selection on its flow; if that flow is gone, select the first row.
-        if self.selected.is_none_or(|id| !self.records.iter().any(|record| record.flow_id == id)) {
-            self.selected = self.visible_flows().first().map(|i| self.records[*i].flow_id);
-        }
+        self.reselect();
         self.now = feed.now;
         self.stats = feed.stats;
         self.source = feed.source;
         self.cluster = feed.cluster;
         self.packets_per_sec = feed.packets_per_sec;
+        // A list that shrank (pods gone) keeps its selection on its last row.
+        if matches!(self.screen, Screen::Pods | Screen::Namespaces | Screen::Policies) {
+            self.list_index = self.list_index.min(super::views::list_len(self).saturating_sub(1));
+        }
+    }
+
+    /// Keeps the selection on its flow while that flow is listed and shown (passes the filter
+    /// and the violations toggle); else the first row shown is selected. Enter must never open
+    /// a flow the list does not show.
+    fn reselect(&mut self) {
+        let shown = self
+            .selected
+            .is_some_and(|id| self.records.iter().any(|r| r.flow_id == id && self.shows(r)));
+        if !shown {
+            self.selected = self.visible_flows().first().map(|i| self.records[*i].flow_id);
+        }
+    }
+
+    /// Whether a record passes the filter and the violations toggle.
+    fn shows(&self, record: &FlowRecord) -> bool {
+        (!self.violations_only || record.violation.is_some() || record.direct_ip)
+            && self.filter.matches(record)
     }
 
     /// Applies one action.
     pub fn update(&mut self, action: Action) {
+        self.apply_action(action);
+        self.reselect();
+    }
+
+    fn apply_action(&mut self, action: Action) {
         if self.filter_input.is_some() {
             self.update_filter_line(action);
             return;
@@ -510,13 +534,7 @@ impl App {
         if self.filter.is_empty() && !self.violations_only {
             return (0..self.records.len()).collect();
         }
-        (0..self.records.len())
-            .filter(|i| {
-                let record = &self.records[*i];
-                (!self.violations_only || record.violation.is_some() || record.direct_ip)
-                    && self.filter.matches(record)
-            })
-            .collect()
+        (0..self.records.len()).filter(|i| self.shows(&self.records[*i])).collect()
     }
 
     /// The display order of two rows under the current sort.
@@ -650,6 +668,49 @@ mod tests {
         assert_eq!(app.visible_flows().len(), 4);
         app.update(Action::Back);
         assert_eq!(app.visible_flows().len(), all);
+    }
+
+    /// A list that shrinks under its selection (pods gone) keeps the selection on its last
+    /// row, so the row stays drawn and Enter works.
+    #[test]
+    fn a_list_that_shrinks_keeps_its_selection_in_range() {
+        let mut app = demo_app();
+        app.update(Action::Show(Screen::Pods));
+        app.list_index = 29;
+        let live = app.records.iter().take(2).cloned().collect();
+        app.apply_feed(Feed {
+            now: app.now,
+            live,
+            cluster: app.cluster.clone(),
+            ..Feed::default()
+        });
+        let len = super::super::views::list_len(&app);
+        assert!(len > 0);
+        assert_eq!(app.list_index, len - 1);
+    }
+
+    /// A filter that hides the selected flow moves the selection onto a listed one: Enter
+    /// opens what the list shows.
+    #[test]
+    fn a_filter_that_hides_the_selection_moves_it_to_a_shown_flow() {
+        let mut app = demo_app();
+        let hidden = app.visible_flows().into_iter().find(|i| {
+            app.records[*i].src.namespace.as_deref() != Some("payments")
+                && app.records[*i].dst.namespace.as_deref() != Some("payments")
+        });
+        app.selected = hidden.map(|i| app.records[i].flow_id);
+        app.update(Action::StartFilter);
+        for c in "ns:payments".chars() {
+            app.update(Action::FilterInput(c));
+        }
+        app.update(Action::FilterSubmit);
+        let shown = app.visible_flows();
+        assert!(!shown.is_empty());
+        assert_eq!(app.selected, Some(app.records[shown[0]].flow_id));
+        app.update(Action::Enter);
+        assert_eq!(app.screen, Screen::Detail);
+        let detail = app.selected_row().unwrap();
+        assert!(app.filter.matches(detail.record));
     }
 
     #[test]

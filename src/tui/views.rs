@@ -25,6 +25,13 @@ pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 12;
 
 /// Draws the whole screen.
+/// Flow rows a terminal `height` lines tall shows at once (what PgUp/PgDn move by): the
+/// layout's header, tabs and footer, and the table's title and column header, taken off.
+#[must_use]
+pub fn page_rows(height: u16) -> usize {
+    usize::from(height.saturating_sub(2 + 1 + 1 + 3)).max(1)
+}
+
 pub fn render(app: &App, theme: Theme, frame: &mut Frame<'_>) {
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {

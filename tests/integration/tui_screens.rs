@@ -120,3 +120,29 @@ fn ended_flows_are_drawn_dimmed() {
     assert_eq!(fg(ended_line), ratatui::style::Color::DarkGray);
     assert_ne!(fg(live_line), ratatui::style::Color::DarkGray);
 }
+
+/// PgDn moves by the rows the terminal shows: as many as the flows table draws.
+#[test]
+fn a_page_is_what_the_flows_table_shows() {
+    use netwatch::tui::app::Feed;
+    let demo = demo_app();
+    let live: Vec<_> = (0..300u64)
+        .map(|n| {
+            let mut record = demo.records[n as usize % demo.records.len()].clone();
+            record.flow_id = n + 1;
+            record
+        })
+        .collect();
+    let mut app = App::new(false);
+    app.apply_feed(Feed { now: demo.now, live, ..Feed::default() });
+    let text = screen(&app, 160, 48);
+    let drawn = text
+        .lines()
+        .filter(|l| ["TCP/", "UDP/", "ICMP"].iter().any(|proto| l.contains(proto)))
+        .count();
+    assert_eq!(views::page_rows(48), drawn, "{text}");
+    app.page = views::page_rows(48);
+    let order = app.visible_flows();
+    app.update(Action::PageDown);
+    assert_eq!(app.selected, Some(app.records[order[drawn]].flow_id));
+}
