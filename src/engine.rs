@@ -10,7 +10,7 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use crate::capture::{DecodedFrame, Frame};
-use crate::cluster::{ClusterEvent, ClusterView, IpOwner};
+use crate::cluster::{ClusterEvent, ClusterView, IpOwner, ResourceKind};
 use crate::decode::{self, AppData, SkipReason};
 use crate::flow::dedup::{Dedup, DedupLimits, Endpoints, PacketFacts, Sighting};
 use crate::flow::table::EndReason;
@@ -477,18 +477,29 @@ struct VerdictCache {
     /// The one verdict of every connection between two addresses the cluster does not know: a
     /// capture of hosts outside any cluster would otherwise fill the map one per connection.
     between_strangers: Option<Arc<Verdict>>,
+    /// The one verdict while the policies or namespaces are not listed yet.
+    unlisted: Option<Arc<Verdict>>,
 }
 
 impl VerdictCache {
     fn clear(&mut self) {
         self.by_connection.clear();
         self.between_strangers = None;
+        self.unlisted = None;
     }
 }
 
 /// The verdict under the current policies, cached until the cluster view changes.
 fn current_verdict(ctx: &mut RecordContext<'_>, connection: &Connection) -> Arc<Verdict> {
     let (policies, view) = (ctx.policies, ctx.view);
+    if let Some(missing) = unlisted_for_verdicts(view) {
+        // "No policy isolates this pod" cannot be said before the policies are known (their
+        // list is in flight, or the API refuses it): n/a, saying why.
+        let verdict = ctx.verdicts.unlisted.get_or_insert_with(|| {
+            Arc::new(Verdict::not_evaluated(&format!("{missing} not listed from the cluster yet")))
+        });
+        return Arc::clone(verdict);
+    }
     if view.owners(connection.src).is_empty() && view.owners(connection.dst).is_empty() {
         // Neither end is a pod, node or service: no policy can apply, whatever the port.
         let verdict = ctx
@@ -503,6 +514,25 @@ fn current_verdict(ctx: &mut RecordContext<'_>, connection: &Connection) -> Arc<
             .entry(*connection)
             .or_insert_with(|| Arc::new(policies.evaluate(view, connection))),
     )
+}
+
+/// What verdicts wait for, when a cluster is being watched or was loaded: NetworkPolicies (an
+/// unlisted one could isolate any pod) and Namespaces (namespaceSelector peers match their
+/// labels). `None` with no cluster at all (nothing is a pod; verdicts are n/a anyway) and once
+/// both are listed.
+fn unlisted_for_verdicts(view: &ClusterView) -> Option<&'static str> {
+    if view.synced.is_empty() && view.is_empty() {
+        return None;
+    }
+    match (
+        view.synced.contains(&ResourceKind::NetworkPolicy),
+        view.synced.contains(&ResourceKind::Namespace),
+    ) {
+        (true, true) => None,
+        (false, true) => Some("NetworkPolicies"),
+        (true, false) => Some("Namespaces"),
+        (false, false) => Some("NetworkPolicies and Namespaces"),
+    }
 }
 
 /// The connection a flow asks policy about.

@@ -113,10 +113,12 @@ impl ClusterView {
             ClusterEvent::Upsert(object) => self.insert(object),
             ClusterEvent::Delete(kind, key) => self.remove(kind, &key),
             ClusterEvent::Synced(kind) => {
-                if !self.synced.contains(&kind) {
-                    self.synced.push(kind);
+                if self.synced.contains(&kind) {
+                    return;
                 }
-                return;
+                // Verdicts wait for the policies and namespaces to be listed: a new generation
+                // makes them be judged again.
+                self.synced.push(kind);
             }
         }
         self.touch();

@@ -108,6 +108,8 @@ fn connections_between_strangers_share_one_verdict_and_pods_get_their_own() {
     for object in pods(&[("web", "10.244.1.10")]) {
         engine.apply(ClusterEvent::Upsert(object));
     }
+    engine.apply(ClusterEvent::Synced(ResourceKind::NetworkPolicy));
+    engine.apply(ClusterEvent::Synced(ResourceKind::Namespace));
     let mut timeline = Timeline::new();
     for (i, (src, dst)) in [
         ("198.51.100.1:40000", "203.0.113.1:443"),
@@ -266,4 +268,38 @@ fn interfaces_are_named_by_index_across_gaps() {
     engine.name_interface(0, "cni0".into());
     engine.name_interface(2, "veth9".into());
     assert_eq!(engine.interface_names(), ["cni0", "", "veth9"]);
+}
+
+/// Until the cluster's NetworkPolicies and Namespaces are listed, no verdict can say a pod is
+/// unrestricted: n/a, saying what is missing; once they are, the flow is judged.
+#[test]
+fn verdicts_wait_for_the_policies_and_namespaces_to_be_listed() {
+    let mut engine = Engine::new(TableLimits::default());
+    for object in pods(&[("web", "10.244.1.10")]) {
+        engine.apply(ClusterEvent::Upsert(object));
+    }
+    engine.apply(ClusterEvent::Synced(ResourceKind::Pod));
+    let mut timeline = Timeline::new();
+    timeline.tcp_session(
+        addr("10.244.1.10:40000"),
+        addr("203.0.113.1:443"),
+        START,
+        b"a",
+        b"b",
+        false,
+    );
+    ingest(&mut engine, timeline);
+    let now = Timestamp(START + SECOND_NANOS);
+    let verdict = &engine.live_records(now)[0].verdict;
+    assert_eq!(verdict.egress.decision, crate::policy::Decision::NotApplicable);
+    assert_eq!(
+        verdict.egress.reason,
+        "NetworkPolicies and Namespaces not listed from the cluster yet"
+    );
+    engine.apply(ClusterEvent::Synced(ResourceKind::NetworkPolicy));
+    let verdict = &engine.live_records(now)[0].verdict;
+    assert_eq!(verdict.egress.reason, "Namespaces not listed from the cluster yet");
+    engine.apply(ClusterEvent::Synced(ResourceKind::Namespace));
+    let verdict = &engine.live_records(now)[0].verdict;
+    assert_eq!(verdict.egress.decision, crate::policy::Decision::Unrestricted, "{verdict:?}");
 }

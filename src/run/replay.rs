@@ -121,6 +121,8 @@ fn replay_source<S: PacketSource + Send + 'static>(
     }
     if let Some(path) = &config.policies {
         engine.apply(ClusterEvent::Reset(ResourceKind::NetworkPolicy, load_policies(path)?));
+        // The user's policies are the whole list: complete, as a watcher's after its list.
+        engine.apply(ClusterEvent::Synced(ResourceKind::NetworkPolicy));
         cluster_label.push_str(&format!(", policies from {}", path.display()));
     }
     engine.set_interfaces(source.interfaces());
