@@ -180,6 +180,34 @@ pub struct Node {
     pub pod_cidrs: Vec<IpNet>,
 }
 
+impl Service {
+    /// Whether the Service has a port `port` of `protocol`.
+    #[must_use]
+    pub fn serves(&self, protocol: Protocol, port: u16) -> bool {
+        self.ports.iter().any(|p| p.port == port && p.protocol == protocol)
+    }
+}
+
+/// Whether a Service's external or load-balancer IP names it at `ip` for a connection to
+/// `service` (protocol and port): yes when the Service has that port, or when nothing else
+/// has the address. Such an IP is often a node's own (k3s ServiceLB, `externalIPs: [node]`):
+/// the node's other ports are the node, not the Service. `service` is `None` for a source.
+#[must_use]
+pub fn external_ip_names_service(
+    view: &ClusterView,
+    ip: IpAddr,
+    key: &ObjectKey,
+    service: Option<(Protocol, u16)>,
+) -> bool {
+    let shared = view.owners(ip).iter().any(|owner| {
+        matches!(owner, IpOwner::Node(_) | IpOwner::HostNetworkPod(_) | IpOwner::Pod(_))
+    });
+    !shared
+        || service.is_some_and(|(protocol, port)| {
+            view.services.get(key).is_some_and(|s| s.serves(protocol, port))
+        })
+}
+
 impl Node {
     /// Whether `ip` is this node on its pods' network: the first address of a pod CIDR, which
     /// bridge CNIs (flannel, kubenet, k3s) give the bridge, and which the kubelet's probes of

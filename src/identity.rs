@@ -57,9 +57,24 @@ impl Identity {
 #[must_use]
 pub fn resolve(view: &ClusterView, ip: IpAddr, port: u16, protocol: Protocol) -> Identity {
     let owners = view.owners(ip);
-    // A virtual service address wins: it is what the client dialled.
+    // A virtual service address wins: it is what the client dialled. An external IP shared
+    // with a node is the Service only on the Service's ports.
     for owner in owners {
-        if let IpOwner::ServiceClusterIp(key) | IpOwner::ServiceExternalIp(key) = owner {
+        let service = match owner {
+            IpOwner::ServiceClusterIp(key) => Some(key),
+            IpOwner::ServiceExternalIp(key)
+                if crate::cluster::external_ip_names_service(
+                    view,
+                    ip,
+                    key,
+                    Some((protocol, port)),
+                ) =>
+            {
+                Some(key)
+            }
+            _ => None,
+        };
+        if let Some(key) = service {
             return Identity::object(EndpointKind::Service, key, None);
         }
     }
@@ -237,6 +252,26 @@ mod tests {
     fn kind_of(view: &ClusterView, ip: &str, port: u16) -> (EndpointKind, Option<String>) {
         let id = resolve(view, ip.parse().unwrap(), port, Protocol::Tcp);
         (id.kind, id.qualified_name())
+    }
+
+    /// A load-balancer IP that is a node's own address (k3s ServiceLB): the Service on its
+    /// ports, the node (or its host-network pod) on every other.
+    #[test]
+    fn a_node_address_that_is_also_a_load_balancer_ip_is_the_service_only_on_its_ports() {
+        let mut view = view();
+        let mut web = view.services[&ObjectKey::namespaced("shop", "web")].clone();
+        web.load_balancer_ips = vec!["10.0.0.11".parse().unwrap()];
+        view.apply(ClusterEvent::Upsert(Object::Service(web)));
+        view.reindex();
+        assert_eq!(
+            kind_of(&view, "10.0.0.11", 80),
+            (EndpointKind::Service, Some("shop/web".into()))
+        );
+        assert_eq!(kind_of(&view, "10.0.0.11", 22), (EndpointKind::Node, Some("n1".into())));
+        assert_eq!(
+            kind_of(&view, "10.0.0.11", 9100),
+            (EndpointKind::Host, Some("kube-system/node-exporter".into()))
+        );
     }
 
     #[test]

@@ -25,16 +25,22 @@ pub(super) enum End<'a> {
 }
 
 impl<'a> End<'a> {
-    /// Classifies `ip`, preferring the most specific owner: a pod over a service over a node.
-    pub fn of(view: &'a ClusterView, ip: IpAddr) -> Self {
+    /// Classifies `ip`, preferring the most specific owner: a pod, a service, a host-network
+    /// pod, a node.
+    /// `service` is the protocol and port dialled, for a destination: an external IP that a
+    /// node shares is the Service only on the Service's ports.
+    pub fn of(view: &'a ClusterView, ip: IpAddr, service: Option<(Protocol, u16)>) -> Self {
         let owners = view.owners(ip);
         let mut best = Self::Unknown;
         for owner in owners {
             let candidate = match owner {
                 IpOwner::Pod(key) => view.pods.get(key).map(Self::Pod),
                 IpOwner::HostNetworkPod(key) => view.pods.get(key).map(Self::HostNetworkPod),
-                IpOwner::ServiceClusterIp(key) | IpOwner::ServiceExternalIp(key) => {
-                    view.services.get(key).map(Self::Service)
+                IpOwner::ServiceClusterIp(key) => view.services.get(key).map(Self::Service),
+                IpOwner::ServiceExternalIp(key) => {
+                    crate::cluster::external_ip_names_service(view, ip, key, service)
+                        .then(|| view.services.get(key).map(Self::Service))
+                        .flatten()
                 }
                 IpOwner::Node(name) => Some(Self::Node(name.as_str())),
             };
@@ -50,8 +56,10 @@ impl<'a> End<'a> {
     fn rank(&self) -> u8 {
         match self {
             Self::Pod(_) => 0,
-            Self::HostNetworkPod(_) => 1,
-            Self::Service(_) => 2,
+            // A Service address (on the Service's port, for an external IP a node shares) is
+            // what the client dialled, as identities say too.
+            Self::Service(_) => 1,
+            Self::HostNetworkPod(_) => 2,
             Self::Node(_) => 3,
             Self::Unknown => 4,
         }
@@ -142,8 +150,9 @@ impl PolicySet {
     /// set was compiled from; a namespace added since is still matched, just more slowly.
     #[must_use]
     pub fn evaluate(&self, view: &ClusterView, connection: &Connection) -> Verdict {
-        let src = End::of(view, connection.src);
-        let dst = End::of(view, connection.dst);
+        let src = End::of(view, connection.src, None);
+        let dialled = connection.dst_port.map(|port| (connection.protocol, port));
+        let dst = End::of(view, connection.dst, dialled);
         if let End::Service(svc) = dst {
             return service::evaluate(self, view, connection, src, svc, false);
         }

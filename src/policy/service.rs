@@ -306,6 +306,28 @@ ingress: [{ports: [{port: 8080}]}]";
         assert!(v.egress.reason.contains("2 backends"), "{}", v.egress.reason);
     }
 
+    /// A node address that is also a Service's load-balancer IP: another port of it is the
+    /// node, and default-deny egress denies it (not "no such port on the Service").
+    #[test]
+    fn another_port_of_a_node_address_used_as_a_load_balancer_ip_is_the_node() {
+        use crate::cluster::{ClusterEvent, Object, ObjectKey};
+        let mut view =
+            cluster_with(&[("shop", "deny-egress", "podSelector: {}\npolicyTypes: [Egress]")]);
+        let mut api = view.services[&ObjectKey::namespaced("shop", "api")].clone();
+        api.load_balancer_ips = vec!["192.168.0.12".parse().unwrap()];
+        view.apply(ClusterEvent::Upsert(Object::Service(api)));
+        view.reindex();
+        let (set, _) = PolicySet::compile(&view);
+        let to_ssh = set.evaluate(&view, &tcp(WEB_A, "192.168.0.12", 22));
+        assert_eq!(to_ssh.egress.decision, Deny, "{}", to_ssh.egress.reason);
+        let to_service = set.evaluate(&view, &tcp(WEB_A, "192.168.0.12", 80));
+        assert!(
+            to_service.egress.reason.starts_with("via service shop/api"),
+            "{}",
+            to_service.egress.reason
+        );
+    }
+
     #[test]
     fn a_service_address_is_partial_when_only_some_backends_allow() {
         let v = verdict(&[("shop", "api-8080", API_8080)], WEB_A, API, 80);
