@@ -30,6 +30,9 @@ const MAX_ENTRIES: usize = 100_000;
 struct Entry {
     name: Arc<str>,
     expires: Timestamp,
+    /// Learning order across the book: the newest valid answer is the fallback for a client
+    /// that never asked.
+    learned: u64,
 }
 
 /// What DNS said about one address.
@@ -127,6 +130,8 @@ pub struct NameBook {
     by_address: FxHashMap<IpAddr, Answers>,
     /// Client answers held, across addresses.
     client_entries: usize,
+    /// Answers learned so far: the next one's `learned`.
+    learned: u64,
     /// When answers lapse, soonest first. An entry is checked against the book when due (an
     /// answer learned again has a later time), so expiring touches only what is due rather
     /// than scanning the book every sweep.
@@ -143,9 +148,11 @@ impl NameBook {
     pub fn learn(&mut self, client: IpAddr, resolutions: &[Resolution], now: Timestamp) {
         for resolution in resolutions {
             let validity = Duration::from_secs(u64::from(resolution.ttl_secs)).max(MIN_VALIDITY);
+            self.learned += 1;
             let entry = Entry {
                 name: Arc::from(resolution.name.as_str()),
                 expires: now.saturating_add(validity),
+                learned: self.learned,
             };
             self.expiries.push(Reverse((entry.expires, resolution.address)));
             let answers = self.by_address.entry(resolution.address).or_default();
@@ -168,18 +175,21 @@ impl NameBook {
     }
 
     /// The name under which `client` reached `address` at `now`: its own valid answer, else
-    /// another client's valid answer (marked), else none.
+    /// the newest valid answer another client got (marked), else none.
     #[must_use]
     pub fn lookup(&self, client: IpAddr, address: IpAddr, now: Timestamp) -> Option<LearnedName> {
         let answers = self.by_address.get(&address)?;
-        if let Some(own) = answers.clients.get(client).filter(|entry| entry.expires >= now) {
+        let valid = |entry: &&Entry| entry.expires >= now;
+        if let Some(own) = answers.clients.get(client).filter(valid) {
             return Some(LearnedName { name: own.name.clone(), own_lookup: true });
         }
-        answers
-            .latest
-            .as_ref()
-            .filter(|e| e.expires >= now)
-            .map(|entry| LearnedName { name: entry.name.clone(), own_lookup: false })
+        // The newest answer is the usual one; when it lapsed (a short TTL), an older answer
+        // still valid for another client names the address all the same.
+        let other =
+            answers.latest.as_ref().filter(valid).or_else(|| {
+                answers.clients.entries().filter(valid).max_by_key(|entry| entry.learned)
+            });
+        other.map(|entry| LearnedName { name: entry.name.clone(), own_lookup: false })
     }
 
     /// Forgets answers whose validity ended before `now`.
@@ -313,24 +323,26 @@ mod tests {
         assert!(book.lookup(first, address, t0).is_some_and(|n| !n.own_lookup));
     }
 
-    /// The book before it was keyed by address: two maps, expired by a scan. Kept as the
-    /// reference the one above must answer like.
+    /// The reference the book must answer like: every (client, address) answer in one map,
+    /// expired by a scan; the fallback for a client that never asked is the newest answer
+    /// still valid for anyone.
     #[derive(Default)]
-    struct TwoMaps {
+    struct OneMap {
         by_client: std::collections::HashMap<(IpAddr, IpAddr), Entry>,
-        by_address: std::collections::HashMap<IpAddr, Entry>,
+        learned: u64,
     }
 
-    impl TwoMaps {
+    impl OneMap {
         fn learn(&mut self, client: IpAddr, resolutions: &[Resolution], now: Timestamp) {
             for r in resolutions {
                 let validity = Duration::from_secs(u64::from(r.ttl_secs)).max(MIN_VALIDITY);
+                self.learned += 1;
                 let entry = Entry {
                     name: Arc::from(r.name.as_str()),
                     expires: now.saturating_add(validity),
+                    learned: self.learned,
                 };
-                self.by_client.insert((client, r.address), entry.clone());
-                self.by_address.insert(r.address, entry);
+                self.by_client.insert((client, r.address), entry);
             }
         }
 
@@ -343,21 +355,21 @@ mod tests {
             if let Some(e) = self.by_client.get(&(client, address)).filter(|e| e.expires >= now) {
                 return Some((e.name.to_string(), true));
             }
-            self.by_address
-                .get(&address)
-                .filter(|e| e.expires >= now)
-                .map(|e| (e.name.to_string(), false))
+            self.by_client
+                .iter()
+                .filter(|((_, to), e)| *to == address && e.expires >= now)
+                .max_by_key(|(_, e)| e.learned)
+                .map(|(_, e)| (e.name.to_string(), false))
         }
 
         fn expire(&mut self, now: Timestamp) {
             self.by_client.retain(|_, e| e.expires >= now);
-            self.by_address.retain(|_, e| e.expires >= now);
         }
     }
 
     proptest::proptest! {
         #[test]
-        fn answers_like_the_two_map_book(
+        fn answers_like_one_map_of_every_answer(
             // Mostly learning, mostly one address, from up to 40 clients: past the inline
             // clients (FEW_CLIENTS) to the map, and back down as answers lapse.
             steps in proptest::collection::vec(
@@ -373,7 +385,7 @@ mod tests {
             ),
         ) {
             let mut book = NameBook::new();
-            let mut reference = TwoMaps::default();
+            let mut reference = OneMap::default();
             let mut now = Timestamp::from_secs(1000);
             for (action, client, address, name, ttl, advance) in steps {
                 now = now.saturating_add(Duration::from_secs(advance));
@@ -397,6 +409,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// When the newest answer for an address lapses (a short TTL), an older one still valid
+    /// for another client names it, marked as another client's.
+    #[test]
+    fn an_older_answer_still_valid_names_the_address_when_the_newest_lapsed() {
+        let mut book = NameBook::new();
+        let t0 = Timestamp::from_secs(1000);
+        book.learn(ip("10.0.0.1"), &[answer("api.example", "203.0.113.10", 300)], t0);
+        let t1 = t0.saturating_add(Duration::from_secs(5));
+        book.learn(ip("10.0.0.2"), &[answer("cdn.example", "203.0.113.10", 0)], t1);
+        let later = t1.saturating_add(Duration::from_secs(20));
+        let name = book.lookup(ip("10.0.0.3"), ip("203.0.113.10"), later).unwrap();
+        assert_eq!((&*name.name, name.own_lookup), ("api.example", false));
     }
 
     #[test]
