@@ -1,7 +1,8 @@
 //! The flow filter typed after `/`: free words and `field:value` terms, `!` to negate; every
 //! term must hold. Pure: parses text, tests records.
 //!
-//! Fields: `ns:` (either end's namespace), `pod:` (either end's pod name), `svc:` (service),
+//! Fields: `ns:` (either end's namespace), `pod:` (part of either end's pod name, or `ns/name`
+//! for that one pod), `svc:` (service),
 //! `node:`, `ip:`, `port:` (either end), `proto:`, `dns:` (DNS name, SNI or Host), `kind:`
 //! (either end's kind), `verdict:` (allow, deny, leak, open, partial, egress, ingress, direct).
 //! A free word matches names, namespaces, IPs and DNS names.
@@ -115,8 +116,16 @@ fn term_matches(term: &Term, record: &FlowRecord) -> bool {
         Field::Namespace => either(record, |e| {
             e.namespace.as_deref().is_some_and(|ns| ns.eq_ignore_ascii_case(value))
         }),
+        // `ns/name` is that one pod exactly; a bare word is part of a pod's name.
         Field::Pod => either(record, |e| {
-            e.kind == crate::identity::EndpointKind::Pod && contains(e.name.as_deref(), value)
+            e.kind == crate::identity::EndpointKind::Pod
+                && match value.split_once('/') {
+                    Some((namespace, name)) => {
+                        e.namespace.as_deref().is_some_and(|ns| ns.eq_ignore_ascii_case(namespace))
+                            && e.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    }
+                    None => contains(e.name.as_deref(), value),
+                }
         }),
         Field::Service => contains(record.service.as_deref(), value),
         Field::Node => either(record, |e| contains(e.node.as_deref(), value)),
@@ -190,6 +199,18 @@ mod tests {
         assert_eq!(count("verdict:ingress"), 4);
         assert!(count("verdict:leak") >= 3);
         assert_eq!(count("verdict:direct"), 3);
+    }
+
+    /// `pod:ns/name` is one pod, on one end: not another pod whose name contains it, nor a
+    /// flow whose other end merely shares the namespace.
+    #[test]
+    fn a_qualified_pod_term_is_that_pod_exactly() {
+        let web_a = count("pod:shop/web-a");
+        assert!(web_a > 0);
+        assert_eq!(count("pod:SHOP/WEB-A"), web_a, "case does not matter");
+        assert_eq!(count("pod:shop/web"), 0, "no pod is named just web");
+        assert!(count("pod:web") >= web_a, "a bare word is part of a name");
+        assert_eq!(count("pod:payments/web-a"), 0);
     }
 
     #[test]

@@ -97,9 +97,12 @@ pub fn aggregate_filter(app: &App, index: usize) -> Option<String> {
         _ => return None,
     };
     let aggregate = aggregates(app, by_namespace).into_iter().nth(index)?;
-    Some(match aggregate.name.split_once('/') {
-        Some((namespace, pod)) if !by_namespace => format!("ns:{namespace} pod:{pod}"),
-        _ => format!("ns:{}", aggregate.name),
+    // A pod's row: that pod exactly (not every pod whose name contains it, nor a flow whose
+    // other end is in the namespace).
+    Some(if by_namespace {
+        format!("ns:{}", aggregate.name)
+    } else {
+        format!("pod:{}", aggregate.name)
     })
 }
 
