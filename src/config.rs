@@ -277,8 +277,20 @@ fn record_config(args: RecordArgs) -> Result<RecordConfig, ConfigError> {
             args.snaplen
         )));
     }
+    if args.snaplen > DEFAULT_SNAPLEN {
+        return Err(ConfigError(format!(
+            "--snaplen '{}' is more than libpcap keeps of a packet; use at most {DEFAULT_SNAPLEN}",
+            args.snaplen
+        )));
+    }
     if args.keep == Some(0) {
         return Err(ConfigError("--keep '0' would keep no file; use at least 1".into()));
+    }
+    // A zero duration would record nothing, or start a file for every packet.
+    for (flag, duration) in [("--duration", args.duration), ("--rotate-every", args.rotate_every)] {
+        if duration.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError(format!("{flag} '0s' is no time at all; give e.g. '10m'")));
+        }
     }
     let rotation = Rotation {
         max_file_bytes: size("--rotate", &args.rotate)?,
@@ -305,10 +317,7 @@ fn record_config(args: RecordArgs) -> Result<RecordConfig, ConfigError> {
     let plan = RecordingPlan {
         rotation,
         limits: Limits { max_bytes: size("--max-size", &args.max_size)?, duration: args.duration },
-        writer: WriterOptions {
-            snaplen: args.snaplen.min(DEFAULT_SNAPLEN),
-            ..WriterOptions::default()
-        },
+        writer: WriterOptions { snaplen: args.snaplen, ..WriterOptions::default() },
     };
     Ok(RecordConfig {
         selection: Selection::from_names(&args.interfaces),
@@ -378,6 +387,21 @@ mod tests {
         let error = refused(&["netwatch", "record", "--flows", "-", "--max-size", "1GB"]);
         assert!(error.is_some_and(|e| e.contains("--max-size")));
         assert_eq!(refused(&["netwatch", "record", "-w", "x.pcapng", "--duration", "10m"]), None);
+    }
+
+    #[test]
+    fn zero_durations_and_a_snap_length_past_libpcaps_are_refused() {
+        let refused = |args: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(args).expect("the arguments parse");
+            Config::try_from(cli).err().map(|e| e.to_string())
+        };
+        for flag in ["--duration", "--rotate-every"] {
+            let error = refused(&["netwatch", "record", "-w", "x.pcapng", flag, "0s"]);
+            assert!(error.is_some_and(|e| e.starts_with(&format!("{flag} '0s'"))), "{flag}");
+        }
+        let error = refused(&["netwatch", "record", "-w", "x.pcapng", "--snaplen", "300000"]);
+        assert!(error.is_some_and(|e| e.contains("at most 262144")));
+        assert_eq!(refused(&["netwatch", "record", "-w", "x.pcapng", "--snaplen", "262144"]), None);
     }
 
     #[test]

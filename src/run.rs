@@ -39,6 +39,9 @@ pub enum RunError {
     /// Something failed at run time: exit 1.
     #[error("{0}")]
     Runtime(String),
+    /// The output's reader went away (`| head` closed the pipe): not a failure, exit 0.
+    #[error("the output was closed")]
+    OutputClosed,
 }
 
 impl RunError {
@@ -47,6 +50,7 @@ impl RunError {
         match self {
             Self::BadInput(_) => 2,
             Self::Runtime(_) => 1,
+            Self::OutputClosed => 0,
         }
     }
 }
@@ -275,7 +279,7 @@ fn main_with_command(
         return 2;
     }
     match run(config) {
-        Ok(()) => 0,
+        Ok(()) | Err(RunError::OutputClosed) => 0,
         Err(error) => {
             eprintln!("netwatch: error: {error}");
             error.exit_code()

@@ -94,3 +94,26 @@ fn audit_lists_unprotected_pods_and_namespaces_in_json() {
     assert_eq!(report["namespaces_without_default_deny_ingress"], serde_json::json!(["shop"]));
     assert_eq!(report["namespaces_without_default_deny_egress"], serde_json::json!([]));
 }
+
+/// `policy explain --batch … | head`: the reader going away ends the run quietly, exit 0.
+#[test]
+fn a_closed_output_ends_a_batch_quietly() {
+    let cluster = fixture("cluster/kubectl-list.yaml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(["policy", "explain", "--cluster", cluster.to_str().unwrap(), "--batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let line =
+        r#"{"from":"shop/web-7c9d8b6f5d-x2k9p","to":"203.0.113.10","protocol":"TCP","port":443}"#;
+    let input = format!("{line}\n").repeat(20_000);
+    // It may stop reading once its output is gone: a write error here is expected.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
