@@ -52,16 +52,16 @@ impl RateWindow {
         self.newest_sec = sec;
     }
 
-    /// The average over the [`WINDOW`] complete seconds before `now_sec`, and the second in
-    /// progress; buckets older than the window count nothing.
+    /// The average over the [`WINDOW`] complete seconds before `now_sec` (the second in
+    /// progress is not complete: counting it over five seconds read a steady rate 20% high).
     #[must_use]
     pub fn rates(&self, now_sec: u64) -> Rates {
         let window_secs = WINDOW.as_secs();
         let mut tx = 0u64;
         let mut rx = 0u64;
-        for age in 0..BUCKETS as u64 {
-            let Some(sec) = self.newest_sec.checked_sub(age) else { break };
-            if now_sec.saturating_sub(sec) > window_secs {
+        for sec in now_sec.saturating_sub(window_secs)..now_sec {
+            // Only seconds the buckets still hold: not newer than the newest, not rolled out.
+            if sec > self.newest_sec || self.newest_sec - sec >= BUCKETS as u64 {
                 continue;
             }
             let slot = usize::try_from(sec % BUCKETS as u64).unwrap_or(0);
@@ -87,10 +87,11 @@ mod tests {
             window.add(sec, true, 1000);
         }
         window.add(109, false, 500);
-        let rates = window.rates(109);
-        // Seconds 104..=109 lie within five seconds of 109.
-        assert!((rates.tx_bytes_per_sec - 6000.0 / 5.0).abs() < 1e-9);
-        assert!((rates.rx_bytes_per_sec - 100.0).abs() < 1e-9);
+        window.add(110, false, 700);
+        // During second 110: the five complete seconds 105..=109, a steady 1000 B/s.
+        let rates = window.rates(110);
+        assert!((rates.tx_bytes_per_sec - 1000.0).abs() < 1e-9);
+        assert!((rates.rx_bytes_per_sec - 100.0).abs() < 1e-9, "the second in progress waits");
     }
 
     #[test]
@@ -107,6 +108,6 @@ mod tests {
         window.add(200, true, 10);
         window.add(199, true, 10);
         window.add(150, true, 10_000); // far too old for the window: ignored
-        assert!((window.rates(200).tx_bytes_per_sec - 4.0).abs() < 1e-9);
+        assert!((window.rates(201).tx_bytes_per_sec - 4.0).abs() < 1e-9);
     }
 }

@@ -272,8 +272,11 @@ impl FlowTable {
         let sender_initiates = match packet.role {
             Role::Initiator => true,
             Role::Responder => false,
-            // Seen mid-conversation: a well-known port answering an ephemeral one is a server.
-            Role::Unknown => !(src.port < 1024 && dst.port >= 1024 && packet.protocol.has_ports()),
+            // Seen mid-conversation (or UDP): a port that looks like a server's answering one
+            // that looks like a client's is the server.
+            Role::Unknown => {
+                !(packet.protocol.has_ports() && looks_like_server(src.port, dst.port))
+            }
         };
         let (initiator, responder) = if sender_initiates { (src, dst) } else { (dst, src) };
         let tcp = packet.tcp.map(|tcp| match packet.role {
@@ -414,6 +417,14 @@ impl Fragment {
     }
 }
 
+/// Clients' ports are ephemeral: Linux picks them from 32768–60999 (others from 49152 up), so
+/// a port below that talking to one in it is a server (6443, 8080, 5432, a NodePort), as is a
+/// well-known port (below 1024) talking to any other. Two ports alike say nothing.
+fn looks_like_server(port: u16, other: u16) -> bool {
+    const EPHEMERAL: u16 = 32768;
+    (port < 1024 && other >= 1024) || (port < EPHEMERAL && other >= EPHEMERAL)
+}
+
 fn is_closed(state: Option<TcpState>) -> bool {
     matches!(state, Some(TcpState::Closed | TcpState::Reset))
 }
@@ -450,7 +461,9 @@ fn next_tcp_state(
     tcp: TcpInfo,
     from_initiator: bool,
 ) -> TcpState {
-    if tcp.has(TcpInfo::RST) {
+    // A reset connection is over: a FIN already in flight (or any straggler) does not reopen
+    // it into "closing" with the long idle timeout.
+    if tcp.has(TcpInfo::RST) || state == TcpState::Reset {
         return TcpState::Reset;
     }
     if tcp.has(TcpInfo::FIN) {
@@ -593,6 +606,44 @@ mod tests {
         table.ingest(&tcp((CLIENT, 50001), (SERVER, 80), SYN, 60), 0, at(0));
         table.ingest(&tcp((SERVER, 80), (CLIENT, 50001), TcpInfo::RST | ACK, 40), 0, at(1));
         assert_eq!(only_flow(&table).tcp, Some(TcpState::Reset));
+    }
+
+    /// A connection first seen mid-stream, from the server's side: a server port above 1024
+    /// (6443, a NodePort) answering an ephemeral one is still the server; two ports alike leave
+    /// the first packet's sender as the initiator.
+    #[test]
+    fn a_flow_seen_mid_stream_is_oriented_by_which_port_is_ephemeral() {
+        let mut table = FlowTable::new(TableLimits::default());
+        table.ingest(&tcp(("10.96.0.1", 6443), (CLIENT, 51000), ACK, 52), 0, at(0));
+        table.ingest(&tcp((SERVER, 30080), (CLIENT, 40000), ACK, 52), 0, at(0));
+        table.ingest(&tcp((SERVER, 50000), (CLIENT, 40001), ACK, 52), 0, at(0));
+        table.ingest(&tcp((SERVER, 8080), (CLIENT, 9090), ACK, 52), 0, at(0));
+        let responder = |port: u16| {
+            table
+                .flows()
+                .find(|f| f.key.low.port == port || f.key.high.port == port)
+                .map(|f| f.responder.port)
+        };
+        assert_eq!(responder(6443), Some(6443));
+        assert_eq!(responder(30080), Some(30080), "a NodePort");
+        assert_eq!(responder(50000), Some(40001), "both ephemeral: the first sender initiated");
+        assert_eq!(responder(8080), Some(9090), "both server-like: the first sender initiated");
+    }
+
+    /// The server resets while the client's FIN is in flight: the flow stays reset (ended
+    /// soon, and a new SYN on its ports is a new flow).
+    #[test]
+    fn a_fin_after_a_reset_leaves_the_flow_reset() {
+        let mut table = FlowTable::new(TableLimits::default());
+        let (c, s) = ((CLIENT, 40000), (SERVER, 443));
+        table.ingest(&tcp(c, s, SYN, 60), 0, at(0));
+        table.ingest(&tcp(s, c, SYN_ACK, 60), 0, at(1));
+        table.ingest(&tcp(c, s, ACK, 52), 0, at(2));
+        table.ingest(&tcp(s, c, TcpInfo::RST, 40), 0, at(3));
+        table.ingest(&tcp(c, s, FIN_ACK, 52), 0, at(4));
+        assert_eq!(only_flow(&table).tcp, Some(TcpState::Reset));
+        let (_, ingested) = table.ingest(&tcp(c, s, SYN, 60), 0, at(5)).unwrap();
+        assert!(ingested.new_flow);
     }
 
     #[test]
