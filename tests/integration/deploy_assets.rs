@@ -84,7 +84,9 @@ fn the_daemonset_records_on_every_node_with_only_net_raw_and_net_admin() {
         container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(args[0], "record");
     assert!(args.windows(2).any(|w| w == ["-w", "/recordings/node.pcapng"]));
-    assert!(args.windows(2).any(|w| w == ["--flows", "/recordings/flows.jsonl"]));
+    // A ring bounds the disk, across restarts too; an unrotated flow file would not be.
+    assert!(args.windows(2).any(|w| w == ["--keep", "10"]));
+    assert!(!args.contains(&"--flows"));
     let mount = &container["volumeMounts"][0];
     assert_eq!(mount["mountPath"], "/recordings");
     assert!(pod["volumes"].as_array().unwrap().iter().any(|v| v["name"] == mount["name"]));

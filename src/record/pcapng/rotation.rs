@@ -70,6 +70,37 @@ impl Rotation {
         base.with_file_name(name)
     }
 
+    /// The highest number of a file of this rotation already in `base`'s directory (a run
+    /// before this one: a restarted DaemonSet pod), or 0.
+    #[must_use]
+    pub fn last_existing(&self, base: &Path) -> u32 {
+        if !self.is_enabled() {
+            return 0;
+        }
+        let dir = match base.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        let stem = base.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        let extension = base.extension().map(|e| format!(".{}", e.to_string_lossy()));
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let rest = name.strip_prefix(&stem)?.strip_prefix('-')?;
+                let number = match &extension {
+                    Some(extension) => rest.strip_suffix(extension.as_str())?,
+                    None => rest,
+                };
+                (number.len() >= 5 && number.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| number.parse::<u32>().ok())
+                    .flatten()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The file to remove once file `index` has started, keeping the newest `keep_files`.
     #[must_use]
     pub fn expired(&self, index: u32) -> Option<u32> {
@@ -213,7 +244,10 @@ impl Recorder {
         for event in cluster_events {
             view.apply(event.clone());
         }
-        let path = plan.rotation.file_path(base, 1);
+        // Numbered files continue after those of an earlier run (a restart must not overwrite
+        // them); the ring then keeps the newest `--keep` of them all.
+        let file_index = plan.rotation.last_existing(base).saturating_add(1);
+        let path = plan.rotation.file_path(base, file_index);
         let writer =
             PcapngWriter::create_with(&path, interfaces, cluster_events, now, plan.writer)?;
         Ok(Self {
@@ -221,7 +255,7 @@ impl Recorder {
             plan,
             view,
             writer,
-            file_index: 1,
+            file_index,
             file_started: now,
             started: now,
             closed_bytes: 0,
@@ -336,19 +370,15 @@ impl Recorder {
         self.file_started = now;
         previous.finish()?;
         if let Some(expired) = self.plan.rotation.expired(index) {
+            // This run's file, or an earlier run's that the ring now reaches.
             let old = self.plan.rotation.file_path(&self.base, expired);
-            if let Some(position) = self.files.iter().position(|f| *f == old) {
-                self.files.remove(position);
-                match std::fs::remove_file(&old) {
-                    // Already gone (deleted by hand to make room): what --keep wanted.
-                    Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(RecordError::Remove {
-                            path: old.display().to_string(),
-                            source,
-                        });
-                    }
-                    _ => {}
+            self.files.retain(|f| *f != old);
+            match std::fs::remove_file(&old) {
+                // Already gone (deleted by hand to make room): what --keep wanted.
+                Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RecordError::Remove { path: old.display().to_string(), source });
                 }
+                _ => {}
             }
         }
         Ok(())
@@ -438,6 +468,39 @@ mod tests {
         assert_eq!(rotation.expired(3), None);
         assert_eq!(rotation.expired(4), Some(1));
         assert_eq!(Rotation::default().expired(100), None);
+    }
+
+    /// A restarted recording (a DaemonSet pod) continues the numbering instead of overwriting
+    /// the first files, and its ring keeps the newest of both runs' files.
+    #[test]
+    fn a_restarted_ring_continues_the_numbering_and_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("node.pcapng");
+        let plan = RecordingPlan {
+            rotation: Rotation { max_file_bytes: Some(1), every: None, keep_files: Some(3) },
+            ..RecordingPlan::default()
+        };
+        let start = Timestamp::from_secs(1_800_000_000);
+        let frame = [0u8; 60];
+        let mut run = |packets: u64| {
+            let mut recorder = Recorder::create(&base, &[], &[], start, plan).unwrap();
+            let id = recorder.add_interface(super::super::InterfaceDesc::new("eth0", 1)).unwrap();
+            for n in 0..packets {
+                let at = start.saturating_add(Duration::from_secs(n));
+                recorder.write_frame(id, at, &frame, 60).unwrap();
+            }
+            recorder.finish().unwrap().files
+        };
+        let first = run(2);
+        assert_eq!(first.last(), Some(&plan.rotation.file_path(&base, 2)));
+        let second = run(2);
+        assert_eq!(second.first(), Some(&plan.rotation.file_path(&base, 3)), "{second:?}");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["node-00002.pcapng", "node-00003.pcapng", "node-00004.pcapng"]);
     }
 
     /// A ring whose oldest file was deleted by hand (to make room) goes on recording.
