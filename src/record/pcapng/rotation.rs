@@ -482,7 +482,7 @@ mod tests {
         };
         let start = Timestamp::from_secs(1_800_000_000);
         let frame = [0u8; 60];
-        let mut run = |packets: u64| {
+        let run = |packets: u64| {
             let mut recorder = Recorder::create(&base, &[], &[], start, plan).unwrap();
             let id = recorder.add_interface(super::super::InterfaceDesc::new("eth0", 1)).unwrap();
             for n in 0..packets {
