@@ -17,11 +17,16 @@ pub fn client_hello_sni(payload: &[u8]) -> Option<String> {
         return None;
     }
     let _record_version = r.u16()?;
-    let _record_len = r.u16()?;
+    // Read within the record and the hello: a ClientHello split over two TLS records would
+    // otherwise be read through the second record's header, into a wrong name. (A segment
+    // shorter than the record is read as far as it goes.)
+    let record_len = usize::from(r.u16()?);
+    let mut r = r.within(record_len);
     if r.u8()? != CLIENT_HELLO {
         return None;
     }
-    let _hello_len = r.u24()?;
+    let hello_len = usize::try_from(r.u24()?).ok()?;
+    let mut r = r.within(hello_len);
     let _client_version = r.u16()?;
     r.skip(32)?; // random
     let session_id_len = r.u8()?;
@@ -58,6 +63,11 @@ impl<'a> Reader<'a> {
         let (head, tail) = (self.0.get(..n)?, self.0.get(n..)?);
         self.0 = tail;
         Some(head)
+    }
+
+    /// The next `n` bytes, or what there is of them.
+    fn within(&self, n: usize) -> Reader<'a> {
+        Reader(self.0.get(..n).unwrap_or(self.0))
     }
 
     fn skip(&mut self, n: usize) -> Option<()> {
@@ -114,6 +124,22 @@ mod tests {
             client_hello_sni(&hello("api.stripe.example")).as_deref(),
             Some("api.stripe.example")
         );
+    }
+
+    /// A ClientHello split over two TLS records, the cut inside the name: no name, not one
+    /// with the second record's header read into it.
+    #[test]
+    fn a_client_hello_split_over_two_records_gives_no_name() {
+        let whole = hello("api.stripe.example");
+        let handshake = &whole[5..];
+        let cut = handshake.len() - 6; // inside "example"
+        let mut split = vec![HANDSHAKE, 0x03, 0x03];
+        split.extend_from_slice(&u16::try_from(cut).unwrap().to_be_bytes());
+        split.extend_from_slice(&handshake[..cut]);
+        split.extend_from_slice(&[HANDSHAKE, 0x03, 0x03]);
+        split.extend_from_slice(&u16::try_from(handshake.len() - cut).unwrap().to_be_bytes());
+        split.extend_from_slice(&handshake[cut..]);
+        assert_eq!(client_hello_sni(&split), None);
     }
 
     #[test]

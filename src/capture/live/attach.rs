@@ -73,8 +73,20 @@ impl Supervisor {
     pub(super) fn attach_initial(&mut self, survey: &[InterfaceInfo]) -> Result<(), LiveError> {
         if self.config.selection == Selection::Any {
             let (capture, buffer) = self.open_granted("any").map_err(|e| open_error("any", &e))?;
-            let linktype = LinkType::from_linktype(capture.get_datalink().0);
-            let (detach, breaker, thread) = self.spawn_reader(capture, 0, linktype, true)?;
+            let datalink = capture.get_datalink().0;
+            let linktype = LinkType::from_linktype(datalink);
+            // Only cooked v2 (libpcap 1.10 and later) names each frame's interface; in v1 those
+            // bytes are the MAC address, and every frame is the one `any` interface.
+            let names_interfaces = datalink == LINKTYPE_LINUX_SLL2;
+            if !names_interfaces {
+                self.queued.push(CaptureEvent::Warning(
+                    "this libpcap gives '-i any' without each packet's interface (it needs 1.10 or \
+                     later): a packet crossing several interfaces counts once per crossing"
+                        .into(),
+                ));
+            }
+            let (detach, breaker, thread) =
+                self.spawn_reader(capture, 0, linktype, names_interfaces)?;
             self.attached.insert(
                 0,
                 Attachment {
