@@ -432,6 +432,9 @@ fn finish<'a>(
                 (packet.src_port, packet.dst_port) = (id, id);
                 packet.role =
                     if kind == IcmpTypes::EchoRequest { Role::Initiator } else { Role::Responder };
+            } else if [3, 11, 12].contains(&kind.0) {
+                // Destination unreachable, time exceeded, parameter problem.
+                about_quoted_flow(&mut packet, l4);
             }
         }
         Protocol::Icmpv6 => {
@@ -445,11 +448,67 @@ fn finish<'a>(
                 } else {
                     Role::Responder
                 };
+            } else if (1..=4).contains(&kind.0) {
+                // Destination unreachable, packet too big, time exceeded, parameter problem.
+                about_quoted_flow(&mut packet, l4);
             }
         }
         Protocol::Other(_) => packet.payload = l4,
     }
     Ok(packet)
+}
+
+/// An ICMP error is part of the flow whose packet it quotes (conntrack calls it related, and
+/// every CNI lets it through with that flow): it becomes a packet of that flow, back towards
+/// the quoted packet's sender, so a port-unreachable answering a UDP probe is the probe's
+/// reply, not an ICMP "flow" judged on its own. Quoting anything else, it stays ICMP.
+fn about_quoted_flow(packet: &mut Packet<'_>, l4: &[u8]) {
+    let Some((src, dst, protocol, src_port, dst_port)) = l4.get(8..).and_then(quoted_flow) else {
+        return;
+    };
+    // Whoever sent the error (the destination, or a router on the way) answers the sender.
+    (packet.src, packet.dst) = (dst, src);
+    (packet.src_port, packet.dst_port) = (dst_port, src_port);
+    packet.protocol = protocol;
+    packet.role = Role::Responder;
+    packet.payload = &[];
+}
+
+/// The addresses, transport protocol and ports of the packet an ICMP error quotes, when it
+/// quotes the start of a TCP, UDP or SCTP packet (a first or only fragment).
+fn quoted_flow(quote: &[u8]) -> Option<(IpAddr, IpAddr, Protocol, u16, u16)> {
+    let (src, dst, number, transport) = match quote.first()? >> 4 {
+        4 => {
+            let header_len = usize::from(quote[0] & 0x0f) * 4;
+            let header = quote.get(..header_len).filter(|_| header_len >= 20)?;
+            let offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
+            if offset != 0 {
+                return None;
+            }
+            let src: [u8; 4] = header[12..16].try_into().ok()?;
+            let dst: [u8; 4] = header[16..20].try_into().ok()?;
+            (IpAddr::from(src), IpAddr::from(dst), header[9], quote.get(header_len..)?)
+        }
+        6 => {
+            let header = quote.get(..40)?;
+            let src: [u8; 16] = header[8..24].try_into().ok()?;
+            let dst: [u8; 16] = header[24..40].try_into().ok()?;
+            (IpAddr::from(src), IpAddr::from(dst), header[6], quote.get(40..)?)
+        }
+        _ => return None,
+    };
+    let protocol = Protocol::from_ip_number(number);
+    if !matches!(protocol, Protocol::Tcp | Protocol::Udp | Protocol::Sctp) {
+        return None;
+    }
+    let ports = transport.get(..4)?;
+    Some((
+        src,
+        dst,
+        protocol,
+        u16::from_be_bytes([ports[0], ports[1]]),
+        u16::from_be_bytes([ports[2], ports[3]]),
+    ))
 }
 
 /// The identifier of an ICMP/ICMPv6 echo message (bytes 4..6 after type, code, checksum).

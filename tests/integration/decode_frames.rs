@@ -201,3 +201,38 @@ fn truncated_and_garbage_frames_are_counted_not_panicked_on() {
     assert_eq!(cut.ip_len, 1040);
     assert_eq!(cut.payload.len(), 100 - 14 - 40);
 }
+
+/// An ICMP error is a packet of the flow it quotes, back towards the quoted packet's sender:
+/// a port-unreachable answering a UDP probe is the probe's reply (ports from the quote).
+#[test]
+fn an_icmp_error_belongs_to_the_flow_it_quotes() {
+    for (client, server) in [("10.244.1.10", "10.244.2.20"), ("fd00::10", "fd00::20")] {
+        let client_end = std::net::SocketAddr::new(ip(client), 40000);
+        let server_end = std::net::SocketAddr::new(ip(server), 9999);
+        let probe = synth::udp(client_end, server_end, b"probe");
+        let error = synth::icmp_port_unreachable(ip(server), ip(client), &probe);
+        let packet = decode(Some(LinkType::Ethernet), &error).unwrap();
+        assert_eq!((packet.src, packet.dst), (ip(server), ip(client)));
+        assert_eq!(
+            (packet.protocol, packet.src_port, packet.dst_port),
+            (Protocol::Udp, 9999, 40000)
+        );
+        assert_eq!(packet.role, Role::Responder);
+        let mut engine = netwatch::engine::Engine::new(netwatch::flow::TableLimits::default());
+        for (n, frame) in [probe, error].iter().enumerate() {
+            let ts = netwatch::time::Timestamp::from_secs(1_800_000_000 + n as u64);
+            let frame = netwatch::capture::Frame {
+                ts,
+                interface: 0,
+                linktype: Some(LinkType::Ethernet),
+                data: frame,
+                wire_len: u32::try_from(frame.len()).unwrap(),
+            };
+            engine.ingest(&frame);
+        }
+        let records = engine.live_records(netwatch::time::Timestamp::from_secs(1_800_000_002));
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!((records[0].packets.tx, records[0].packets.rx), (1, 1));
+        assert_eq!(records[0].src.port, Some(40000));
+    }
+}
