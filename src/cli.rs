@@ -56,14 +56,14 @@ pub struct LiveArgs {
     pub immediate: bool,
 
     /// Cluster snapshot for identities and verdicts, instead of watching the cluster.
-    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "no_kube")]
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["no_kube", "kubeconfig", "context"])]
     pub cluster: Option<PathBuf>,
 
     #[command(flatten)]
     pub kube: KubeArgs,
 
     /// Run without the cluster: no identities, no verdicts.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["kubeconfig", "context"])]
     pub no_kube: bool,
 
     /// Show this namespace's flows (kubectl's -n); the filter can be changed with '/'.
@@ -252,11 +252,16 @@ pub struct RecordArgs {
 
     /// Record packets from this capture file instead of live interfaces (like tcpdump -r):
     /// turns any capture plus a snapshot into a self-contained recording.
-    #[arg(short = 'r', long = "read", value_name = "CAPTURE")]
+    #[arg(
+        short = 'r',
+        long = "read",
+        value_name = "CAPTURE",
+        conflicts_with_all = ["no_kube", "kubeconfig", "context"]
+    )]
     pub read: Option<PathBuf>,
 
     /// Cluster snapshot to embed ('kubectl get … -o yaml' output).
-    #[arg(long, value_name = "SNAPSHOT")]
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = ["kubeconfig", "context"])]
     pub cluster: Option<PathBuf>,
 
     /// Live: capture on this interface (repeatable; globs; 'any'). Default: the pod-facing interfaces.
@@ -272,7 +277,7 @@ pub struct RecordArgs {
     pub kube: KubeArgs,
 
     /// Live: record without the cluster view.
-    #[arg(long, conflicts_with = "cluster")]
+    #[arg(long, conflicts_with_all = ["cluster", "kubeconfig", "context"])]
     pub no_kube: bool,
 
     /// Bytes kept of each packet (default: all of it).

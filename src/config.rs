@@ -389,6 +389,19 @@ mod tests {
         assert_eq!(refused(&["netwatch", "record", "-w", "x.pcapng", "--duration", "10m"]), None);
     }
 
+    /// Alternatives that exclude each other are refused, not one of them silently ignored.
+    #[test]
+    fn exclusive_cluster_sources_are_refused_together() {
+        for args in [
+            &["netwatch", "--cluster", "c.yaml", "--context", "prod"][..],
+            &["netwatch", "--no-kube", "--kubeconfig", "k"],
+            &["netwatch", "record", "-w", "x.pcapng", "--cluster", "c.yaml", "--context", "prod"],
+            &["netwatch", "record", "-w", "x.pcapng", "--read", "c.pcap", "--no-kube"],
+        ] {
+            assert!(crate::cli::Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+    }
+
     #[test]
     fn zero_durations_and_a_snap_length_past_libpcaps_are_refused() {
         let refused = |args: &[&str]| {
