@@ -186,6 +186,60 @@ impl SkipReason {
 
 /// Decodes one frame of the given framing.
 pub fn decode(linktype: Option<LinkType>, frame: &[u8]) -> Result<Packet<'_>, SkipReason> {
+    let packet = decode_link(linktype, frame)?;
+    // A pod's packet to another node, as the uplink carries it in the overlay (flannel and
+    // Calico VXLAN, Geneve, IP-in-IP), is that pod's packet: decoded as its tunnel it would
+    // count a second time, as node-to-node traffic. One level deep; a damaged inner packet
+    // leaves the tunnel packet as it was.
+    let inner = match tunnelled(&packet) {
+        Some(Tunnelled::Ethernet(inner)) => decode_ethernet(inner),
+        Some(Tunnelled::Ip(inner)) => decode_raw_ip(inner),
+        None => return Ok(packet),
+    };
+    Ok(inner.unwrap_or(packet))
+}
+
+/// What a tunnel packet carries.
+enum Tunnelled<'a> {
+    Ethernet(&'a [u8]),
+    Ip(&'a [u8]),
+}
+
+/// VXLAN's IANA port and the one Linux (and flannel) used before it.
+const VXLAN_PORTS: [u16; 2] = [4789, 8472];
+const GENEVE_PORT: u16 = 6081;
+const TRANSPARENT_ETHERNET: u16 = 0x6558;
+
+/// The packet inside a tunnel packet, whole (not a fragment of one).
+fn tunnelled<'a>(packet: &Packet<'a>) -> Option<Tunnelled<'a>> {
+    if packet.fragment != Fragment::None {
+        return None;
+    }
+    let payload = packet.payload;
+    match packet.protocol {
+        // VXLAN: 8 bytes, the I flag set, then an Ethernet frame.
+        Protocol::Udp if VXLAN_PORTS.contains(&packet.dst_port) => (payload.first()? & 0x08 != 0)
+            .then(|| Tunnelled::Ethernet(&payload[8.min(payload.len())..])),
+        // Geneve: version 0, 8 bytes plus options, then what its protocol type says.
+        Protocol::Udp if packet.dst_port == GENEVE_PORT => {
+            let header = payload.get(..8)?;
+            if header[0] >> 6 != 0 {
+                return None;
+            }
+            let inner = payload.get(8 + usize::from(header[0] & 0x3f) * 4..)?;
+            match u16::from_be_bytes([header[2], header[3]]) {
+                TRANSPARENT_ETHERNET => Some(Tunnelled::Ethernet(inner)),
+                0x0800 | 0x86dd => Some(Tunnelled::Ip(inner)),
+                _ => None,
+            }
+        }
+        // IPv4-in-IP (Calico's IPIP mode) and IPv6-in-IP.
+        Protocol::Other(4 | 41) => Some(Tunnelled::Ip(payload)),
+        _ => None,
+    }
+}
+
+fn decode_link(linktype: Option<LinkType>, frame: &[u8]) -> Result<Packet<'_>, SkipReason> {
     match linktype {
         Some(LinkType::Ethernet) => decode_ethernet(frame),
         Some(LinkType::LinuxSll) => {

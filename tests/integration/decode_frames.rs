@@ -236,3 +236,57 @@ fn an_icmp_error_belongs_to_the_flow_it_quotes() {
         assert_eq!(records[0].src.port, Some(40000));
     }
 }
+
+/// A pod's packet to another node as the uplink carries it in the overlay (VXLAN on flannel's
+/// 8472 or 4789, Geneve, IP-in-IP) decodes as the pod's packet: with count-once, the tunnelled
+/// copy is a copy, not node-to-node traffic counted again.
+#[test]
+fn overlay_tunnels_decode_as_the_packet_they_carry() {
+    let pod_a = sock("10.244.1.10:40000");
+    let pod_b = sock("10.244.2.20:8080");
+    let inner = synth::udp(pod_a, pod_b, b"hello");
+    let (node_1, node_2) = (sock("10.0.0.11:51000"), sock("10.0.0.12:8472"));
+    let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+    vxlan.extend_from_slice(&inner);
+    let mut geneve = vec![0x00, 0x00, 0x65, 0x58, 0, 0, 1, 0];
+    geneve.extend_from_slice(&inner);
+    let mut ipip = inner[..14].to_vec();
+    let inner_ip = &inner[14..];
+    let total = u16::try_from(20 + inner_ip.len()).unwrap().to_be_bytes();
+    ipip.extend_from_slice(&[0x45, 0, total[0], total[1], 0, 1, 0x40, 0, 63, 4, 0, 0]);
+    ipip.extend_from_slice(&[10, 0, 0, 11, 10, 0, 0, 12]);
+    ipip.extend_from_slice(inner_ip);
+    let frames = [
+        synth::udp(node_1, node_2, &vxlan),
+        synth::udp(node_1, sock("10.0.0.12:4789"), &vxlan),
+        synth::udp(node_1, sock("10.0.0.12:6081"), &geneve),
+        ipip,
+    ];
+    for tunnelled in &frames {
+        let packet = decode(Some(LinkType::Ethernet), tunnelled).unwrap();
+        assert_eq!((packet.src, packet.dst), (pod_a.ip(), pod_b.ip()));
+        assert_eq!(
+            (packet.protocol, packet.src_port, packet.dst_port),
+            (Protocol::Udp, 40000, 8080)
+        );
+        assert_eq!(packet.payload, b"hello");
+    }
+    let mut engine = netwatch::engine::Engine::new(netwatch::flow::TableLimits::default());
+    engine.set_interfaces(vec!["veth-a".into(), "eth0".into()]);
+    engine.count_once_across_interfaces();
+    let at = |ms: u64| netwatch::time::Timestamp(1_800_000_000_000_000_000 + ms * 1_000_000);
+    for (interface, (ms, frame)) in [(0, (0, &inner)), (1, (1, &frames[0]))] {
+        let frame = netwatch::capture::Frame {
+            ts: at(ms),
+            interface,
+            linktype: Some(LinkType::Ethernet),
+            data: frame,
+            wire_len: u32::try_from(frame.len()).unwrap(),
+        };
+        engine.ingest(&frame);
+    }
+    let records = engine.live_records(at(10));
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].packets.tx, 1, "the tunnelled copy counted once");
+    assert_eq!(records[0].interfaces, ["veth-a", "eth0"]);
+}
