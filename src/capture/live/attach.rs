@@ -11,7 +11,7 @@ use pcap::{Active, Capture, Linktype, Precision};
 
 use super::budget::BUFFER_FLOOR;
 use super::supervisor::{Supervisor, stats_for};
-use super::worker::Reader;
+use super::worker::{AnyIndexes, Reader};
 use super::{
     CaptureEvent, InterfaceStats, LiveConfig, LiveError, interfaces, is_permission_error,
     open_error,
@@ -85,8 +85,8 @@ impl Supervisor {
                         .into(),
                 ));
             }
-            let (detach, breaker, thread) =
-                self.spawn_reader(capture, 0, linktype, names_interfaces)?;
+            let any = names_interfaces.then(|| self.any_indexes.clone());
+            let (detach, breaker, thread) = self.spawn_reader(capture, 0, linktype, any)?;
             self.attached.insert(
                 0,
                 Attachment {
@@ -135,7 +135,7 @@ impl Supervisor {
         mut capture: Capture<Active>,
         index: u16,
         linktype: Option<LinkType>,
-        any: bool,
+        any: Option<AnyIndexes>,
     ) -> Result<(Arc<AtomicBool>, pcap::BreakLoop, JoinHandle<()>), LiveError> {
         let breaker = capture.breakloop_handle();
         let detach = Arc::new(AtomicBool::new(false));
@@ -166,7 +166,7 @@ impl Supervisor {
     ) -> Result<(), LiveError> {
         let linktype = LinkType::from_linktype(capture.get_datalink().0);
         let (detach, breaker, thread) =
-            self.spawn_reader(capture, index, linktype, false).inspect_err(|_| {
+            self.spawn_reader(capture, index, linktype, None).inspect_err(|_| {
                 self.budget.release(buffer);
             })?;
         self.attached.insert(
@@ -279,7 +279,7 @@ impl Supervisor {
             self.any_members.keys().filter(|i| !present.contains_key(i)).copied().collect();
         for ifindex in gone {
             if let Some(name) = self.any_members.remove(&ifindex) {
-                let index = u16::try_from(ifindex & 0xffff).unwrap_or(0);
+                let index = self.any_indexes.index_of(ifindex);
                 self.queued.push(CaptureEvent::Detached { index, name });
             }
         }
@@ -288,7 +288,7 @@ impl Supervisor {
                 self.any_members.entry(ifindex)
             {
                 entry.insert(info.name.clone());
-                let index = u16::try_from(ifindex & 0xffff).unwrap_or(0);
+                let index = self.any_indexes.index_of(ifindex);
                 self.queued.push(CaptureEvent::Attached { index, interface: info.clone() });
             }
         }

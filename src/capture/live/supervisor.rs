@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::attach::{Attachment, still_up};
 use super::budget::BufferBudget;
 use super::pool::FramePool;
-use super::worker::{BATCH_FRAMES, Internal};
+use super::worker::{AnyIndexes, BATCH_FRAMES, Internal};
 use super::{CaptureEvent, EventSink, InterfaceStats, LiveConfig};
 use crate::capture::DecodedFrame;
 use crate::capture::interfaces::LinkCache;
@@ -39,6 +39,8 @@ pub(super) struct Supervisor {
     pub(super) failed: HashSet<(String, u32)>,
     /// With `-i any`: interfaces announced, by kernel index.
     pub(super) any_members: BTreeMap<u32, String>,
+    /// With `-i any`: the frame index of each kernel index, shared with the capture thread.
+    pub(super) any_indexes: AnyIndexes,
     /// Frames not yet released, per interface, each queue in timestamp order (as its capture
     /// thread delivers them): releasing merges the queues' fronts, so a frame is moved once on
     /// its way out rather than copied and re-sorted on every tick it waits.
@@ -79,6 +81,7 @@ impl Supervisor {
             next_slot: 0,
             failed: HashSet::new(),
             any_members: BTreeMap::new(),
+            any_indexes: AnyIndexes::default(),
             held: HeldFrames::default(),
             queued: Vec::new(),
             receiver_gone: false,

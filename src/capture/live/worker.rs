@@ -2,9 +2,9 @@
 //! frame where it was captured and sends batches and libpcap's counters to the supervisor. It
 //! must not decide anything about interfaces: the supervisor attaches and detaches them.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pcap::{Active, Capture};
@@ -41,8 +41,9 @@ pub(super) enum Internal {
 pub(super) struct Reader {
     pub(super) index: u16,
     pub(super) linktype: Option<LinkType>,
-    /// Frames of the `any` device carry their interface in the cooked header.
-    pub(super) any: bool,
+    /// Frames of the `any` device carry their interface (kernel index) in the cooked header:
+    /// mapped to frame indexes through the table the supervisor announces them from.
+    pub(super) any: Option<AnyIndexes>,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) detach: Arc<AtomicBool>,
     pub(super) out: SyncSender<Internal>,
@@ -58,6 +59,9 @@ impl Reader {
         let mut batch: Vec<DecodedFrame> = self.batches.take();
         let mut hung_up = false;
         let mut next_stats = Instant::now() + self.stats_interval;
+        // This thread's copy of the `any` table: the shared one is locked only for a kernel
+        // index seen for the first time.
+        let mut known: rustc_hash::FxHashMap<u32, u16> = rustc_hash::FxHashMap::default();
         let error = loop {
             if self.stop.load(Ordering::Relaxed) || self.detach.load(Ordering::Relaxed) {
                 break None;
@@ -73,7 +77,12 @@ impl Reader {
                 let secs = u64::try_from(packet.header.ts.tv_sec).unwrap_or(0);
                 let nanos = u64::try_from(packet.header.ts.tv_usec).unwrap_or(0);
                 let ts = Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
-                let interface = if self.any { any_interface(packet.data) } else { self.index };
+                let interface = match &self.any {
+                    Some(indexes) => sll2_ifindex(packet.data).map_or(0, |ifindex| {
+                        *known.entry(ifindex).or_insert_with(|| indexes.index_of(ifindex))
+                    }),
+                    None => self.index,
+                };
                 let frame = Frame {
                     ts,
                     interface,
@@ -131,21 +140,38 @@ impl Reader {
     }
 }
 
-/// The interface index in a Linux cooked v2 header (bytes 4..8), as a frame's interface: with
-/// `-i any` announced interfaces use their kernel index (truncated to 16 bits).
-fn any_interface(data: &[u8]) -> u16 {
-    sll2_ifindex(data).map_or(0, |ifindex| u16::try_from(ifindex & 0xffff).unwrap_or(0))
+/// With `-i any`: a frame index for each kernel interface index, given in the order they are
+/// met (by the capture thread or by the supervisor announcing the interface, whichever is
+/// first), from 1 (0 is the `any` device itself). Kernel indexes grow without bound on a node
+/// where pods come and go: cut to 16 bits, 65538 would be taken for 2.
+#[derive(Debug, Clone, Default)]
+pub(super) struct AnyIndexes(Arc<Mutex<rustc_hash::FxHashMap<u32, u16>>>);
+
+impl AnyIndexes {
+    pub(super) fn index_of(&self, ifindex: u32) -> u16 {
+        let mut table = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = table.len() + 1;
+        // Past the last free index (u16::MAX counts the interfaces gone): the `any` device.
+        *table
+            .entry(ifindex)
+            .or_insert_with(|| u16::try_from(next).ok().filter(|i| *i < u16::MAX).unwrap_or(0))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Kernel indexes become frame indexes in the order they are met, the same for every
+    /// asker; indexes past 16 bits do not wrap onto others.
     #[test]
-    fn frames_of_the_any_device_name_their_interface() {
-        let mut header = [0u8; 20];
-        header[4..8].copy_from_slice(&7u32.to_be_bytes());
-        assert_eq!(any_interface(&header), 7);
-        assert_eq!(any_interface(&[0, 1]), 0);
+    fn kernel_interface_indexes_get_distinct_frame_indexes() {
+        let indexes = AnyIndexes::default();
+        let other = indexes.clone();
+        assert_eq!(indexes.index_of(7), 1);
+        assert_eq!(other.index_of(65_543), 2, "not 7's");
+        assert_eq!(other.index_of(7), 1);
+        assert_eq!(indexes.index_of(2), 3);
+        assert_eq!(indexes.index_of(65_538), 4, "not 2's");
     }
 }
