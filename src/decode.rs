@@ -185,18 +185,41 @@ impl SkipReason {
 }
 
 /// Decodes one frame of the given framing.
+#[inline]
 pub fn decode(linktype: Option<LinkType>, frame: &[u8]) -> Result<Packet<'_>, SkipReason> {
-    let packet = decode_link(linktype, frame)?;
+    let decoded = decode_link(linktype, frame);
     // A pod's packet to another node, as the uplink carries it in the overlay (flannel and
     // Calico VXLAN, Geneve, IP-in-IP), is that pod's packet: decoded as its tunnel it would
     // count a second time, as node-to-node traffic. One level deep; a damaged inner packet
-    // leaves the tunnel packet as it was.
-    let inner = match tunnelled(&packet) {
-        Some(Tunnelled::Ethernet(inner)) => decode_ethernet(inner),
-        Some(Tunnelled::Ip(inner)) => decode_raw_ip(inner),
-        None => return Ok(packet),
-    };
-    Ok(inner.unwrap_or(packet))
+    // leaves the tunnel packet as it was. (The usual packet, no tunnel, is returned as it
+    // came, not moved again: this runs for every packet.)
+    if let Ok(packet) = &decoded
+        && may_be_tunnel(packet)
+        && let Some(inner) = decode_tunnelled(packet)
+    {
+        return Ok(inner);
+    }
+    decoded
+}
+
+/// The packet a tunnel packet carries, when it carries one that decodes.
+#[cold]
+#[inline(never)]
+fn decode_tunnelled<'a>(packet: &Packet<'a>) -> Option<Packet<'a>> {
+    match tunnelled(packet)? {
+        Tunnelled::Ethernet(inner) => decode_ethernet(inner).ok(),
+        Tunnelled::Ip(inner) => decode_raw_ip(inner).ok(),
+    }
+}
+
+/// The cheap test before [`tunnelled`]: a tunnel's protocol and port.
+#[inline]
+fn may_be_tunnel(packet: &Packet<'_>) -> bool {
+    match packet.protocol {
+        Protocol::Udp => matches!(packet.dst_port, VXLAN_PORT | VXLAN_LINUX_PORT | GENEVE_PORT),
+        Protocol::Other(number) => number == 4 || number == 41,
+        _ => false,
+    }
 }
 
 /// What a tunnel packet carries.
@@ -205,8 +228,9 @@ enum Tunnelled<'a> {
     Ip(&'a [u8]),
 }
 
-/// VXLAN's IANA port and the one Linux (and flannel) used before it.
-const VXLAN_PORTS: [u16; 2] = [4789, 8472];
+/// VXLAN's IANA port, and the one Linux (and flannel) used before it.
+const VXLAN_PORT: u16 = 4789;
+const VXLAN_LINUX_PORT: u16 = 8472;
 const GENEVE_PORT: u16 = 6081;
 const TRANSPARENT_ETHERNET: u16 = 0x6558;
 
@@ -218,8 +242,10 @@ fn tunnelled<'a>(packet: &Packet<'a>) -> Option<Tunnelled<'a>> {
     let payload = packet.payload;
     match packet.protocol {
         // VXLAN: 8 bytes, the I flag set, then an Ethernet frame.
-        Protocol::Udp if VXLAN_PORTS.contains(&packet.dst_port) => (payload.first()? & 0x08 != 0)
-            .then(|| Tunnelled::Ethernet(&payload[8.min(payload.len())..])),
+        Protocol::Udp if matches!(packet.dst_port, VXLAN_PORT | VXLAN_LINUX_PORT) => {
+            (payload.first()? & 0x08 != 0)
+                .then(|| Tunnelled::Ethernet(&payload[8.min(payload.len())..]))
+        }
         // Geneve: version 0, 8 bytes plus options, then what its protocol type says.
         Protocol::Udp if packet.dst_port == GENEVE_PORT => {
             let header = payload.get(..8)?;
@@ -486,9 +512,11 @@ fn finish<'a>(
                 (packet.src_port, packet.dst_port) = (id, id);
                 packet.role =
                     if kind == IcmpTypes::EchoRequest { Role::Initiator } else { Role::Responder };
-            } else if [3, 11, 12].contains(&kind.0) {
+            } else if [3, 11, 12].contains(&kind.0)
+                && let Some(quoted) = quoted_by_error(l4)
+            {
                 // Destination unreachable, time exceeded, parameter problem.
-                about_quoted_flow(&mut packet, l4);
+                packet = quoted.answer(packet);
             }
         }
         Protocol::Icmpv6 => {
@@ -502,9 +530,11 @@ fn finish<'a>(
                 } else {
                     Role::Responder
                 };
-            } else if (1..=4).contains(&kind.0) {
+            } else if (1..=4).contains(&kind.0)
+                && let Some(quoted) = quoted_by_error(l4)
+            {
                 // Destination unreachable, packet too big, time exceeded, parameter problem.
-                about_quoted_flow(&mut packet, l4);
+                packet = quoted.answer(packet);
             }
         }
         Protocol::Other(_) => packet.payload = l4,
@@ -512,20 +542,42 @@ fn finish<'a>(
     Ok(packet)
 }
 
-/// An ICMP error is part of the flow whose packet it quotes (conntrack calls it related, and
-/// every CNI lets it through with that flow): it becomes a packet of that flow, back towards
-/// the quoted packet's sender, so a port-unreachable answering a UDP probe is the probe's
-/// reply, not an ICMP "flow" judged on its own. Quoting anything else, it stays ICMP.
-fn about_quoted_flow(packet: &mut Packet<'_>, l4: &[u8]) {
-    let Some((src, dst, protocol, src_port, dst_port)) = l4.get(8..).and_then(quoted_flow) else {
-        return;
-    };
-    // Whoever sent the error (the destination, or a router on the way) answers the sender.
-    (packet.src, packet.dst) = (dst, src);
-    (packet.src_port, packet.dst_port) = (dst_port, src_port);
-    packet.protocol = protocol;
-    packet.role = Role::Responder;
-    packet.payload = &[];
+/// The flow an ICMP error is about. An ICMP error is part of the flow whose packet it quotes
+/// (conntrack calls it related, and every CNI lets it through with that flow): it becomes a
+/// packet of that flow, back towards the quoted packet's sender, so a port-unreachable
+/// answering a UDP probe is the probe's reply, not an ICMP "flow" judged on its own. Quoting
+/// anything else, it stays ICMP.
+struct Quoted {
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: Protocol,
+    src_port: u16,
+    dst_port: u16,
+}
+
+impl Quoted {
+    /// The error as a packet of the quoted flow: whoever sent it (the destination, or a router
+    /// on the way) answers the quoted packet's sender.
+    fn answer(self, packet: Packet<'_>) -> Packet<'_> {
+        Packet {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            protocol: self.protocol,
+            role: Role::Responder,
+            payload: &[],
+            ..packet
+        }
+    }
+}
+
+/// What an ICMP error message (after its 8-byte header) quotes.
+#[cold]
+#[inline(never)]
+fn quoted_by_error(l4: &[u8]) -> Option<Quoted> {
+    let (src, dst, protocol, src_port, dst_port) = quoted_flow(l4.get(8..)?)?;
+    Some(Quoted { src, dst, protocol, src_port, dst_port })
 }
 
 /// The addresses, transport protocol and ports of the packet an ICMP error quotes, when it
