@@ -185,87 +185,7 @@ impl SkipReason {
 }
 
 /// Decodes one frame of the given framing.
-#[inline]
 pub fn decode(linktype: Option<LinkType>, frame: &[u8]) -> Result<Packet<'_>, SkipReason> {
-    let decoded = decode_link(linktype, frame);
-    // A pod's packet to another node, as the uplink carries it in the overlay (flannel and
-    // Calico VXLAN, Geneve, IP-in-IP), is that pod's packet: decoded as its tunnel it would
-    // count a second time, as node-to-node traffic. One level deep; a damaged inner packet
-    // leaves the tunnel packet as it was. (The usual packet, no tunnel, is returned as it
-    // came, not moved again: this runs for every packet.)
-    if let Ok(packet) = &decoded
-        && may_be_tunnel(packet)
-        && let Some(inner) = decode_tunnelled(packet)
-    {
-        return Ok(inner);
-    }
-    decoded
-}
-
-/// The packet a tunnel packet carries, when it carries one that decodes.
-#[cold]
-#[inline(never)]
-fn decode_tunnelled<'a>(packet: &Packet<'a>) -> Option<Packet<'a>> {
-    match tunnelled(packet)? {
-        Tunnelled::Ethernet(inner) => decode_ethernet(inner).ok(),
-        Tunnelled::Ip(inner) => decode_raw_ip(inner).ok(),
-    }
-}
-
-/// The cheap test before [`tunnelled`]: a tunnel's protocol and port.
-#[inline]
-fn may_be_tunnel(packet: &Packet<'_>) -> bool {
-    match packet.protocol {
-        Protocol::Udp => matches!(packet.dst_port, VXLAN_PORT | VXLAN_LINUX_PORT | GENEVE_PORT),
-        Protocol::Other(number) => number == 4 || number == 41,
-        _ => false,
-    }
-}
-
-/// What a tunnel packet carries.
-enum Tunnelled<'a> {
-    Ethernet(&'a [u8]),
-    Ip(&'a [u8]),
-}
-
-/// VXLAN's IANA port, and the one Linux (and flannel) used before it.
-const VXLAN_PORT: u16 = 4789;
-const VXLAN_LINUX_PORT: u16 = 8472;
-const GENEVE_PORT: u16 = 6081;
-const TRANSPARENT_ETHERNET: u16 = 0x6558;
-
-/// The packet inside a tunnel packet, whole (not a fragment of one).
-fn tunnelled<'a>(packet: &Packet<'a>) -> Option<Tunnelled<'a>> {
-    if packet.fragment != Fragment::None {
-        return None;
-    }
-    let payload = packet.payload;
-    match packet.protocol {
-        // VXLAN: 8 bytes, the I flag set, then an Ethernet frame.
-        Protocol::Udp if matches!(packet.dst_port, VXLAN_PORT | VXLAN_LINUX_PORT) => {
-            (payload.first()? & 0x08 != 0)
-                .then(|| Tunnelled::Ethernet(&payload[8.min(payload.len())..]))
-        }
-        // Geneve: version 0, 8 bytes plus options, then what its protocol type says.
-        Protocol::Udp if packet.dst_port == GENEVE_PORT => {
-            let header = payload.get(..8)?;
-            if header[0] >> 6 != 0 {
-                return None;
-            }
-            let inner = payload.get(8 + usize::from(header[0] & 0x3f) * 4..)?;
-            match u16::from_be_bytes([header[2], header[3]]) {
-                TRANSPARENT_ETHERNET => Some(Tunnelled::Ethernet(inner)),
-                0x0800 | 0x86dd => Some(Tunnelled::Ip(inner)),
-                _ => None,
-            }
-        }
-        // IPv4-in-IP (Calico's IPIP mode) and IPv6-in-IP.
-        Protocol::Other(4 | 41) => Some(Tunnelled::Ip(payload)),
-        _ => None,
-    }
-}
-
-fn decode_link(linktype: Option<LinkType>, frame: &[u8]) -> Result<Packet<'_>, SkipReason> {
     match linktype {
         Some(LinkType::Ethernet) => decode_ethernet(frame),
         Some(LinkType::LinuxSll) => {
@@ -512,11 +432,6 @@ fn finish<'a>(
                 (packet.src_port, packet.dst_port) = (id, id);
                 packet.role =
                     if kind == IcmpTypes::EchoRequest { Role::Initiator } else { Role::Responder };
-            } else if [3, 11, 12].contains(&kind.0)
-                && let Some(quoted) = quoted_by_error(l4)
-            {
-                // Destination unreachable, time exceeded, parameter problem.
-                packet = quoted.answer(packet);
             }
         }
         Protocol::Icmpv6 => {
@@ -530,91 +445,11 @@ fn finish<'a>(
                 } else {
                     Role::Responder
                 };
-            } else if (1..=4).contains(&kind.0)
-                && let Some(quoted) = quoted_by_error(l4)
-            {
-                // Destination unreachable, packet too big, time exceeded, parameter problem.
-                packet = quoted.answer(packet);
             }
         }
         Protocol::Other(_) => packet.payload = l4,
     }
     Ok(packet)
-}
-
-/// The flow an ICMP error is about. An ICMP error is part of the flow whose packet it quotes
-/// (conntrack calls it related, and every CNI lets it through with that flow): it becomes a
-/// packet of that flow, back towards the quoted packet's sender, so a port-unreachable
-/// answering a UDP probe is the probe's reply, not an ICMP "flow" judged on its own. Quoting
-/// anything else, it stays ICMP.
-struct Quoted {
-    src: IpAddr,
-    dst: IpAddr,
-    protocol: Protocol,
-    src_port: u16,
-    dst_port: u16,
-}
-
-impl Quoted {
-    /// The error as a packet of the quoted flow: whoever sent it (the destination, or a router
-    /// on the way) answers the quoted packet's sender.
-    fn answer(self, packet: Packet<'_>) -> Packet<'_> {
-        Packet {
-            src: self.dst,
-            dst: self.src,
-            src_port: self.dst_port,
-            dst_port: self.src_port,
-            protocol: self.protocol,
-            role: Role::Responder,
-            payload: &[],
-            ..packet
-        }
-    }
-}
-
-/// What an ICMP error message (after its 8-byte header) quotes.
-#[cold]
-#[inline(never)]
-fn quoted_by_error(l4: &[u8]) -> Option<Quoted> {
-    let (src, dst, protocol, src_port, dst_port) = quoted_flow(l4.get(8..)?)?;
-    Some(Quoted { src, dst, protocol, src_port, dst_port })
-}
-
-/// The addresses, transport protocol and ports of the packet an ICMP error quotes, when it
-/// quotes the start of a TCP, UDP or SCTP packet (a first or only fragment).
-fn quoted_flow(quote: &[u8]) -> Option<(IpAddr, IpAddr, Protocol, u16, u16)> {
-    let (src, dst, number, transport) = match quote.first()? >> 4 {
-        4 => {
-            let header_len = usize::from(quote[0] & 0x0f) * 4;
-            let header = quote.get(..header_len).filter(|_| header_len >= 20)?;
-            let offset = u16::from_be_bytes([header[6], header[7]]) & 0x1fff;
-            if offset != 0 {
-                return None;
-            }
-            let src: [u8; 4] = header[12..16].try_into().ok()?;
-            let dst: [u8; 4] = header[16..20].try_into().ok()?;
-            (IpAddr::from(src), IpAddr::from(dst), header[9], quote.get(header_len..)?)
-        }
-        6 => {
-            let header = quote.get(..40)?;
-            let src: [u8; 16] = header[8..24].try_into().ok()?;
-            let dst: [u8; 16] = header[24..40].try_into().ok()?;
-            (IpAddr::from(src), IpAddr::from(dst), header[6], quote.get(40..)?)
-        }
-        _ => return None,
-    };
-    let protocol = Protocol::from_ip_number(number);
-    if !matches!(protocol, Protocol::Tcp | Protocol::Udp | Protocol::Sctp) {
-        return None;
-    }
-    let ports = transport.get(..4)?;
-    Some((
-        src,
-        dst,
-        protocol,
-        u16::from_be_bytes([ports[0], ports[1]]),
-        u16::from_be_bytes([ports[2], ports[3]]),
-    ))
 }
 
 /// The identifier of an ICMP/ICMPv6 echo message (bytes 4..6 after type, code, checksum).

@@ -24,9 +24,7 @@ pub use app::{
     tls_client_finished, tls_client_hello, tls_server_hello,
 };
 pub use bench::bench_capture;
-pub use frame::{
-    arp_reply, arp_request, icmp_echo, icmp_port_unreachable, mac_for, sctp_init, tcp, udp,
-};
+pub use frame::{arp_reply, arp_request, icmp_echo, mac_for, sctp_init, tcp, udp};
 pub use pcap::{PcapWriter, write_pcap};
 pub use timeline::{Exchange, Timeline};
 pub use transform::{

@@ -293,35 +293,6 @@ pub fn icmp_echo(src: IpAddr, dst: IpAddr, id: u16, seq: u16, request: bool) -> 
     ip_frame(pair, protocol, len, fill).unwrap_or_default()
 }
 
-/// Ethernet + IP + ICMP destination unreachable (port unreachable; ICMPv6 for IPv6) from `src`
-/// to `dst`, quoting the IP header and first 8 bytes of `quoted` (an Ethernet frame `dst` sent).
-#[must_use]
-pub fn icmp_port_unreachable(src: IpAddr, dst: IpAddr, quoted: &[u8]) -> Vec<u8> {
-    let pair = Pair::new(src, dst);
-    let ip = quoted.get(ETHERNET_HEADER_LEN..).unwrap_or_default();
-    let header_len = match ip.first().map(|b| b >> 4) {
-        Some(4) => usize::from(ip[0] & 0x0f) * 4,
-        _ => 40,
-    };
-    let quote = ip.get(..header_len + 8).unwrap_or(ip);
-    let (protocol, kind, code) = match pair {
-        Pair::V4(..) => (IpNextHeaderProtocols::Icmp, 3, 3),
-        Pair::V6(..) => (IpNextHeaderProtocols::Icmpv6, 1, 4),
-    };
-    let fill = |seg: &mut [u8], pair: Pair| {
-        seg[0] = kind;
-        seg[1] = code;
-        seg[8..].copy_from_slice(quote);
-        let checksum = match pair {
-            Pair::V4(..) => icmp::checksum(&IcmpPacket::new(seg)?),
-            Pair::V6(s, d) => icmpv6::checksum(&Icmpv6Packet::new(seg)?, &s, &d),
-        };
-        seg[2..4].copy_from_slice(&checksum.to_be_bytes());
-        Some(())
-    };
-    ip_frame(pair, protocol, 8 + quote.len(), fill).unwrap_or_default()
-}
-
 /// A broadcast ARP request: who has `target`? Tell `sender`.
 #[must_use]
 pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
