@@ -216,12 +216,6 @@ impl Node {
     pub fn is_bridge_gateway(&self, ip: IpAddr) -> bool {
         self.pod_cidrs.iter().any(|cidr| cidr.hosts().next() == Some(ip))
     }
-
-    /// Whether `ip` is this node: one of its addresses or its pods' bridge gateway.
-    #[must_use]
-    pub fn has_address(&self, ip: IpAddr) -> bool {
-        self.addresses.iter().any(|address| address.ip == ip) || self.is_bridge_gateway(ip)
-    }
 }
 
 /// A NetworkPolicy: identity plus the spec, kept as the API defines it for the policy engine.

@@ -521,7 +521,7 @@ fn current_verdict(ctx: &mut RecordContext<'_>, connection: &Connection) -> Arc<
 /// labels). `None` with no cluster at all (nothing is a pod; verdicts are n/a anyway) and once
 /// both are listed.
 fn unlisted_for_verdicts(view: &ClusterView) -> Option<&'static str> {
-    if view.synced.is_empty() && view.is_empty() {
+    if view.is_empty() {
         return None;
     }
     match (

@@ -303,3 +303,24 @@ fn verdicts_wait_for_the_policies_and_namespaces_to_be_listed() {
     let verdict = &engine.live_records(now)[0].verdict;
     assert_eq!(verdict.egress.decision, crate::policy::Decision::Unrestricted, "{verdict:?}");
 }
+
+/// With no cluster but pinned policies (`replay x.pcap --policies p.yaml`), a flow between
+/// addresses nobody knows says so, not that the namespaces are not listed.
+#[test]
+fn without_a_cluster_the_verdict_says_the_ends_are_not_pods() {
+    let mut engine = Engine::new(TableLimits::default());
+    engine.apply(ClusterEvent::Reset(ResourceKind::NetworkPolicy, Vec::new()));
+    engine.apply(ClusterEvent::Synced(ResourceKind::NetworkPolicy));
+    let mut timeline = Timeline::new();
+    timeline.tcp_session(
+        addr("198.51.100.1:40000"),
+        addr("203.0.113.1:443"),
+        START,
+        b"a",
+        b"b",
+        false,
+    );
+    ingest(&mut engine, timeline);
+    let records = engine.live_records(Timestamp(START + SECOND_NANOS));
+    assert_eq!(records[0].verdict.egress.reason, "source is not a pod");
+}

@@ -292,3 +292,17 @@ fn every_case_in_the_table_gets_its_decisions_and_deciding_policies() {
     }
     assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// IPAM that ignores the node's podCIDR (Calico, Cilium cluster-pool) may give the address
+/// that would be the bridge gateway to a pod: then it is that pod, and policy applies.
+#[test]
+fn a_pod_given_the_gateway_address_is_a_pod_not_the_node() {
+    use crate::cluster::{ClusterEvent, Object};
+    let mut view = cluster_with(&[("shop", "default-deny-all", DENY_ALL)]);
+    let pod = super::fixtures::pod("other", "lucky", &["10.244.1.1"], &[("app", "lucky")], "n2");
+    view.apply(ClusterEvent::Upsert(Object::Pod(pod)));
+    view.reindex();
+    let (set, _) = PolicySet::compile(&view);
+    let verdict = set.evaluate(&view, &tcp("10.244.1.1", WEB_A, 8080));
+    assert_eq!(verdict.ingress.decision, Deny, "{}", verdict.ingress.reason);
+}

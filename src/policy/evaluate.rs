@@ -358,7 +358,14 @@ fn always_allowed(view: &ClusterView, side: &Side<'_>) -> Option<String> {
         ));
     }
     let node = view.nodes.get(subject.node.as_deref()?)?;
-    node.has_address(side.peer.ip).then(|| {
+    let ip = side.peer.ip;
+    // The gateway address is the node's only while no pod has it: IPAM that ignores the
+    // node's podCIDR (Calico, Cilium cluster-pool) may give it to a pod elsewhere.
+    let gateway = || {
+        node.is_bridge_gateway(ip)
+            && !view.owners(ip).iter().any(|owner| matches!(owner, IpOwner::Pod(_)))
+    };
+    (node.addresses.iter().any(|address| address.ip == ip) || gateway()).then(|| {
         format!(
             "traffic between {}/{} and its own node {} is always allowed",
             subject.namespace, subject.name, node.name

@@ -40,7 +40,7 @@ pub fn ip(text: &str) -> IpAddr {
     text.parse().expect("fixture IP")
 }
 
-fn pod(ns: &str, name: &str, ips: &[&str], pairs: &[(&str, &str)], node: &str) -> Pod {
+pub fn pod(ns: &str, name: &str, ips: &[&str], pairs: &[(&str, &str)], node: &str) -> Pod {
     Pod {
         namespace: ns.into(),
         name: name.into(),

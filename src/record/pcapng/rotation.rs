@@ -70,18 +70,19 @@ impl Rotation {
         base.with_file_name(name)
     }
 
-    /// The highest number of a file of this rotation already in `base`'s directory (a run
-    /// before this one: a restarted DaemonSet pod), or 0.
+    /// The numbers of this rotation's files already in `base`'s directory (left by a run
+    /// before this one: a restarted DaemonSet pod), lowest first. Only names this rotation
+    /// writes count: `{stem}-{five digits}{.ext}`.
     #[must_use]
-    pub fn last_existing(&self, base: &Path) -> u32 {
+    pub fn existing(&self, base: &Path) -> Vec<u32> {
         if !self.is_enabled() {
-            return 0;
+            return Vec::new();
         }
         let dir = match base.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
-        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
         let stem = base.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
         let extension = base.extension().map(|e| format!(".{}", e.to_string_lossy()));
         entries
@@ -93,12 +94,13 @@ impl Rotation {
                     Some(extension) => rest.strip_suffix(extension.as_str())?,
                     None => rest,
                 };
-                (number.len() >= 5 && number.bytes().all(|b| b.is_ascii_digit()))
+                (number.len() == 5 && number.bytes().all(|b| b.is_ascii_digit()))
                     .then(|| number.parse::<u32>().ok())
                     .flatten()
             })
-            .max()
-            .unwrap_or(0)
+            .collect::<std::collections::BTreeSet<u32>>()
+            .into_iter()
+            .collect()
     }
 
     /// The file to remove once file `index` has started, keeping the newest `keep_files`.
@@ -245,8 +247,15 @@ impl Recorder {
             view.apply(event.clone());
         }
         // Numbered files continue after those of an earlier run (a restart must not overwrite
-        // them); the ring then keeps the newest `--keep` of them all.
-        let file_index = plan.rotation.last_existing(base).saturating_add(1);
+        // them), and the ring keeps the newest `--keep` of them all: what it would have removed
+        // goes now, so restarts (even before a first rotation) never grow it.
+        let earlier = plan.rotation.existing(base);
+        let file_index = earlier.last().map_or(1, |last| last + 1);
+        if let Some(oldest_kept) = plan.rotation.expired(file_index) {
+            for old in earlier.iter().filter(|n| **n <= oldest_kept) {
+                remove_ring_file(&plan.rotation.file_path(base, *old))?;
+            }
+        }
         let path = plan.rotation.file_path(base, file_index);
         let writer =
             PcapngWriter::create_with(&path, interfaces, cluster_events, now, plan.writer)?;
@@ -373,15 +382,20 @@ impl Recorder {
             // This run's file, or an earlier run's that the ring now reaches.
             let old = self.plan.rotation.file_path(&self.base, expired);
             self.files.retain(|f| *f != old);
-            match std::fs::remove_file(&old) {
-                // Already gone (deleted by hand to make room): what --keep wanted.
-                Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(RecordError::Remove { path: old.display().to_string(), source });
-                }
-                _ => {}
-            }
+            remove_ring_file(&old)?;
         }
         Ok(())
+    }
+}
+
+/// Removes a file the ring no longer keeps; one already gone (deleted by hand to make room) is
+/// what the ring wanted.
+fn remove_ring_file(path: &Path) -> Result<(), RecordError> {
+    match std::fs::remove_file(path) {
+        Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+            Err(RecordError::Remove { path: path.display().to_string(), source })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -491,16 +505,26 @@ mod tests {
             }
             recorder.finish().unwrap().files
         };
+        let left = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        // Not this rotation's: a dated archive beside it is neither adopted nor removed.
+        std::fs::write(dir.path().join("node-20250101.pcapng"), b"archive").unwrap();
         let first = run(2);
         assert_eq!(first.last(), Some(&plan.rotation.file_path(&base, 2)));
         let second = run(2);
         assert_eq!(second.first(), Some(&plan.rotation.file_path(&base, 3)), "{second:?}");
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["node-00002.pcapng", "node-00003.pcapng", "node-00004.pcapng"]);
+        let kept = ["node-00002.pcapng", "node-00003.pcapng", "node-00004.pcapng"];
+        assert_eq!(left(), [&kept[..], &["node-20250101.pcapng"]].concat());
+        // A run that ends before its first rotation (a crash loop) still keeps the ring.
+        run(0);
+        let kept = ["node-00003.pcapng", "node-00004.pcapng", "node-00005.pcapng"];
+        assert_eq!(left(), [&kept[..], &["node-20250101.pcapng"]].concat());
     }
 
     /// A ring whose oldest file was deleted by hand (to make room) goes on recording.
