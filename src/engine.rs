@@ -259,7 +259,8 @@ impl Engine {
         now: Timestamp,
         emit: impl FnMut(FlowRecord) -> Result<(), E>,
     ) -> Result<bool, E> {
-        if self.next_sweep.is_some_and(|at| now < at) {
+        // Not yet due, unless the clock stepped back (then it sweeps, and the table follows).
+        if self.next_sweep.is_some_and(|at| now < at && at.since(now) <= SWEEP_INTERVAL) {
             return Ok(false);
         }
         self.next_sweep = Some(now.saturating_add(SWEEP_INTERVAL));

@@ -153,6 +153,8 @@ fn advance_if_due_sweeps_once_per_interval_of_packet_time() {
     assert_eq!(engine.advance_if_due(at(1_500), ok), Ok(false));
     assert_eq!(engine.advance_if_due(at(5_000), ok), Ok(true), "a gap: one sweep, not four");
     assert_eq!(engine.advance_if_due(at(5_999), ok), Ok(false));
+    assert_eq!(engine.advance_if_due(at(0), ok), Ok(true), "the clock stepped back: sweep now");
+    assert_eq!(engine.advance_if_due(at(500), ok), Ok(false));
 }
 
 /// Counted once across interfaces: a DNAT'd copy at the backend's veth names the Service's

@@ -60,6 +60,9 @@ struct FragmentKey {
     id: u32,
 }
 
+/// How far time must go back to count as the clock stepping back, not a late packet (1 s).
+const CLOCK_STEP_NANOS: u64 = 1_000_000_000;
+
 /// Fragments of one datagram arrive within this long of each other, or not at all.
 const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -105,6 +108,9 @@ pub struct FlowTable {
     ended: Vec<(Flow, EndReason)>,
     /// The flows a sweep found idle, kept between sweeps for its room.
     expiring: Vec<(Timestamp, u64, FlowKey)>,
+    /// The latest time seen (packets and sweeps): a time well before it is the clock stepping
+    /// back.
+    latest: Timestamp,
     pub evicted_total: u64,
     pub expired_total: u64,
 }
@@ -187,6 +193,7 @@ impl FlowTable {
         interface: u16,
         now: Timestamp,
     ) -> Option<(&mut Flow, Ingested)> {
+        self.note_time(now);
         let src = SocketEnd { ip: packet.src, port: packet.src_port };
         let dst = SocketEnd { ip: packet.dst, port: packet.dst_port };
         let key = match packet.fragment {
@@ -356,7 +363,29 @@ impl FlowTable {
     }
 
     /// Ends flows idle past their timeout at `now`, and forgets stale fragment entries.
+    /// Follows the clock: when it steps back (NTP on a live node) by more than a second, the
+    /// flows are brought back with it — last seen no later than now, rates started over, their
+    /// deadlines queued anew — or measured from the future they would freeze and end late.
+    fn note_time(&mut self, now: Timestamp) {
+        if now.0.saturating_add(CLOCK_STEP_NANOS) < self.latest.0 {
+            for flow in &mut self.flows {
+                flow.last_seen = flow.last_seen.min(now);
+                flow.first_seen = flow.first_seen.min(now);
+                flow.rates = RateWindow::default();
+            }
+            let mut deadlines = std::mem::take(&mut self.deadlines).into_vec();
+            deadlines.clear();
+            deadlines.extend(
+                self.flows.iter().zip(0..).map(|(f, slot)| Reverse(self.deadline_of(f, slot))),
+            );
+            self.deadlines = BinaryHeap::from(deadlines);
+            self.latest = now;
+        }
+        self.latest = self.latest.max(now);
+    }
+
     pub fn advance(&mut self, now: Timestamp) {
+        self.note_time(now);
         let mut expired = std::mem::take(&mut self.expiring);
         while let Some(Reverse(due)) = self.deadlines.peek().copied()
             && due.at <= now
@@ -628,6 +657,29 @@ mod tests {
         assert_eq!(responder(30080), Some(30080), "a NodePort");
         assert_eq!(responder(50000), Some(40001), "both ephemeral: the first sender initiated");
         assert_eq!(responder(8080), Some(9090), "both server-like: the first sender initiated");
+    }
+
+    /// The clock steps back an hour (NTP on a live node): the flows come back with it, so they
+    /// still end after their idle timeout and their rates count the new packets.
+    #[test]
+    fn flows_follow_a_clock_that_steps_back() {
+        let limits =
+            TableLimits { idle_timeout: Duration::from_secs(60), ..TableLimits::default() };
+        let mut table = FlowTable::new(limits);
+        let (c, s) = ((CLIENT, 40000), (SERVER, 443));
+        let hour = 3_600_000;
+        table.ingest(&tcp(c, s, SYN, 60), 0, at(hour));
+        table.ingest(&tcp(s, c, SYN_ACK, 60), 0, at(hour + 1));
+        // An hour back: the next packet, and the seconds after it.
+        for second in 0..7u64 {
+            table.ingest(&tcp(c, s, ACK, 1000), 0, at(second * 1000));
+        }
+        let flow = only_flow(&table);
+        assert!(flow.last_seen <= at(6000), "{:?}", flow.last_seen);
+        let rate = flow.rates.rates(at(7000).whole_secs()).tx_bytes_per_sec;
+        assert!((rate - 1000.0).abs() < 1e-9, "{rate}");
+        table.advance(at(6000 + 61_000));
+        assert_eq!(drain_ended(&mut table).len(), 1, "ended a minute after its last packet");
     }
 
     /// The server resets while the client's FIN is in flight: the flow stays reset (ended
