@@ -376,12 +376,14 @@ mod tests {
         }
     }
 
+    /// Why validation refuses a command line that parses, if it does.
+    fn refused(args: &[&str]) -> Option<String> {
+        let cli = crate::cli::Cli::try_parse_from(args).expect("the arguments parse");
+        Config::try_from(cli).err().map(|e| e.to_string())
+    }
+
     #[test]
     fn recording_limits_without_a_packet_file_are_refused() {
-        let refused = |args: &[&str]| {
-            let cli = crate::cli::Cli::try_parse_from(args).expect("the arguments parse");
-            Config::try_from(cli).err().map(|e| e.to_string())
-        };
         let error = refused(&["netwatch", "record", "--flows", "f.jsonl", "--duration", "10m"]);
         assert!(error.is_some_and(|e| e.contains("--duration") && e.contains("-w")));
         let error = refused(&["netwatch", "record", "--flows", "-", "--max-size", "1GB"]);
@@ -398,16 +400,13 @@ mod tests {
             &["netwatch", "record", "-w", "x.pcapng", "--cluster", "c.yaml", "--context", "prod"],
             &["netwatch", "record", "-w", "x.pcapng", "--read", "c.pcap", "--no-kube"],
         ] {
-            assert!(crate::cli::Cli::try_parse_from(args).is_err(), "{args:?}");
+            let error = crate::cli::Cli::try_parse_from(args).expect_err("refused");
+            assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict, "{args:?}");
         }
     }
 
     #[test]
     fn zero_durations_and_a_snap_length_past_libpcaps_are_refused() {
-        let refused = |args: &[&str]| {
-            let cli = crate::cli::Cli::try_parse_from(args).expect("the arguments parse");
-            Config::try_from(cli).err().map(|e| e.to_string())
-        };
         for flag in ["--duration", "--rotate-every"] {
             let error = refused(&["netwatch", "record", "-w", "x.pcapng", flag, "0s"]);
             assert!(error.is_some_and(|e| e.starts_with(&format!("{flag} '0s'"))), "{flag}");

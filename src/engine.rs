@@ -46,6 +46,8 @@ pub struct Engine {
     dedup: Option<Dedup>,
     /// When [`advance_if_due`](Self::advance_if_due) next sweeps (packet time).
     next_sweep: Option<Timestamp>,
+    /// Packet time as swept, watched for the clock stepping back.
+    clock: crate::flow::PacketClock,
     /// The table's list of ended flows, traded each sweep (see [`FlowTable::swap_ended`]).
     ended: Vec<(Flow, EndReason)>,
 }
@@ -72,6 +74,7 @@ impl Engine {
             input_ended: false,
             dedup: None,
             next_sweep: None,
+            clock: crate::flow::PacketClock::default(),
             ended: Vec::new(),
         }
     }
@@ -259,8 +262,9 @@ impl Engine {
         now: Timestamp,
         emit: impl FnMut(FlowRecord) -> Result<(), E>,
     ) -> Result<bool, E> {
-        // Not yet due, unless the clock stepped back (then it sweeps, and the table follows).
-        if self.next_sweep.is_some_and(|at| now < at && at.since(now) <= SWEEP_INTERVAL) {
+        // Not yet due, unless the clock stepped back (then it sweeps, and the table follows);
+        // a frame merely late is not a step.
+        if !self.clock.stepped_back(now) && self.next_sweep.is_some_and(|at| now < at) {
             return Ok(false);
         }
         self.next_sweep = Some(now.saturating_add(SWEEP_INTERVAL));

@@ -53,6 +53,15 @@ impl RunError {
             Self::OutputClosed => 0,
         }
     }
+
+    /// A failed write of the run's output: its reader going away (`| head`) ends the run
+    /// quietly; anything else is a failure.
+    pub(crate) fn output(error: &std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            return Self::OutputClosed;
+        }
+        Self::Runtime(format!("cannot write output: {error}"))
+    }
 }
 
 impl From<CaptureError> for RunError {

@@ -30,6 +30,7 @@ use pcap::{Capture, Linktype};
 use super::DecodedFrame;
 use super::interfaces::{self, InterfaceInfo, Selection};
 pub use pool::FramePool;
+pub use supervisor::DETACHED_INDEX;
 use supervisor::Supervisor;
 
 /// Snap length for flows and names: whole DNS messages and TLS ClientHellos, even when the

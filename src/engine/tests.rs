@@ -42,6 +42,13 @@ fn ingest(engine: &mut Engine, timeline: Timeline) {
     }
 }
 
+/// One open TCP conversation from `from` to `to`, starting at START.
+fn open_session(engine: &mut Engine, from: &str, to: &str) {
+    let mut timeline = Timeline::new();
+    timeline.tcp_session(addr(from), addr(to), START, b"a", b"b", false);
+    ingest(engine, timeline);
+}
+
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
@@ -153,6 +160,7 @@ fn advance_if_due_sweeps_once_per_interval_of_packet_time() {
     assert_eq!(engine.advance_if_due(at(1_500), ok), Ok(false));
     assert_eq!(engine.advance_if_due(at(5_000), ok), Ok(true), "a gap: one sweep, not four");
     assert_eq!(engine.advance_if_due(at(5_999), ok), Ok(false));
+    assert_eq!(engine.advance_if_due(at(4_999), ok), Ok(false), "a frame late by less than a step");
     assert_eq!(engine.advance_if_due(at(0), ok), Ok(true), "the clock stepped back: sweep now");
     assert_eq!(engine.advance_if_due(at(500), ok), Ok(false));
 }
@@ -233,24 +241,8 @@ fn sent<'a>(
 #[test]
 fn live_records_into_replaces_what_the_list_held() {
     let mut engine = Engine::new(TableLimits::default());
-    let mut timeline = Timeline::new();
-    timeline.tcp_session(
-        addr("10.244.1.10:40000"),
-        addr("10.244.1.11:80"),
-        START,
-        b"a",
-        b"b",
-        false,
-    );
-    timeline.tcp_session(
-        addr("10.244.1.10:40001"),
-        addr("10.244.1.11:80"),
-        START,
-        b"a",
-        b"b",
-        false,
-    );
-    ingest(&mut engine, timeline);
+    open_session(&mut engine, "10.244.1.10:40000", "10.244.1.11:80");
+    open_session(&mut engine, "10.244.1.10:40001", "10.244.1.11:80");
     let now = Timestamp(START + SECOND_NANOS);
     let mut list = engine.live_records(now);
     assert_eq!(list.len(), 2);
@@ -281,16 +273,7 @@ fn verdicts_wait_for_the_policies_and_namespaces_to_be_listed() {
         engine.apply(ClusterEvent::Upsert(object));
     }
     engine.apply(ClusterEvent::Synced(ResourceKind::Pod));
-    let mut timeline = Timeline::new();
-    timeline.tcp_session(
-        addr("10.244.1.10:40000"),
-        addr("203.0.113.1:443"),
-        START,
-        b"a",
-        b"b",
-        false,
-    );
-    ingest(&mut engine, timeline);
+    open_session(&mut engine, "10.244.1.10:40000", "203.0.113.1:443");
     let now = Timestamp(START + SECOND_NANOS);
     let verdict = &engine.live_records(now)[0].verdict;
     assert_eq!(verdict.egress.decision, crate::policy::Decision::NotApplicable);
@@ -313,16 +296,7 @@ fn without_a_cluster_the_verdict_says_the_ends_are_not_pods() {
     let mut engine = Engine::new(TableLimits::default());
     engine.apply(ClusterEvent::Reset(ResourceKind::NetworkPolicy, Vec::new()));
     engine.apply(ClusterEvent::Synced(ResourceKind::NetworkPolicy));
-    let mut timeline = Timeline::new();
-    timeline.tcp_session(
-        addr("198.51.100.1:40000"),
-        addr("203.0.113.1:443"),
-        START,
-        b"a",
-        b"b",
-        false,
-    );
-    ingest(&mut engine, timeline);
+    open_session(&mut engine, "198.51.100.1:40000", "203.0.113.1:443");
     let records = engine.live_records(Timestamp(START + SECOND_NANOS));
     assert_eq!(records[0].verdict.egress.reason, "source is not a pod");
 }

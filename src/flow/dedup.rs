@@ -71,28 +71,6 @@ impl Endpoints {
     pub fn reversed(self) -> Self {
         Self { src: self.dst, dst: self.src }
     }
-
-    /// How `seen` differs from `self`: which end a translation rewrote, and to what.
-    #[must_use]
-    pub fn translation_to(self, seen: Self) -> Translation {
-        match (self.src == seen.src, self.dst == seen.dst) {
-            (true, true) => Translation::None,
-            (true, false) => Translation::Destination(seen.dst),
-            (false, true) => Translation::Source(seen.src),
-            (false, false) => Translation::Both(seen),
-        }
-    }
-}
-
-/// What address translation did between the counted view of a packet and one copy of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Translation {
-    None,
-    /// DNAT: the copy shows this destination (a Service's backend pod) instead.
-    Destination(SocketEnd),
-    /// SNAT, masquerade, or the un-DNAT of a reply: the copy shows this source instead.
-    Source(SocketEnd),
-    Both(Endpoints),
 }
 
 /// What dedup needs to know about one packet.
@@ -137,8 +115,9 @@ pub enum Sighting {
     /// backend's reply counted as the Service's); then `seen_as` holds the packet's own ends.
     First { count_as: Endpoints, seen_as: Option<Endpoints> },
     /// A copy of a packet already counted on `first_interface`, in the direction `counted_as`:
-    /// do not count it again. `seen_as` is what this copy shows; `counted_as.translation_to(
-    /// seen_as)` says what translation did (a DNAT'd copy shows the backend as destination).
+    /// do not count it again. `seen_as` is what this copy shows: the end that differs from
+    /// `counted_as` is what translation rewrote (a DNAT'd copy shows the backend as destination;
+    /// the engine's `backend_of` reads it).
     Copy { first_interface: u16, counted_as: Endpoints, seen_as: Endpoints },
 }
 
@@ -264,7 +243,7 @@ pub struct Dedup {
     /// packet left cost a hash and a cache miss per packet.
     newest: FxHashMap<Fingerprint, u64>,
     bindings: FxHashMap<BindingKey, Binding>,
-    latest: Timestamp,
+    clock: super::PacketClock,
     next_binding_sweep: Timestamp,
     /// When a full binding map may be swept again to make room.
     next_full_sweep: Timestamp,
@@ -296,7 +275,7 @@ impl Dedup {
             first_seq: 0,
             newest: FxHashMap::default(),
             bindings: FxHashMap::default(),
-            latest: Timestamp::default(),
+            clock: super::PacketClock::default(),
             next_binding_sweep: Timestamp::default(),
             next_full_sweep: Timestamp::default(),
             counts: DedupCounts::default(),
@@ -421,8 +400,14 @@ impl Dedup {
         let reply_key = BindingKey { protocol, ends: translated.reversed() };
         // One learned already (a retransmission's copy) is replaced, never refused: room is
         // needed only for the keys not there yet.
-        let new_keys = usize::from(!self.bindings.contains_key(&key))
-            + usize::from(!self.bindings.contains_key(&reply_key));
+        // Looked up only when the map is near full: every DNAT'd copy comes this way.
+        let near_full = self.bindings.len() + 2 > self.limits.max_bindings;
+        let new_keys = if near_full {
+            usize::from(!self.bindings.contains_key(&key))
+                + usize::from(!self.bindings.contains_key(&reply_key))
+        } else {
+            0
+        };
         if new_keys > 0 && self.bindings.len() + new_keys > self.limits.max_bindings {
             // Full: sweep, but at most once per sweep interval. A sweep scans every binding,
             // and doing that for each translated copy while the map stays full would take the
@@ -472,29 +457,23 @@ impl Dedup {
 
     /// Forgets packets older than the window before the latest time seen, and idle bindings.
     fn forget_before(&mut self, now: Timestamp) {
-        if now.0.saturating_add(CLOCK_STEP_NANOS) < self.latest.0 {
-            // The clock went back (stepped, or a bogus stamp came first): what is remembered
-            // is from another time, and measured from it nothing new would be kept. (A frame
-            // merely late, by less than a step, is only not matched.)
+        if self.clock.stepped_back(now) {
+            // What is remembered is from another time. (A frame merely late, by less than a
+            // step, is only not matched.)
             self.first_seq += self.recent.len() as u64;
             self.recent.clear();
             for binding in self.bindings.values_mut() {
                 binding.last_used = binding.last_used.min(now);
             }
-            self.latest = now;
             self.next_binding_sweep = now;
             self.next_full_sweep = now;
         }
-        self.latest = self.latest.max(now);
-        while self
-            .recent
-            .front()
-            .is_some_and(|oldest| self.latest.since(oldest.ts) > self.limits.window)
+        let latest = self.clock.latest();
+        while self.recent.front().is_some_and(|oldest| latest.since(oldest.ts) > self.limits.window)
         {
             self.pop_oldest();
         }
-        if self.latest >= self.next_binding_sweep {
-            let latest = self.latest;
+        if latest >= self.next_binding_sweep {
             self.sweep_bindings(latest);
             self.next_binding_sweep = latest.saturating_add(BINDING_SWEEP);
         }
@@ -505,9 +484,6 @@ impl Dedup {
         self.bindings.retain(|_, binding| now.since(binding.last_used) < idle);
     }
 }
-
-/// How far packet time must go back to count as the clock stepping back (1 s).
-const CLOCK_STEP_NANOS: u64 = 1_000_000_000;
 
 /// Packets with one fingerprint looked at, newest first, to find what a packet is a copy of.
 const MAX_CHAIN_WALK: usize = 256;
@@ -633,10 +609,7 @@ mod tests {
         };
         let sighting = dedup.observe(&masqueraded, UPLINK, at(10));
         let Sighting::Copy { counted_as, seen_as, .. } = sighting else { panic!("{sighting:?}") };
-        assert_eq!(
-            counted_as.translation_to(seen_as),
-            Translation::Source(end("198.51.100.1:61000"))
-        );
+        assert_eq!((seen_as.src, seen_as.dst), (end("198.51.100.1:61000"), counted_as.dst));
         // The reply reaches the uplink first, addressed to the node: counted under the pod.
         let reply = tcp("203.0.113.10:443", "198.51.100.1:61000", 0, 9000, SYN_ACK, 50);
         assert_eq!(
@@ -680,10 +653,7 @@ mod tests {
         };
         assert_eq!(first_interface, CLIENT_VETH);
         assert_eq!(counted_as, to_service.ends);
-        assert_eq!(
-            counted_as.translation_to(seen_as),
-            Translation::Destination(end("10.244.7.13:8080"))
-        );
+        assert_eq!((seen_as.src, seen_as.dst), (counted_as.src, end("10.244.7.13:8080")));
         // The backend answers; its veth sees the reply first, from the backend address.
         let reply = tcp("10.244.7.13:8080", "10.244.7.11:40004", 0, 5000, SYN_ACK, 64);
         assert_eq!(

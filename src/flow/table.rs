@@ -60,9 +60,6 @@ struct FragmentKey {
     id: u32,
 }
 
-/// How far time must go back to count as the clock stepping back, not a late packet (1 s).
-const CLOCK_STEP_NANOS: u64 = 1_000_000_000;
-
 /// Fragments of one datagram arrive within this long of each other, or not at all.
 const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -108,9 +105,8 @@ pub struct FlowTable {
     ended: Vec<(Flow, EndReason)>,
     /// The flows a sweep found idle, kept between sweeps for its room.
     expiring: Vec<(Timestamp, u64, FlowKey)>,
-    /// The latest time seen (packets and sweeps): a time well before it is the clock stepping
-    /// back.
-    latest: Timestamp,
+    /// The latest time seen (packets and sweeps), to follow the clock when it steps back.
+    clock: super::PacketClock,
     pub evicted_total: u64,
     pub expired_total: u64,
 }
@@ -351,39 +347,36 @@ impl FlowTable {
         // Entries of evicted flows wait for their time; under a flood of new flows that could
         // be many, so start over from the live flows when they dominate.
         if self.deadlines.len() > 2 * self.flows.len() + 1024 {
-            // Rebuilt in the same buffer: a new one would be fresh memory to fault in.
-            let mut live = std::mem::take(&mut self.deadlines).into_vec();
-            live.clear();
-            live.extend(
-                self.flows.iter().zip(0..).map(|(f, slot)| Reverse(self.deadline_of(f, slot))),
-            );
-            self.deadlines = BinaryHeap::from(live);
+            self.requeue_deadlines();
             self.deadlines.push(Reverse(deadline));
         }
     }
 
-    /// Ends flows idle past their timeout at `now`, and forgets stale fragment entries.
-    /// Follows the clock: when it steps back (NTP on a live node) by more than a second, the
-    /// flows are brought back with it — last seen no later than now, rates started over, their
-    /// deadlines queued anew — or measured from the future they would freeze and end late.
+    /// Queues one deadline per flow in the table, dropping every other entry. Rebuilt in the
+    /// same buffer: a new one would be fresh memory to fault in.
+    fn requeue_deadlines(&mut self) {
+        let mut entries = std::mem::take(&mut self.deadlines).into_vec();
+        entries.clear();
+        entries
+            .extend(self.flows.iter().zip(0..).map(|(f, slot)| Reverse(self.deadline_of(f, slot))));
+        self.deadlines = BinaryHeap::from(entries);
+    }
+
+    /// Follows the clock: when it steps back, the flows come back with it — last seen no later
+    /// than now, rates started over, deadlines queued anew — or, measured from the future, they
+    /// would freeze and end late.
     fn note_time(&mut self, now: Timestamp) {
-        if now.0.saturating_add(CLOCK_STEP_NANOS) < self.latest.0 {
+        if self.clock.stepped_back(now) {
             for flow in &mut self.flows {
                 flow.last_seen = flow.last_seen.min(now);
                 flow.first_seen = flow.first_seen.min(now);
                 flow.rates = RateWindow::default();
             }
-            let mut deadlines = std::mem::take(&mut self.deadlines).into_vec();
-            deadlines.clear();
-            deadlines.extend(
-                self.flows.iter().zip(0..).map(|(f, slot)| Reverse(self.deadline_of(f, slot))),
-            );
-            self.deadlines = BinaryHeap::from(deadlines);
-            self.latest = now;
+            self.requeue_deadlines();
         }
-        self.latest = self.latest.max(now);
     }
 
+    /// Ends flows idle past their timeout at `now`, and forgets stale fragment entries.
     pub fn advance(&mut self, now: Timestamp) {
         self.note_time(now);
         let mut expired = std::mem::take(&mut self.expiring);

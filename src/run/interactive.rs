@@ -728,7 +728,10 @@ mod tests {
         assert!(sink.deliver(attached(1, "veth1")));
         assert!(sink.deliver(attached(0, "cni0")));
         assert!(sink.deliver(CaptureEvent::Detached { index: 1, name: "veth1".into() }));
-        assert!(sink.deliver(CaptureEvent::Stats(vec![stats(0, 2, 1), stats(u16::MAX, 4, 0),])));
+        assert!(sink.deliver(CaptureEvent::Stats(vec![
+            stats(0, 2, 1),
+            stats(crate::capture::live::DETACHED_INDEX, 4, 0),
+        ])));
         assert!(sink.deliver(CaptureEvent::Warning("cannot open veth7".into())));
         let mut received = Vec::new();
         while let Ok(item) = items.try_recv() {

@@ -223,10 +223,7 @@ pub fn audit(config: &AuditConfig) -> Result<(), RunError> {
 }
 
 fn write_error(error: io::Error) -> RunError {
-    if error.kind() == io::ErrorKind::BrokenPipe {
-        return RunError::OutputClosed;
-    }
-    RunError::Runtime(format!("cannot write output: {error}"))
+    RunError::output(&error)
 }
 
 #[cfg(test)]

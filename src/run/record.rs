@@ -165,12 +165,7 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
         }
     }
     engine.finish(last, &mut emit).map_err(write_error)?;
-    if let Some(writer) = flows.as_mut()
-        && let Err(e) = writer.flush()
-        && e.kind() != io::ErrorKind::BrokenPipe
-    {
-        return Err(write_error(e));
-    }
+    flush_flows(&mut flows).map_err(write_error)?;
     progress.clear();
     for warning in source.take_warnings() {
         eprintln!("netwatch: warning: {warning}");
@@ -335,12 +330,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         eprintln!("netwatch: cluster: {}", watch_status.summary());
     }
     engine.finish(wall_now(), &mut emit).map_err(write_error)?;
-    if let Some(writer) = flows.as_mut()
-        && let Err(e) = writer.flush()
-        && e.kind() != io::ErrorKind::BrokenPipe
-    {
-        return Err(write_error(e));
-    }
+    flush_flows(&mut flows).map_err(write_error)?;
     progress.clear();
     let stats = engine.stats();
     let drops = if drops > 0 { format!(", {drops} dropped by the kernel") } else { String::new() };
@@ -508,6 +498,19 @@ fn write_flow(
             Ok(())
         }
         written => written,
+    }
+}
+
+/// Flushes the flow records, if flows are asked for; as [`write_flow`], a reader that went away
+/// is not an error of the recording.
+fn flush_flows(flows: &mut Option<RecordWriter<Box<dyn Write>>>) -> io::Result<()> {
+    let Some(writer) = flows.as_mut() else { return Ok(()) };
+    match writer.flush() {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            *flows = None;
+            Ok(())
+        }
+        flushed => flushed,
     }
 }
 

@@ -194,12 +194,10 @@ fn replay_source<S: PacketSource + Send + 'static>(
         }
     });
     match flushed {
-        // A reader that went away (`| head`) is not a failure.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
         Err(e) if e.get_ref().is_some_and(|inner| inner.is::<ReaderFailed>()) => {
             return Err(RunError::Runtime(e.to_string()));
         }
-        Err(e) => return Err(RunError::Runtime(format!("cannot write output: {e}"))),
+        Err(e) => return Err(RunError::output(&e)),
         Ok(()) => {}
     }
     print_summary(&engine.stats());
@@ -229,19 +227,9 @@ fn replay_flow_lines(config: &ReplayConfig, path: &Path) -> Result<(), RunError>
                 .iter()
                 .try_for_each(|record| writer.write(record))
                 .and_then(|()| writer.flush());
-            match written {
-                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-                    Err(RunError::Runtime(format!("cannot write output: {e}")))
-                }
-                _ => {
-                    eprintln!(
-                        "netwatch: {} flow records read, {} bad lines",
-                        records.len(),
-                        bad.len()
-                    );
-                    Ok(())
-                }
-            }
+            written.map_err(|e| RunError::output(&e))?;
+            eprintln!("netwatch: {} flow records read, {} bad lines", records.len(), bad.len());
+            Ok(())
         }
     }
 }

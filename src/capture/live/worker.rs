@@ -151,10 +151,10 @@ impl AnyIndexes {
     pub(super) fn index_of(&self, ifindex: u32) -> u16 {
         let mut table = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let next = table.len() + 1;
-        // Past the last free index (u16::MAX counts the interfaces gone): the `any` device.
-        *table
-            .entry(ifindex)
-            .or_insert_with(|| u16::try_from(next).ok().filter(|i| *i < u16::MAX).unwrap_or(0))
+        // Past the last free index (the last one counts the interfaces gone): the `any` device.
+        *table.entry(ifindex).or_insert_with(|| {
+            u16::try_from(next).ok().filter(|i| *i < super::DETACHED_INDEX).unwrap_or(0)
+        })
     }
 }
 

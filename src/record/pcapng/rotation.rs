@@ -85,7 +85,7 @@ impl Rotation {
         let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
         let stem = base.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
         let extension = base.extension().map(|e| format!(".{}", e.to_string_lossy()));
-        entries
+        let mut numbers = entries
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -98,9 +98,10 @@ impl Rotation {
                     .then(|| number.parse::<u32>().ok())
                     .flatten()
             })
-            .collect::<std::collections::BTreeSet<u32>>()
-            .into_iter()
-            .collect()
+            .collect::<Vec<u32>>();
+        // Names are unique (one stem and extension, five digits): sorting is enough.
+        numbers.sort_unstable();
+        numbers
     }
 
     /// The file to remove once file `index` has started, keeping the newest `keep_files`.
