@@ -280,7 +280,7 @@ impl Engine {
         self.input_ended = true;
         let remaining = self.table.finish();
         self.emit_ended(now, &mut emit)?;
-        for flow in &remaining {
+        for flow in remaining.iter() {
             emit(record(&mut self.record_context(), flow, now))?;
         }
         Ok(())
