@@ -241,7 +241,8 @@ fn buffers(args: &BufferArgs) -> Result<(u32, u64), ConfigError> {
     // libpcap takes the size as a C int: 2GiB (less one byte) is the most it can be given.
     let buffer_bytes = (1 << 20..=2 << 30)
         .contains(&per)
-        .then(|| u32::try_from(per.min(i32::MAX as u64)).unwrap_or(i32::MAX as u32))
+        .then_some(per.min(i32::MAX as u64))
+        .and_then(|bytes| u32::try_from(bytes).ok())
         .ok_or_else(|| {
             ConfigError(format!(
                 "--buffer-size '{}' must be between 1MiB and 2GiB",

@@ -133,7 +133,7 @@ pub fn run_live(
     // Room for bursts while the view draws (128 batches of up to 1024 frames); past it the
     // supervisor waits, and the kernel buffer takes the rest.
     let (item_sender, items) = mpsc::channel::<ReaderItem>(128);
-    let sink = LoopItems { names: Vec::new(), items: item_sender };
+    let sink = LoopItems { items: item_sender };
     let capture =
         LiveCapture::start(config.capture.clone(), sink).map_err(|e| match e.exit_code() {
             2 => RunError::BadInput(e.to_string()),
@@ -225,6 +225,7 @@ impl Intake {
             ReaderItem::Frames(frames) => return Some(Carried::Frames(frames)),
             ReaderItem::Cluster(events) => return Some(Carried::Cluster(events)),
             ReaderItem::Interfaces(names) => self.engine.set_interfaces(names),
+            ReaderItem::Attached { index, name } => self.engine.name_interface(index, name),
             ReaderItem::Drops(total) => *drops = total,
             ReaderItem::Warning(warning) => *status = Some(warning),
         }
@@ -249,12 +250,11 @@ fn recorded_line(summary: &RecordingSummary) -> String {
     )
 }
 
-/// Capture events become loop items: frames as they are, interface changes as the full name
-/// list (a name keeps its index for good: frames may follow a detach), stats as total drops.
+/// Capture events become loop items: frames and attached interfaces as they are (a name keeps
+/// its index for good: frames may follow a detach), stats as total drops.
 /// Done on the capture's supervisor thread as it sends: a thread in between only to convert
 /// them moved every batch across one more core.
 struct LoopItems {
-    names: Vec<String>,
     items: mpsc::Sender<ReaderItem>,
 }
 
@@ -263,8 +263,7 @@ impl EventSink for LoopItems {
         let item = match event {
             CaptureEvent::Frames(frames) => ReaderItem::Frames(frames),
             CaptureEvent::Attached { index, interface } => {
-                crate::capture::name_at(&mut self.names, index, interface.name);
-                ReaderItem::Interfaces(self.names.clone())
+                ReaderItem::Attached { index, name: interface.name }
             }
             CaptureEvent::Detached { .. } => return true,
             CaptureEvent::Stats(stats) => {
@@ -718,13 +717,13 @@ mod tests {
         }
     }
 
-    /// Capture events as the loop receives them: the whole name list on every attach (an index
-    /// keeps its name after a detach, as frames may follow), nothing for a detach, and the
-    /// drop total of the attached interfaces and of those that went away.
+    /// Capture events as the loop receives them: each attach as it is, nothing for a detach (an
+    /// index keeps its name, as frames may follow), and the drop total of the attached
+    /// interfaces and of those that went away.
     #[test]
     fn capture_events_become_loop_items() {
         let (sender, mut items) = mpsc::channel(16);
-        let mut sink = LoopItems { names: Vec::new(), items: sender };
+        let mut sink = LoopItems { items: sender };
         assert!(sink.deliver(attached(1, "veth1")));
         assert!(sink.deliver(attached(0, "cni0")));
         assert!(sink.deliver(CaptureEvent::Detached { index: 1, name: "veth1".into() }));
@@ -736,20 +735,17 @@ mod tests {
         let mut received = Vec::new();
         while let Ok(item) = items.try_recv() {
             received.push(match item {
-                ReaderItem::Interfaces(names) => format!("names {names:?}"),
+                ReaderItem::Attached { index, name } => format!("attached {index} {name}"),
                 ReaderItem::Drops(total) => format!("drops {total}"),
                 ReaderItem::Warning(warning) => format!("warning {warning}"),
-                ReaderItem::Frames(_) | ReaderItem::Cluster(_) => "other".into(),
+                ReaderItem::Frames(_) | ReaderItem::Cluster(_) | ReaderItem::Interfaces(_) => {
+                    "other".into()
+                }
             });
         }
         assert_eq!(
             received,
-            [
-                r#"names ["", "veth1"]"#,
-                r#"names ["cni0", "veth1"]"#,
-                "drops 7",
-                "warning cannot open veth7",
-            ]
+            ["attached 1 veth1", "attached 0 cni0", "drops 7", "warning cannot open veth7",]
         );
         drop(items);
         assert!(!sink.deliver(attached(2, "veth2")), "the loop is gone: the capture stops");

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHashMap;
 
 use super::{ClusterGate, Opened, RunError, load_cluster, open_input};
-use crate::capture::live::{CaptureEvent, LiveCapture, LiveConfig};
+use crate::capture::live::{CaptureEvent, FramePool, LiveCapture, LiveConfig};
 use crate::capture::{DecodedFrame, Frame, Next, PacketSource};
+use crate::cluster::ClusterEvent;
 use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
 use crate::config::{ClusterSource, Input, RecordConfig};
 use crate::engine::Engine;
@@ -89,23 +90,7 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
         }
         let events: Vec<_> =
             source.take_cluster_events().into_iter().filter(|e| gate.admit(e)).collect();
-        if let Some(path) = &config.pcapng
-            && recorder.is_none()
-        {
-            let view = engine.cluster_and_policies().0;
-            recorder = Some(
-                Recorder::create(path, &[], &view_events(view), ts, config.plan)
-                    .map_err(record_error)?,
-            );
-        }
-        if let Some(recorder) = recorder.as_mut()
-            && !events.is_empty()
-        {
-            recorder.write_cluster_events(ts, &events).map_err(record_error)?;
-        }
-        for event in events {
-            engine.apply(event);
-        }
+        take_cluster_changes(&mut engine, &mut recorder, config, events, ts)?;
         if let Some(recorder) = recorder.as_mut() {
             match linktype {
                 Some(linktype) => {
@@ -142,26 +127,14 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
     // file is written all the same, with them in it.
     let events: Vec<_> =
         source.take_cluster_events().into_iter().filter(|e| gate.admit(e)).collect();
-    match (&config.pcapng, recorder.as_mut()) {
-        (Some(path), None) if stopped.is_none() => {
-            for event in events {
-                engine.apply(event);
-            }
-            let view = engine.cluster_and_policies().0;
-            let created = Recorder::create(path, &[], &view_events(view), wall_now(), config.plan);
-            recorder = Some(created.map_err(record_error)?);
-        }
-        (_, Some(recorder)) if stopped.is_none() && !events.is_empty() => {
-            recorder.write_cluster_events(last, &events).map_err(record_error)?;
-            for event in events {
-                engine.apply(event);
-            }
-        }
-        // No file to write them to (or it stopped): the flows still open follow them all the same.
-        _ => {
-            for event in events {
-                engine.apply(event);
-            }
+    if stopped.is_none() {
+        // A file with no packets at all is written all the same, made now.
+        let ts = if recorder.is_some() { last } else { wall_now() };
+        take_cluster_changes(&mut engine, &mut recorder, config, events, ts)?;
+    } else {
+        // No file to write them to: the flows still open follow them all the same.
+        for event in events {
+            engine.apply(event);
         }
     }
     engine.finish(last, &mut emit).map_err(write_error)?;
@@ -196,6 +169,34 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
     Ok(())
 }
 
+/// Cluster changes read from the input before a frame (or after the last one): the recording
+/// is made at the first of them, with the view as it stood, the changes go into it at `ts`, and
+/// then into the flow stage.
+fn take_cluster_changes(
+    engine: &mut Engine,
+    recorder: &mut Option<Recorder>,
+    config: &RecordConfig,
+    events: Vec<ClusterEvent>,
+    ts: Timestamp,
+) -> Result<(), RunError> {
+    if let Some(path) = &config.pcapng
+        && recorder.is_none()
+    {
+        let view = engine.cluster_and_policies().0;
+        let created = Recorder::create(path, &[], &view_events(view), ts, config.plan);
+        *recorder = Some(created.map_err(record_error)?);
+    }
+    if let Some(recorder) = recorder.as_mut()
+        && !events.is_empty()
+    {
+        recorder.write_cluster_events(ts, &events).map_err(record_error)?;
+    }
+    for event in events {
+        engine.apply(event);
+    }
+    Ok(())
+}
+
 /// Records live capture until a limit is reached or Ctrl-C / SIGTERM, then closes the file
 /// cleanly. Frames come with their bytes; the flow stage counts each packet once.
 fn record_live(config: &RecordConfig) -> Result<(), RunError> {
@@ -214,115 +215,74 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         2 => RunError::BadInput(e.to_string()),
         _ => RunError::Runtime(e.to_string()),
     })?;
-    let frame_pool = capture.frame_pool();
     let stop = watch_for_stop_signals();
     let cluster_updates = config.kube.clone().map(watch_cluster);
     let mut flows = flow_writer(config)?;
     let mut emit = |record: FlowRecord| write_flow(&mut flows, &record);
-    let mut recorder: Option<FrameRecorder> = None;
-    let mut drops = 0u64;
-    let mut stopped = None;
     let mut watch_status = WatchStatus::new();
     let progress = ProgressLine::new();
+    let mut session = LiveRecording {
+        engine,
+        recorder: None,
+        frame_pool: capture.frame_pool(),
+        drops: 0,
+        stopped: None,
+        failure: None,
+    };
     if let Some(path) = &config.pcapng {
-        let view = engine.cluster_and_policies().0;
+        let view = session.engine.cluster_and_policies().0;
         let created = Recorder::create(path, &[], &view_events(view), wall_now(), config.plan);
-        recorder = Some(FrameRecorder::new(created.map_err(record_error)?));
+        session.recorder = Some(FrameRecorder::new(created.map_err(record_error)?));
     }
     // An error ends the capture like Ctrl-C does (the capture is stopped and drained below,
     // so its supervisor never waits on a full channel nobody reads), then it is reported.
-    let mut failure: Option<RunError> = None;
-    'capture: while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && !session.ended() {
         match events.recv_timeout(Duration::from_millis(200)) {
-            Ok(CaptureEvent::Frames(mut frames)) => {
-                for frame in frames.drain(..) {
-                    if let Some(recorder) = recorder.as_mut()
-                        && ends(
-                            recorder.write(&frame, engine.interface_names()),
-                            &mut stopped,
-                            &mut failure,
-                        )
-                    {
-                        break 'capture;
-                    }
-                    engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
-                }
-                frame_pool.give(frames);
-            }
-            Ok(CaptureEvent::Attached { index, interface }) => {
-                engine.name_interface(index, interface.name);
-            }
-            Ok(CaptureEvent::Stats(stats)) => {
-                drops = crate::capture::live::total_drops(&stats);
-            }
-            Ok(CaptureEvent::Warning(warning)) => eprintln!("netwatch: warning: {warning}"),
-            Ok(CaptureEvent::Detached { .. }) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(event) => session.take(event),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if session.ended() {
+            break;
         }
         let now = wall_now();
         // Cluster changes go into the file at the time they arrived, and into the flow stage.
         for update in cluster_updates.iter().flat_map(|updates| updates.try_iter()) {
             watch_status.observe(&update);
             if let WatchUpdate::Event(event) = update {
-                if let Some(recorder) = recorder.as_mut()
+                if let Some(recorder) = session.recorder.as_mut()
                     && let Err(e) =
                         recorder.recorder.write_cluster_events(now, std::slice::from_ref(&event))
                 {
-                    failure = Some(record_error(e));
-                    break 'capture;
+                    session.failure = Some(record_error(e));
+                    break;
                 }
-                engine.apply(event);
+                session.engine.apply(event);
             }
         }
-        if let Err(e) = engine.advance(now, &mut emit) {
-            failure = Some(write_error(e));
+        if session.ended() {
             break;
         }
-        if let Some(recorder) = recorder.as_mut()
-            && ends(recorder.recorder.tick(now), &mut stopped, &mut failure)
-        {
+        if let Err(e) = session.engine.advance(now, &mut emit) {
+            session.failure = Some(write_error(e));
             break;
         }
-        progress.show(&engine, recorder.as_ref().map(|r| &r.recorder));
+        if let Some(recorder) = session.recorder.as_mut() {
+            let ticked = recorder.recorder.tick(now);
+            if ends(ticked, &mut session.stopped, &mut session.failure) {
+                break;
+            }
+        }
+        progress.show(&session.engine, session.recorder.as_ref().map(|r| &r.recorder));
     }
     // The capture sends what it still holds as it stops: take it in (recorded and counted, unless
     // a limit or an error ended the recording) until it hangs up, then join its threads.
     capture.request_stop();
     for event in events.iter() {
-        let mut frames = match event {
-            CaptureEvent::Frames(frames) => frames,
-            CaptureEvent::Stats(stats) => {
-                drops = crate::capture::live::total_drops(&stats);
-                continue;
-            }
-            CaptureEvent::Attached { index, interface } => {
-                engine.name_interface(index, interface.name);
-                continue;
-            }
-            CaptureEvent::Warning(warning) => {
-                eprintln!("netwatch: warning: {warning}");
-                continue;
-            }
-            CaptureEvent::Detached { .. } => continue,
-        };
-        for frame in frames.drain(..) {
-            if failure.is_some() || stopped.is_some() {
-                break; // a limit or an error ended the recording: the rest is not taken in
-            }
-            if let Some(recorder) = recorder.as_mut()
-                && ends(
-                    recorder.write(&frame, engine.interface_names()),
-                    &mut stopped,
-                    &mut failure,
-                )
-            {
-                break;
-            }
-            engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
-        }
-        frame_pool.give(frames);
+        session.take(event);
     }
     capture.stop();
+    let LiveRecording { mut engine, recorder, drops, stopped, failure, .. } = session;
     if let Some(failure) = failure {
         return Err(failure);
     }
@@ -352,6 +312,53 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
         None => eprintln!("netwatch: {}{drops}", stats.summary_line()),
     }
     Ok(())
+}
+
+/// A live recording in progress: the flow stage, the file, and how it ended, if it did.
+struct LiveRecording {
+    engine: Engine,
+    recorder: Option<FrameRecorder>,
+    frame_pool: FramePool,
+    drops: u64,
+    /// A limit was reached.
+    stopped: Option<StopReason>,
+    /// A write failed.
+    failure: Option<RunError>,
+}
+
+impl LiveRecording {
+    fn ended(&self) -> bool {
+        self.stopped.is_some() || self.failure.is_some()
+    }
+
+    /// Takes one event from the capture, while running and while draining it at the end alike.
+    /// Frames are recorded and counted until the recording ends; their batch always goes back
+    /// to the pool, also when the recording ended within it.
+    fn take(&mut self, event: CaptureEvent) {
+        match event {
+            CaptureEvent::Frames(mut frames) => {
+                for frame in frames.drain(..) {
+                    if self.ended() {
+                        break; // a limit or an error ended the recording: the rest is not taken in
+                    }
+                    if let Some(recorder) = self.recorder.as_mut() {
+                        let written = recorder.write(&frame, self.engine.interface_names());
+                        if ends(written, &mut self.stopped, &mut self.failure) {
+                            break;
+                        }
+                    }
+                    self.engine.ingest_decoded(frame.ts, frame.interface, frame.decoded);
+                }
+                self.frame_pool.give(frames);
+            }
+            CaptureEvent::Attached { index, interface } => {
+                self.engine.name_interface(index, interface.name);
+            }
+            CaptureEvent::Stats(stats) => self.drops = crate::capture::live::total_drops(&stats),
+            CaptureEvent::Warning(warning) => eprintln!("netwatch: warning: {warning}"),
+            CaptureEvent::Detached { .. } => {}
+        }
+    }
 }
 
 /// Live frames into a recording: each capture interface gets the recording's interface id the

@@ -277,8 +277,14 @@ pub(crate) enum ReaderItem {
     Frames(Vec<DecodedFrame>),
     /// Cluster changes recorded before the next frame.
     Cluster(Vec<ClusterEvent>),
-    /// Live: the capture interfaces' names by index, after one attached.
+    /// A file's interfaces by index, after it met a new one (`tcpdump -i any`).
     Interfaces(Vec<String>),
+    /// Live: an interface attached as capture interface `index` (which keeps its name for good:
+    /// frames may follow a detach).
+    Attached {
+        index: u16,
+        name: String,
+    },
     /// Live: packets the kernel dropped so far, over all interfaces.
     Drops(u64),
     /// Live: something the user should know (an interface that failed, …).
@@ -318,6 +324,10 @@ pub fn replay<S: PacketSource + Send + 'static>(
             }
             ReaderItem::Interfaces(names) => {
                 engine.set_interfaces(names);
+                continue;
+            }
+            ReaderItem::Attached { index, name } => {
+                engine.name_interface(index, name);
                 continue;
             }
             ReaderItem::Drops(_) | ReaderItem::Warning(_) => continue,

@@ -7,8 +7,10 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use netwatch::capture::{Next, PacketSource};
 use netwatch::cluster::{ClusterEvent, Object, snapshot};
 use netwatch::record::pcapng::{InterfaceDesc, PcapngWriter};
+use netwatch::record::pcapng_reader::PcapngSource;
 use netwatch::synth;
 use netwatch::time::Timestamp;
 
@@ -85,6 +87,91 @@ fn a_recording_replays_alone_with_the_identities_it_was_made_with_and_tshark_cou
     std::fs::remove_file(&flows).unwrap();
 }
 
+/// An ingress policy for the ledger that also lets monitoring scrape it.
+fn allow_monitoring_to_ledger() -> netwatch::cluster::NetworkPolicy {
+    let policy: k8s_openapi::api::networking::v1::NetworkPolicy = serde_yaml_ng::from_str(
+        "metadata: {name: allow-monitoring, namespace: payments}
+spec:
+  podSelector: {matchLabels: {app: ledger}}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]
+    ports: [{port: 9090}]",
+    )
+    .unwrap();
+    netwatch::cluster::trim::network_policy(&policy).unwrap()
+}
+
+/// The cluster events a recording carries, in order.
+fn recorded_events(path: &std::path::Path) -> Vec<ClusterEvent> {
+    let mut source = PcapngSource::open(path).unwrap();
+    let mut events: Vec<ClusterEvent> =
+        source.take_cluster_events().into_iter().map(|timed| timed.event).collect();
+    while let Next::Packet(_) = source.next_frame() {}
+    events.extend(source.take_cluster_events().into_iter().map(|timed| timed.event));
+    events
+}
+
+fn names_the_policy(events: &[ClusterEvent]) -> bool {
+    events.iter().any(|event| {
+        matches!(event, ClusterEvent::Upsert(Object::NetworkPolicy(p)) if p.name == "allow-monitoring")
+    })
+}
+
+/// `record --read` of a recording whose cluster changed after its last packet, and of one with
+/// no packets at all: both changes and views reach the new recording (the end of the input is
+/// its own step, apart from the one before each packet).
+#[test]
+fn record_read_keeps_the_changes_after_the_last_packet_and_the_view_of_a_file_without_packets() {
+    let loaded = snapshot::parse("demo-cluster.yaml", netwatch::demo::CLUSTER).unwrap();
+    let frames = synth::scenario::demo();
+    let start = Timestamp(frames[0].ts_nanos);
+    let late = temp("late-change.pcapng");
+    let mut writer =
+        PcapngWriter::create(&late, &[InterfaceDesc::new("veth-demo", 1)], &loaded.events, start)
+            .unwrap();
+    let mut last = start;
+    for frame in &frames {
+        last = Timestamp(frame.ts_nanos);
+        writer
+            .write_frame(0, last, &frame.frame, u32::try_from(frame.frame.len()).unwrap())
+            .unwrap();
+    }
+    let after = last.saturating_add(std::time::Duration::from_secs(1));
+    let upsert = ClusterEvent::Upsert(Object::NetworkPolicy(allow_monitoring_to_ledger()));
+    writer.write_cluster_event(after, &upsert).unwrap();
+    writer.finish().unwrap();
+    let empty = temp("no-packets.pcapng");
+    PcapngWriter::create(&empty, &[], &loaded.events, start).unwrap().finish().unwrap();
+
+    for (input, packets) in [(&late, frames.len()), (&empty, 0)] {
+        let out = temp("rerecorded.pcapng");
+        let output =
+            netwatch(&["record", "--read", input.to_str().unwrap(), "-w", out.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("recorded {packets} packets")), "{stderr}");
+        let events = recorded_events(&out);
+        let pods = |events: &[ClusterEvent]| -> usize {
+            events
+                .iter()
+                .map(|event| match event {
+                    ClusterEvent::Reset(_, objects) => {
+                        objects.iter().filter(|o| matches!(o, Object::Pod(_))).count()
+                    }
+                    ClusterEvent::Upsert(Object::Pod(_)) => 1,
+                    _ => 0,
+                })
+                .sum()
+        };
+        assert!(pods(&events) > 0, "the view is in the new recording");
+        assert_eq!(pods(&events), pods(&recorded_events(input)), "every pod of it");
+        assert_eq!(names_the_policy(&events), packets > 0, "the late change is in it");
+        std::fs::remove_file(&out).unwrap();
+    }
+    std::fs::remove_file(&late).unwrap();
+    std::fs::remove_file(&empty).unwrap();
+}
+
 /// The demo recorded with an ingress policy for the ledger added 20 s in, that also lets
 /// monitoring scrape it.
 fn recording_with_a_policy_added_midway() -> PathBuf {
@@ -95,16 +182,7 @@ fn recording_with_a_policy_added_midway() -> PathBuf {
     let mut writer =
         PcapngWriter::create(&path, &[InterfaceDesc::new("veth-demo", 1)], &loaded.events, start)
             .unwrap();
-    let policy: k8s_openapi::api::networking::v1::NetworkPolicy = serde_yaml_ng::from_str(
-        "metadata: {name: allow-monitoring, namespace: payments}
-spec:
-  podSelector: {matchLabels: {app: ledger}}
-  ingress:
-  - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]
-    ports: [{port: 9090}]",
-    )
-    .unwrap();
-    let policy = netwatch::cluster::trim::network_policy(&policy).unwrap();
+    let policy = allow_monitoring_to_ledger();
     let added_at = start.saturating_add(std::time::Duration::from_secs(20));
     let mut added = false;
     for frame in &frames {
