@@ -547,26 +547,62 @@ mod never_panics {
     }
 }
 
-/// What a packet's payload said, read where the packet was decoded (on the capture thread), so
-/// the flow stage gets a small owned value and never the frame bytes.
+/// The payload that matters, copied out where the packet was decoded (on the reader or capture
+/// thread) so the flow stage gets a small owned value and never the frame. It is read by the
+/// flow stage: a DNS message only if the packet is not a copy of one already counted, a request
+/// only if it is the first payload of its flow's initiator; reading them all here was a tenth
+/// of the reader thread's work, on the thread a replay waits on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum AppData {
     #[default]
     None,
-    /// A DNS response from port 53 and what it resolved.
-    Dns(Vec<dns::Resolution>),
-    /// A payload on port 53 that is not DNS.
-    DnsMalformed,
+    /// A payload from port 53: a DNS message, over TCP behind its two-byte length.
+    Dns { message: Box<[u8]>, tcp: bool },
+    /// The start of a TLS ClientHello or of an HTTP/1.x request.
+    Request(Box<[u8]>),
+}
+
+impl AppData {
+    /// What a DNS message resolved ([`dns::parse_udp`], [`dns::parse_tcp`]); `None` when the
+    /// payload is not a DNS message.
+    #[must_use]
+    pub fn dns(&self) -> Option<Result<Vec<dns::Resolution>, dns::DnsSkip>> {
+        match self {
+            Self::Dns { message, tcp: false } => Some(dns::parse_udp(message)),
+            Self::Dns { message, tcp: true } => Some(dns::parse_tcp(message)),
+            _ => None,
+        }
+    }
+
+    /// The name a request asked for: a ClientHello's SNI or an HTTP request's Host.
+    #[must_use]
+    pub fn request_name(&self) -> Option<RequestName> {
+        let Self::Request(payload) = self else { return None };
+        if payload.first() == Some(&TLS_HANDSHAKE) {
+            tls::client_hello_sni(payload).map(|sni| RequestName::Sni(sni.into()))
+        } else {
+            http::request_host(payload).map(|host| RequestName::HttpHost(host.into()))
+        }
+    }
+}
+
+/// A name from the start of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestName {
     /// A TLS ClientHello's server name.
-    TlsSni(Box<str>),
+    Sni(Box<str>),
     /// An HTTP/1.x request's Host header.
     HttpHost(Box<str>),
 }
 
 const DNS_PORT: u16 = 53;
 const TLS_HANDSHAKE: u8 = 0x16;
+/// The handshake type of a ClientHello, after the 5-byte record header.
+const TLS_CLIENT_HELLO: u8 = 0x01;
+/// A TLS record is at most 16 KiB; an HTTP request head is read up to 8 KiB (see `http`).
+const MAX_REQUEST_BYTES: usize = 5 + (16 << 10);
 
-/// A decoded packet with its payload read and dropped: owned, `Send`, a few dozen bytes.
+/// A decoded packet with its payload dropped but for what matters: owned, `Send`, small.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// The header facts; `payload` is always empty here.
@@ -575,8 +611,8 @@ pub struct Summary {
     pub app: AppData,
 }
 
-/// Reads what matters from a packet's payload: DNS answers from port 53, a TLS ClientHello's SNI
-/// or an HTTP request's Host (which the flow stage keeps only from a flow's first payload).
+/// Keeps what matters of a packet's payload: a message from port 53, and the start of what looks
+/// like a TLS ClientHello or an HTTP request (checked by its first bytes only).
 #[must_use]
 pub fn summarize(packet: &Packet<'_>) -> Summary {
     let payload = packet.payload;
@@ -585,22 +621,80 @@ pub fn summarize(packet: &Packet<'_>) -> Summary {
     } else if packet.src_port == DNS_PORT
         && matches!(packet.protocol, Protocol::Udp | Protocol::Tcp)
     {
-        let parsed = if packet.protocol == Protocol::Udp {
-            dns::parse_udp(payload)
-        } else {
-            dns::parse_tcp(payload)
-        };
-        match parsed {
-            Ok(resolutions) => AppData::Dns(resolutions),
-            Err(dns::DnsSkip::Malformed) => AppData::DnsMalformed,
-            Err(dns::DnsSkip::Query) => AppData::None,
-        }
-    } else if packet.protocol == Protocol::Tcp && payload[0] == TLS_HANDSHAKE {
-        tls::client_hello_sni(payload).map_or(AppData::None, |sni| AppData::TlsSni(sni.into()))
-    } else if packet.protocol == Protocol::Tcp {
-        http::request_host(payload).map_or(AppData::None, |host| AppData::HttpHost(host.into()))
+        AppData::Dns { message: payload.into(), tcp: packet.protocol == Protocol::Tcp }
+    } else if packet.protocol == Protocol::Tcp
+        && (payload
+            .get(..6)
+            .is_some_and(|head| head[0] == TLS_HANDSHAKE && head[5] == TLS_CLIENT_HELLO)
+            || http::starts_with_method(payload))
+    {
+        AppData::Request(payload[..payload.len().min(MAX_REQUEST_BYTES)].into())
     } else {
         AppData::None
     };
     Summary { packet: Packet { payload: &[], ..*packet }, payload_len: payload.len(), app }
+}
+
+#[cfg(test)]
+mod payload_kept {
+    use super::*;
+    use crate::synth::app;
+
+    fn tcp_payload(src_port: u16, dst_port: u16, payload: &[u8]) -> Packet<'_> {
+        Packet {
+            src: "10.244.1.10".parse().unwrap(),
+            dst: "203.0.113.10".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            src_port,
+            dst_port,
+            ip_len: 40 + u32::try_from(payload.len()).unwrap(),
+            tcp: Some(TcpInfo { flags: TcpInfo::ACK, seq: 1, ack: 1 }),
+            role: Role::Unknown,
+            ttl: 64,
+            fragment: Fragment::None,
+            ip_id: 0,
+            length_from_capture: false,
+            payload,
+        }
+    }
+
+    #[test]
+    fn a_client_hello_and_a_request_are_kept_for_the_flow_stage_and_the_replies_are_not() {
+        let hello = app::tls_client_hello("api.example.com");
+        let kept = summarize(&tcp_payload(40000, 443, &hello)).app;
+        assert_eq!(kept.request_name(), Some(RequestName::Sni("api.example.com".into())));
+        assert_eq!(kept.dns(), None);
+        let server = app::tls_server_hello("api.example.com", 100);
+        assert_eq!(summarize(&tcp_payload(443, 40000, &server)).app, AppData::None);
+        let request = app::http_request("shop.example", "/");
+        let kept = summarize(&tcp_payload(40000, 80, &request)).app;
+        assert_eq!(kept.request_name(), Some(RequestName::HttpHost("shop.example".into())));
+        let response = b"HTTP/1.1 200 OK\r\nHost: x\r\n\r\n";
+        assert_eq!(summarize(&tcp_payload(80, 40000, response)).app, AppData::None);
+        let huge = [hello.as_slice(), &[0u8; 40_000]].concat();
+        let kept = summarize(&tcp_payload(40000, 443, &huge)).app;
+        assert!(matches!(kept, AppData::Request(ref start) if start.len() == MAX_REQUEST_BYTES));
+    }
+
+    #[test]
+    fn a_message_from_port_53_is_kept_and_read_where_it_is_used() {
+        // One A answer for a.example, its name a pointer to the question's.
+        let mut message = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        message.extend(b"\x01a\x07example\x00\x00\x01\x00\x01");
+        message.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 7]);
+        let mut udp = tcp_payload(53, 40000, &message);
+        (udp.protocol, udp.tcp) = (Protocol::Udp, None);
+        let resolved = summarize(&udp).app.dns().unwrap().unwrap();
+        assert_eq!(resolved.len(), 1);
+        assert_eq!((resolved[0].name.as_str(), resolved[0].ttl_secs), ("a.example", 60));
+        assert_eq!(resolved[0].address, IpAddr::from([203, 0, 113, 7]));
+        let mut prefixed = u16::try_from(message.len()).unwrap().to_be_bytes().to_vec();
+        prefixed.extend(&message);
+        let over_tcp = summarize(&tcp_payload(53, 40000, &prefixed)).app.dns().unwrap().unwrap();
+        assert_eq!(over_tcp, resolved);
+        assert_eq!(
+            summarize(&tcp_payload(53, 40000, b"junk")).app.dns(),
+            Some(Err(dns::DnsSkip::Malformed))
+        );
+    }
 }

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::capture::{DecodedFrame, Frame};
 use crate::cluster::{ClusterEvent, ClusterView, IpOwner, ResourceKind};
-use crate::decode::{self, AppData, SkipReason};
+use crate::decode::{self, RequestName, SkipReason, dns};
 use crate::flow::dedup::{Dedup, DedupLimits, Endpoints, PacketFacts, Sighting};
 use crate::flow::table::EndReason;
 use crate::flow::{
@@ -181,13 +181,13 @@ impl Engine {
             }
         }
         let packet = &packet;
-        match &summary.app {
-            AppData::Dns(resolutions) => {
+        match summary.app.dns() {
+            Some(Ok(resolutions)) => {
                 self.dns_responses += 1;
-                self.names.learn(packet.dst, resolutions, ts);
+                self.names.learn(packet.dst, &resolutions, ts);
             }
-            AppData::DnsMalformed => self.dns_malformed += 1,
-            _ => {}
+            Some(Err(dns::DnsSkip::Malformed)) => self.dns_malformed += 1,
+            Some(Err(dns::DnsSkip::Query)) | None => {}
         }
         let wire =
             rewritten.map_or((packet.src, packet.dst), |(_, seen)| (seen.src.ip, seen.dst.ip));
@@ -216,10 +216,10 @@ impl Engine {
         {
             // Only the first payload: SNI and Host are at the very start of a connection.
             flow.payload_inspected = true;
-            match summary.app {
-                AppData::TlsSni(sni) => flow.sni = Some(sni),
-                AppData::HttpHost(host) => flow.http_host = Some(host),
-                _ => {}
+            match summary.app.request_name() {
+                Some(RequestName::Sni(sni)) => flow.sni = Some(sni),
+                Some(RequestName::HttpHost(host)) => flow.http_host = Some(host),
+                None => {}
             }
         }
         if just_closed {

@@ -138,6 +138,7 @@ pub struct Flow {
     pub backend: Option<SocketEnd>,
     /// Stable for the flow's life: views keep their selection on it as rows reorder.
     pub id: u64,
+    /// Never changes: the table's index finds the flow by it.
     pub key: FlowKey,
     pub responder: SocketEnd,
     pub first_seen: Timestamp,

@@ -17,13 +17,18 @@ const METHODS: [&[u8]; 9] = [
 /// How far into a request the Host header is looked for: headers beyond are not worth the cost.
 const MAX_HEADER_BYTES: usize = 8192;
 
+/// Whether `payload` starts like an HTTP/1.x request: a method and a space.
+#[must_use]
+pub fn starts_with_method(payload: &[u8]) -> bool {
+    // Most payloads are not requests; one byte tells most of them apart.
+    matches!(payload.first(), Some(b'G' | b'P' | b'H' | b'D' | b'O' | b'C' | b'T'))
+        && METHODS.iter().any(|method| payload.starts_with(method))
+}
+
 /// The Host header of an HTTP/1.x request, if `payload` starts one and carries it.
 #[must_use]
 pub fn request_host(payload: &[u8]) -> Option<String> {
-    // Most payloads are not requests; one byte tells most of them apart.
-    if !matches!(payload.first(), Some(b'G' | b'P' | b'H' | b'D' | b'O' | b'C' | b'T'))
-        || !METHODS.iter().any(|method| payload.starts_with(method))
-    {
+    if !starts_with_method(payload) {
         return None;
     }
     let head = &payload[..payload.len().min(MAX_HEADER_BYTES)];

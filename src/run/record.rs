@@ -132,7 +132,7 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
         let ts = if recorder.is_some() { last } else { wall_now() };
         take_cluster_changes(&mut engine, &mut recorder, config, events, ts)?;
     } else {
-        // No file to write them to: the flows still open follow them all the same.
+        // The recording stopped at a limit: the flows still open follow them all the same.
         for event in events {
             engine.apply(event);
         }
@@ -169,8 +169,8 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
     Ok(())
 }
 
-/// Cluster changes read from the input before a frame (or after the last one): the recording
-/// is made at the first of them, with the view as it stood, the changes go into it at `ts`, and
+/// Cluster changes read from the input before a frame (or after the last one): the recording is
+/// made at the first such step, with the view as it stood, the changes go into it at `ts`, and
 /// then into the flow stage.
 fn take_cluster_changes(
     engine: &mut Engine,
@@ -236,7 +236,7 @@ fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     }
     // An error ends the capture like Ctrl-C does (the capture is stopped and drained below,
     // so its supervisor never waits on a full channel nobody reads), then it is reported.
-    while !stop.load(Ordering::Relaxed) && !session.ended() {
+    while !stop.load(Ordering::Relaxed) {
         match events.recv_timeout(Duration::from_millis(200)) {
             Ok(event) => session.take(event),
             Err(mpsc::RecvTimeoutError::Timeout) => {}

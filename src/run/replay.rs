@@ -389,10 +389,13 @@ pub(crate) fn read_source<S: PacketSource>(
                 if !events.is_empty() {
                     // The events came before this frame: the frames before them go first.
                     let this_frame = batch.pop();
-                    let frames = std::mem::replace(&mut batch, fresh_batch());
-                    if !send_frames(&mut source, frames, &mut send)
-                        || !send(ReaderItem::Cluster(events))
-                    {
+                    if !batch.is_empty() {
+                        let frames = std::mem::replace(&mut batch, fresh_batch());
+                        if !send_frames(&mut source, frames, &mut send) {
+                            return source;
+                        }
+                    }
+                    if !send(ReaderItem::Cluster(events)) {
                         return source;
                     }
                     batch.extend(this_frame);
