@@ -262,9 +262,13 @@ impl Engine {
         now: Timestamp,
         emit: impl FnMut(FlowRecord) -> Result<(), E>,
     ) -> Result<bool, E> {
-        // Not yet due, unless the clock stepped back (then it sweeps, and the table follows);
+        // Not yet due, unless the clock stepped back (then it sweeps; flows and names follow);
         // a frame merely late is not a step.
-        if !self.clock.stepped_back(now) && self.next_sweep.is_some_and(|at| now < at) {
+        let before = self.clock.latest();
+        let stepped = self.clock.stepped_back(now);
+        if stepped {
+            self.names.step_back(before.since(now));
+        } else if self.next_sweep.is_some_and(|at| now < at) {
             return Ok(false);
         }
         self.next_sweep = Some(now.saturating_add(SWEEP_INTERVAL));

@@ -100,6 +100,16 @@ impl Clients {
         before - self.len()
     }
 
+    fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> + '_ {
+        let (few, many) = match self {
+            Self::Few(few) => (few.as_mut_slice(), None),
+            Self::Many(many) => (&mut [][..], Some(many)),
+        };
+        few.iter_mut()
+            .map(|(_, entry)| entry)
+            .chain(many.into_iter().flat_map(|many| many.values_mut()))
+    }
+
     fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
         // One of the two is empty: no boxed iterator (an allocation per address).
         let (few, many) = match self {
@@ -210,6 +220,18 @@ impl NameBook {
         }
     }
 
+    /// The clock stepped back by `by` (NTP on a live node): every answer keeps the validity it
+    /// had left, counted from the new time, rather than living on for as long as the step.
+    pub fn step_back(&mut self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        for answers in self.by_address.values_mut() {
+            for entry in answers.clients.entries_mut().chain(answers.latest.as_mut()) {
+                entry.expires = Timestamp(entry.expires.0.saturating_sub(by));
+            }
+        }
+        self.rebuild_expiries();
+    }
+
     /// Drops the answers of `address` that `lapsed` says are over, and the address when none
     /// is left.
     fn forget(&mut self, address: IpAddr, lapsed: impl Fn(&Entry) -> bool) {
@@ -304,6 +326,22 @@ mod tests {
         assert!(book.lookup(client, ip("198.51.100.1"), Timestamp::from_secs(1031)).is_none());
         book.expire(Timestamp::from_secs(1031));
         assert!(book.is_empty());
+    }
+
+    #[test]
+    fn after_the_clock_steps_back_a_name_lives_for_the_validity_it_had_left() {
+        let mut book = NameBook::new();
+        let client = ip("10.244.1.10");
+        book.learn(client, &[answer("a.example", "198.51.100.1", 30)], Timestamp::from_secs(5000));
+        // An hour back, 10 s after it was learned: 20 s are left.
+        book.step_back(Duration::from_secs(3600));
+        let now = Timestamp::from_secs(5010 - 3600);
+        assert!(book.lookup(client, ip("198.51.100.1"), now).is_some());
+        let later = Timestamp::from_secs(5031 - 3600);
+        assert!(book.lookup(client, ip("198.51.100.1"), later).is_none());
+        assert!(book.lookup(ip("10.244.1.11"), ip("198.51.100.1"), later).is_none(), "nor latest");
+        book.expire(later);
+        assert!(book.is_empty(), "and it is forgotten on time");
     }
 
     #[test]

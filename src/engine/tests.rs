@@ -1,6 +1,6 @@
 //! The engine against cluster changes that arrive while flows are in the table.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::Engine;
 use crate::cluster::event::{ClusterEvent, Object, ResourceKind};
@@ -163,6 +163,23 @@ fn advance_if_due_sweeps_once_per_interval_of_packet_time() {
     assert_eq!(engine.advance_if_due(at(4_999), ok), Ok(false), "a frame late by less than a step");
     assert_eq!(engine.advance_if_due(at(0), ok), Ok(true), "the clock stepped back: sweep now");
     assert_eq!(engine.advance_if_due(at(500), ok), Ok(false));
+}
+
+/// A name learned before the clock stepped back lasts the validity it had left, not an hour
+/// more.
+#[test]
+fn names_follow_a_clock_that_steps_back() {
+    let mut engine = Engine::new(TableLimits::default());
+    let ok = |_| Ok::<(), ()>(());
+    let at = |secs: u64| Timestamp(START + secs * SECOND_NANOS);
+    let (client, address): (IpAddr, IpAddr) =
+        ("10.244.1.10".parse().unwrap(), "198.51.100.1".parse().unwrap());
+    assert_eq!(engine.advance_if_due(at(3600), ok), Ok(true));
+    let answer = crate::decode::dns::Resolution { name: "a.example".into(), address, ttl_secs: 30 };
+    engine.names.learn(client, &[answer], at(3600));
+    assert_eq!(engine.advance_if_due(at(10), ok), Ok(true), "an hour back");
+    assert!(engine.names.lookup(client, address, at(39)).is_some());
+    assert!(engine.names.lookup(client, address, at(41)).is_none(), "not for the hour stepped");
 }
 
 /// Counted once across interfaces: a DNAT'd copy at the backend's veth names the Service's
