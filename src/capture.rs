@@ -28,7 +28,8 @@ pub struct Frame<'a> {
 }
 
 /// A frame decoded where it was captured (a capture or reader thread): what the run loop hands
-/// the engine. Owned and `Send`; the frame bytes stay behind.
+/// the engine. Owned and `Send`; the frame bytes stay behind but for the bounded part of the
+/// payload that the flow stage reads (see `decode::AppData`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedFrame {
     pub ts: Timestamp,

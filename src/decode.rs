@@ -548,16 +548,20 @@ mod never_panics {
 }
 
 /// The payload that matters, copied out where the packet was decoded (on the reader or capture
-/// thread) so the flow stage gets a small owned value and never the frame. It is read by the
-/// flow stage: a DNS message only if the packet is not a copy of one already counted, a request
-/// only if it is the first payload of its flow's initiator; reading them all here was a tenth
-/// of the reader thread's work, on the thread a replay waits on.
+/// thread) so the flow stage gets an owned value, never the frame. It is read by the flow stage:
+/// a DNS message only if the packet is not a copy of one already counted, a request only if it
+/// is the first payload of its flow's initiator; reading them all where they were decoded was a
+/// tenth of the reader thread's work, on the thread a replay waits on. A copy is at most
+/// [`MAX_DNS_COPY`] or `MAX_REQUEST_BYTES`, so batches of frames in flight stay bounded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum AppData {
     #[default]
     None,
     /// A payload from port 53: a DNS message, over TCP behind its two-byte length.
     Dns { message: Box<[u8]>, tcp: bool },
+    /// A DNS message longer than [`MAX_DNS_COPY`] (rare: only EDNS or TCP), read where it was
+    /// decoded rather than copied.
+    DnsRead(Result<Vec<dns::Resolution>, dns::DnsSkip>),
     /// The start of a TLS ClientHello or of an HTTP/1.x request.
     Request(Box<[u8]>),
 }
@@ -570,6 +574,7 @@ impl AppData {
         match self {
             Self::Dns { message, tcp: false } => Some(dns::parse_udp(message)),
             Self::Dns { message, tcp: true } => Some(dns::parse_tcp(message)),
+            Self::DnsRead(read) => Some(read.clone()),
             _ => None,
         }
     }
@@ -599,8 +604,12 @@ const DNS_PORT: u16 = 53;
 const TLS_HANDSHAKE: u8 = 0x16;
 /// The handshake type of a ClientHello, after the 5-byte record header.
 const TLS_CLIENT_HELLO: u8 = 0x01;
-/// A TLS record is at most 16 KiB; an HTTP request head is read up to 8 KiB (see `http`).
+/// A TLS record is at most 16 KiB (and its header 5 bytes); an HTTP request head is read up to
+/// 8 KiB (see `http`).
 const MAX_REQUEST_BYTES: usize = 5 + (16 << 10);
+/// DNS messages up to this long travel as bytes: nearly all of them (classic UDP is 512 bytes,
+/// EDNS answers usually fit 1232).
+pub const MAX_DNS_COPY: usize = 4096;
 
 /// A decoded packet with its payload dropped but for what matters: owned, `Send`, small.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -609,6 +618,24 @@ pub struct Summary {
     pub packet: Packet<'static>,
     pub payload_len: usize,
     pub app: AppData,
+}
+
+/// A payload from port 53: what of it a DNS reader reads (over TCP, the first message), as
+/// bytes when short enough.
+fn dns_payload(payload: &[u8], tcp: bool) -> AppData {
+    let message = if tcp {
+        let stated = payload.get(..2).map_or(0, |p| usize::from(u16::from_be_bytes([p[0], p[1]])));
+        &payload[..payload.len().min(2 + stated)]
+    } else {
+        payload
+    };
+    if message.len() <= MAX_DNS_COPY {
+        AppData::Dns { message: message.into(), tcp }
+    } else if tcp {
+        AppData::DnsRead(dns::parse_tcp(message))
+    } else {
+        AppData::DnsRead(dns::parse_udp(message))
+    }
 }
 
 /// Keeps what matters of a packet's payload: a message from port 53, and the start of what looks
@@ -621,14 +648,15 @@ pub fn summarize(packet: &Packet<'_>) -> Summary {
     } else if packet.src_port == DNS_PORT
         && matches!(packet.protocol, Protocol::Udp | Protocol::Tcp)
     {
-        AppData::Dns { message: payload.into(), tcp: packet.protocol == Protocol::Tcp }
+        dns_payload(payload, packet.protocol == Protocol::Tcp)
     } else if packet.protocol == Protocol::Tcp
-        && (payload
+        && payload
             .get(..6)
             .is_some_and(|head| head[0] == TLS_HANDSHAKE && head[5] == TLS_CLIENT_HELLO)
-            || http::starts_with_method(payload))
     {
         AppData::Request(payload[..payload.len().min(MAX_REQUEST_BYTES)].into())
+    } else if packet.protocol == Protocol::Tcp && http::starts_with_method(payload) {
+        AppData::Request(payload[..payload.len().min(http::MAX_HEADER_BYTES)].into())
     } else {
         AppData::None
     };
@@ -674,6 +702,39 @@ mod payload_kept {
         let huge = [hello.as_slice(), &[0u8; 40_000]].concat();
         let kept = summarize(&tcp_payload(40000, 443, &huge)).app;
         assert!(matches!(kept, AppData::Request(ref start) if start.len() == MAX_REQUEST_BYTES));
+    }
+
+    #[test]
+    fn what_is_kept_is_bounded_and_long_messages_are_read_where_decoded() {
+        let short_hello = [TLS_HANDSHAKE, 3, 1, 0, 40];
+        assert_eq!(summarize(&tcp_payload(40000, 443, &short_hello)).app, AppData::None);
+        let mut request = app::http_request("shop.example", "/");
+        request.extend(vec![b'x'; 20_000]);
+        let kept = summarize(&tcp_payload(40000, 80, &request)).app;
+        assert!(matches!(kept, AppData::Request(ref head) if head.len() == http::MAX_HEADER_BYTES));
+        // A long answer over UDP is read at once; over TCP only the first message is kept.
+        let name = "a".repeat(60);
+        let answers: Vec<_> = (0..200u16)
+            .map(|i| crate::synth::dns::Answer::Aaaa {
+                name: format!("{name}.example"),
+                ip: std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i),
+                ttl: 60,
+            })
+            .collect();
+        let long = crate::synth::dns::response(9, &format!("{name}.example"), 28, &answers);
+        assert!(long.len() > MAX_DNS_COPY);
+        let mut udp = tcp_payload(53, 40000, &long);
+        (udp.protocol, udp.tcp) = (Protocol::Udp, None);
+        let read = summarize(&udp).app;
+        assert!(matches!(read, AppData::DnsRead(Ok(ref found)) if found.len() == 200));
+        let query = crate::synth::dns::query(3, "a.example", 1);
+        let mut framed = crate::synth::dns::tcp_framed(&query);
+        framed.extend(crate::synth::dns::tcp_framed(&long));
+        let kept = summarize(&tcp_payload(53, 40000, &framed)).app;
+        assert!(
+            matches!(kept, AppData::Dns { ref message, tcp: true } if message.len() == query.len() + 2)
+        );
+        assert_eq!(kept.dns(), Some(Err(dns::DnsSkip::Query)));
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct Engine {
     dedup: Option<Dedup>,
     /// When [`advance_if_due`](Self::advance_if_due) next sweeps (packet time).
     next_sweep: Option<Timestamp>,
-    /// Packet time as swept, watched for the clock stepping back.
+    /// The time sweeps were made at, watched for the clock stepping back.
     clock: crate::flow::PacketClock,
     /// The table's list of ended flows, traded each sweep (see [`FlowTable::swap_ended`]).
     ended: Vec<(Flow, EndReason)>,
@@ -249,6 +249,7 @@ impl Engine {
         now: Timestamp,
         emit: impl FnMut(FlowRecord) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.follow_clock(now);
         self.table.advance(now);
         self.names.expire(now);
         self.emit_ended(now, emit)
@@ -264,15 +265,23 @@ impl Engine {
     ) -> Result<bool, E> {
         // Not yet due, unless the clock stepped back (then it sweeps; flows and names follow);
         // a frame merely late is not a step.
-        let before = self.clock.latest();
-        let stepped = self.clock.stepped_back(now);
-        if stepped {
-            self.names.step_back(before.since(now));
-        } else if self.next_sweep.is_some_and(|at| now < at) {
+        if !self.follow_clock(now) && self.next_sweep.is_some_and(|at| now < at) {
             return Ok(false);
         }
         self.next_sweep = Some(now.saturating_add(SWEEP_INTERVAL));
         self.advance(now, emit).map(|()| true)
+    }
+
+    /// Watches the time sweeps are made at (packet time, or the wall clock of a live recording)
+    /// for a step back, which the names learned from DNS follow (the flow table keeps its own
+    /// watch). Whether it stepped.
+    fn follow_clock(&mut self, now: Timestamp) -> bool {
+        let before = self.clock.latest();
+        let stepped = self.clock.stepped_back(now);
+        if stepped {
+            self.names.step_back(before.since(now));
+        }
+        stepped
     }
 
     /// The input is over: every remaining flow ends, and `emit` gets their records, oldest first.

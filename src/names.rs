@@ -345,6 +345,29 @@ mod tests {
     }
 
     #[test]
+    fn after_a_step_back_a_popular_address_keeps_each_client_s_validity_left() {
+        let mut book = NameBook::new();
+        let address = ip("198.51.100.1");
+        let client = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000_u32 + i));
+        // More clients than are kept inline: the map of them.
+        for i in 0..=FEW_CLIENTS as u32 {
+            book.learn(
+                client(i),
+                &[answer("a.example", "198.51.100.1", 30 + i)],
+                Timestamp::from_secs(5000),
+            );
+        }
+        book.step_back(Duration::from_secs(3600));
+        let last = client(FEW_CLIENTS as u32);
+        let ttl_last = 30 + FEW_CLIENTS as u64;
+        assert!(book.lookup(last, address, Timestamp::from_secs(5000 + ttl_last - 3600)).is_some());
+        let after = Timestamp::from_secs(5001 + ttl_last - 3600);
+        assert!(book.lookup(last, address, after).is_none());
+        book.expire(after);
+        assert!(book.is_empty());
+    }
+
+    #[test]
     fn past_the_cap_the_soonest_to_expire_answers_go_first() {
         let mut book = NameBook::new();
         let t0 = Timestamp::from_secs(1000);

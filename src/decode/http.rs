@@ -15,7 +15,7 @@ const METHODS: [&[u8]; 9] = [
 ];
 
 /// How far into a request the Host header is looked for: headers beyond are not worth the cost.
-const MAX_HEADER_BYTES: usize = 8192;
+pub(crate) const MAX_HEADER_BYTES: usize = 8192;
 
 /// Whether `payload` starts like an HTTP/1.x request: a method and a space.
 #[must_use]

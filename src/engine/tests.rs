@@ -205,6 +205,43 @@ fn a_dnated_copy_names_the_backend_and_a_masqueraded_one_does_not() {
     assert_eq!(to_port(443).backend, None, "the node's masquerade address is no backend");
 }
 
+/// Payloads are read in the flow stage: a DNS answer seen on two interfaces counts once, a
+/// payload from port 53 that is no DNS counts as malformed, and only a connection's first
+/// payload from its initiator can name it.
+#[test]
+fn an_answer_counts_once_and_only_a_first_payload_names_a_connection() {
+    use crate::decode::{LinkType, TcpInfo, decode, summarize};
+    use crate::synth::dns::{Answer, TYPE_A, response};
+    let mut engine = Engine::new(TableLimits::default());
+    engine.count_once_across_interfaces();
+    let at = |micros: u64| Timestamp(START + micros * 1_000);
+    let read = |frame: &[u8]| Ok(summarize(&decode(Some(LinkType::Ethernet), frame).unwrap()));
+    let answer = Answer::A { name: "a.example".into(), ip: [203, 0, 113, 7].into(), ttl: 60 };
+    let message = response(7, "a.example", TYPE_A, &[answer]);
+    let dns = crate::synth::udp(addr("10.96.0.10:53"), addr("10.244.1.10:40000"), &message);
+    engine.ingest_decoded(at(0), 0, read(&dns));
+    engine.ingest_decoded(at(10), 1, read(&dns));
+    let junk = crate::synth::udp(addr("10.96.0.10:53"), addr("10.244.1.10:40001"), b"junk");
+    engine.ingest_decoded(at(20), 0, read(&junk));
+    let stats = engine.stats();
+    assert_eq!((stats.dns_responses, stats.dns_malformed), (1, 1));
+
+    let hello = crate::synth::app::tls_client_hello("api.example.com");
+    let psh = TcpInfo::ACK | 0x08;
+    let (late, first) = (addr("10.244.1.10:40002"), addr("10.244.1.10:40003"));
+    let server = addr("203.0.113.7:443");
+    engine.ingest_decoded(at(30), 0, read(&crate::synth::tcp(late, server, psh, 1, 1, b"\0hi")));
+    engine.ingest_decoded(at(40), 0, read(&crate::synth::tcp(late, server, psh, 4, 1, &hello)));
+    engine.ingest_decoded(at(50), 0, read(&crate::synth::tcp(first, server, psh, 1, 1, &hello)));
+    let records = engine.live_records(at(60));
+    let sni = |port: u16| {
+        let record = records.iter().find(|r| r.src.port == Some(port)).unwrap();
+        (record.dst.sni.clone(), record.dst.dns.clone())
+    };
+    assert_eq!(sni(40002), (None, Some("a.example".into())), "its first payload was no hello");
+    assert_eq!(sni(40003), (Some("api.example.com".into()), Some("a.example".into())));
+}
+
 /// A Service's backend answers with a datagram in two fragments: the first is counted under the
 /// Service address through the binding its request taught, the second (no ports) with it.
 #[test]

@@ -300,7 +300,8 @@ pub fn replay<S: PacketSource + Send + 'static>(
     gate: ClusterGate,
     mut emit: impl FnMut(FlowRecord) -> io::Result<()>,
 ) -> io::Result<S> {
-    // 8 batches of 4096 frames (~5 MB) absorb the engine's pauses at sweeps. Large batches:
+    // 8 batches of 4096 frames (~5 MB, and the few KiB at most of payload each frame may
+    // keep) absorb the engine's pauses at sweeps. Large batches:
     // the engine keeps up and waits for each one, and waking a thread costs so much on a VM
     // that 512-frame batches made a replay 6% slower.
     let (sender, items) = mpsc::sync_channel::<ReaderItem>(8);
