@@ -561,7 +561,7 @@ pub enum AppData {
     Dns { message: Box<[u8]>, tcp: bool },
     /// A DNS message longer than [`MAX_DNS_COPY`] (rare: only EDNS or TCP), read where it was
     /// decoded rather than copied.
-    DnsRead(Result<Vec<dns::Resolution>, dns::DnsSkip>),
+    DnsRead(Box<Result<Vec<dns::Resolution>, dns::DnsSkip>>),
     /// The start of a TLS ClientHello or of an HTTP/1.x request.
     Request(Box<[u8]>),
 }
@@ -574,7 +574,7 @@ impl AppData {
         match self {
             Self::Dns { message, tcp: false } => Some(dns::parse_udp(message)),
             Self::Dns { message, tcp: true } => Some(dns::parse_tcp(message)),
-            Self::DnsRead(read) => Some(read.clone()),
+            Self::DnsRead(read) => Some((**read).clone()),
             _ => None,
         }
     }
@@ -632,9 +632,9 @@ fn dns_payload(payload: &[u8], tcp: bool) -> AppData {
     if message.len() <= MAX_DNS_COPY {
         AppData::Dns { message: message.into(), tcp }
     } else if tcp {
-        AppData::DnsRead(dns::parse_tcp(message))
+        AppData::DnsRead(Box::new(dns::parse_tcp(message)))
     } else {
-        AppData::DnsRead(dns::parse_udp(message))
+        AppData::DnsRead(Box::new(dns::parse_udp(message)))
     }
 }
 
@@ -705,6 +705,13 @@ mod payload_kept {
     }
 
     #[test]
+    fn a_decoded_frame_stays_small() {
+        // Every frame is written by the reader and read by the engine: a few bytes more a frame
+        // cost both threads.
+        assert!(std::mem::size_of::<AppData>() <= 24, "{}", std::mem::size_of::<AppData>());
+    }
+
+    #[test]
     fn what_is_kept_is_bounded_and_long_messages_are_read_where_decoded() {
         let short_hello = [TLS_HANDSHAKE, 3, 1, 0, 40];
         assert_eq!(summarize(&tcp_payload(40000, 443, &short_hello)).app, AppData::None);
@@ -726,7 +733,9 @@ mod payload_kept {
         let mut udp = tcp_payload(53, 40000, &long);
         (udp.protocol, udp.tcp) = (Protocol::Udp, None);
         let read = summarize(&udp).app;
-        assert!(matches!(read, AppData::DnsRead(Ok(ref found)) if found.len() == 200));
+        assert!(
+            matches!(read, AppData::DnsRead(ref found) if found.as_ref().as_ref().is_ok_and(|f| f.len() == 200))
+        );
         let query = crate::synth::dns::query(3, "a.example", 1);
         let mut framed = crate::synth::dns::tcp_framed(&query);
         framed.extend(crate::synth::dns::tcp_framed(&long));
