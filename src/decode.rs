@@ -467,10 +467,21 @@ const MAX_NAME_LEN: usize = 253;
 pub fn sanitize_name(name: &str) -> String {
     // The common case, a short printable ASCII name, is one copy (this runs for every name in
     // every DNS answer).
-    if name.len() <= MAX_NAME_LEN && name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+    if is_clean_name(name) {
         return name.to_owned();
     }
     name.chars().take(MAX_NAME_LEN).map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// [`sanitize_name`] into a shared name, copied once when it is clean already (DNS answers:
+/// the name book and every flow it names share it).
+#[must_use]
+pub fn sanitized_shared_name(name: &str) -> std::sync::Arc<str> {
+    if is_clean_name(name) { std::sync::Arc::from(name) } else { sanitize_name(name).into() }
+}
+
+fn is_clean_name(name: &str) -> bool {
+    name.len() <= MAX_NAME_LEN && name.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 #[cfg(test)]
@@ -756,7 +767,7 @@ mod payload_kept {
         (udp.protocol, udp.tcp) = (Protocol::Udp, None);
         let resolved = summarize(&udp).app.dns().unwrap().unwrap();
         assert_eq!(resolved.len(), 1);
-        assert_eq!((resolved[0].name.as_str(), resolved[0].ttl_secs), ("a.example", 60));
+        assert_eq!((&*resolved[0].name, resolved[0].ttl_secs), ("a.example", 60));
         assert_eq!(resolved[0].address, IpAddr::from([203, 0, 113, 7]));
         let mut prefixed = u16::try_from(message.len()).unwrap().to_be_bytes().to_vec();
         prefixed.extend(&message);

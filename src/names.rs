@@ -160,7 +160,7 @@ impl NameBook {
             let validity = Duration::from_secs(u64::from(resolution.ttl_secs)).max(MIN_VALIDITY);
             self.learned += 1;
             let entry = Entry {
-                name: Arc::from(resolution.name.as_str()),
+                name: Arc::clone(&resolution.name),
                 expires: now.saturating_add(validity),
                 learned: self.learned,
             };
@@ -399,7 +399,7 @@ mod tests {
                 let validity = Duration::from_secs(u64::from(r.ttl_secs)).max(MIN_VALIDITY);
                 self.learned += 1;
                 let entry = Entry {
-                    name: Arc::from(r.name.as_str()),
+                    name: Arc::clone(&r.name),
                     expires: now.saturating_add(validity),
                     learned: self.learned,
                 };
@@ -454,7 +454,7 @@ mod tests {
                 let address = IpAddr::from([203, 0, 113, address]);
                 match action {
                     0..=2 => {
-                        let said = [Resolution { name: format!("n{name}.example"), address, ttl_secs: ttl }];
+                        let said = [Resolution { name: format!("n{name}.example").into(), address, ttl_secs: ttl }];
                         book.learn(client, &said, now);
                         reference.learn(client, &said, now);
                     }

@@ -5,16 +5,18 @@
 //! a resolved address is the smallest TTL along its chain.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use dns_parser::RData;
 use rustc_hash::FxHashMap;
 
-use super::sanitize_name;
+use super::sanitized_shared_name;
 
 /// One address the response resolved, with the name the client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolution {
-    pub name: String,
+    /// Shared with the name book and the flows it names.
+    pub name: Arc<str>,
     pub address: IpAddr,
     pub ttl_secs: u32,
 }
@@ -95,7 +97,7 @@ fn name_text(name: &dns_parser::Name<'_>) -> String {
 
 /// The name that was asked for, walking CNAMEs back from `owner`, and the smallest TTL of the
 /// links walked (`u32::MAX` when there were none).
-fn walk_back(alias_of: &FxHashMap<String, (String, u32)>, owner: &str) -> (String, u32) {
+fn walk_back(alias_of: &FxHashMap<String, (String, u32)>, owner: &str) -> (Arc<str>, u32) {
     let mut name = owner;
     let mut ttl = u32::MAX;
     for _ in 0..MAX_CHAIN {
@@ -103,7 +105,7 @@ fn walk_back(alias_of: &FxHashMap<String, (String, u32)>, owner: &str) -> (Strin
         ttl = ttl.min(*alias_ttl);
         name = alias;
     }
-    (sanitize_name(name), ttl)
+    (sanitized_shared_name(name), ttl)
 }
 
 #[cfg(test)]
@@ -179,7 +181,7 @@ mod tests {
         let resolved: Vec<(String, String, u32)> = parse_udp(&message)
             .unwrap()
             .into_iter()
-            .map(|r| (r.name, r.address.to_string(), r.ttl_secs))
+            .map(|r| (r.name.to_string(), r.address.to_string(), r.ttl_secs))
             .collect();
         let expect = |name: &str, address: &str, ttl| (name.to_owned(), address.to_owned(), ttl);
         assert_eq!(

@@ -51,7 +51,7 @@ fn udp_dns_over_ipv6_is_decoded_and_its_answer_read() {
     assert_eq!(packet.protocol, Protocol::Udp);
     assert_eq!(packet.src_port, 53);
     let resolved = dns::parse_udp(packet.payload).unwrap();
-    assert_eq!(resolved[0].name, "push.metrics.example");
+    assert_eq!(&*resolved[0].name, "push.metrics.example");
     assert_eq!(resolved[0].address, ip("2001:db8::10"));
 }
 
