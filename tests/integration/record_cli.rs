@@ -87,6 +87,20 @@ fn a_recording_replays_alone_with_the_identities_it_was_made_with_and_tshark_cou
     std::fs::remove_file(&flows).unwrap();
 }
 
+/// A recording of the demo begun at `path` (its cluster view written, no packets yet), the
+/// demo's frames, and the cluster they were made with.
+fn demo_recording(
+    path: &std::path::Path,
+) -> (PcapngWriter, Vec<synth::TimedFrame>, snapshot::LoadedSnapshot) {
+    let loaded = snapshot::parse("demo-cluster.yaml", netwatch::demo::CLUSTER).unwrap();
+    let frames = synth::scenario::demo();
+    let start = Timestamp(frames[0].ts_nanos);
+    let writer =
+        PcapngWriter::create(path, &[InterfaceDesc::new("veth-demo", 1)], &loaded.events, start)
+            .unwrap();
+    (writer, frames, loaded)
+}
+
 /// An ingress policy for the ledger that also lets monitoring scrape it.
 fn allow_monitoring_to_ledger() -> netwatch::cluster::NetworkPolicy {
     let policy: k8s_openapi::api::networking::v1::NetworkPolicy = serde_yaml_ng::from_str(
@@ -126,13 +140,9 @@ fn policy_added_at(events: &[(Timestamp, ClusterEvent)]) -> Option<Timestamp> {
 /// the input is its own step, apart from the one before each packet).
 #[test]
 fn record_read_keeps_the_changes_after_the_last_packet_and_the_view_of_a_file_without_packets() {
-    let loaded = snapshot::parse("demo-cluster.yaml", netwatch::demo::CLUSTER).unwrap();
-    let frames = synth::scenario::demo();
-    let start = Timestamp(frames[0].ts_nanos);
     let late = temp("late-change.pcapng");
-    let mut writer =
-        PcapngWriter::create(&late, &[InterfaceDesc::new("veth-demo", 1)], &loaded.events, start)
-            .unwrap();
+    let (mut writer, frames, loaded) = demo_recording(&late);
+    let start = Timestamp(frames[0].ts_nanos);
     let mut last = start;
     for frame in &frames {
         last = Timestamp(frame.ts_nanos);
@@ -184,13 +194,9 @@ fn record_read_keeps_the_changes_after_the_last_packet_and_the_view_of_a_file_wi
 /// The demo recorded with an ingress policy for the ledger added 20 s in, that also lets
 /// monitoring scrape it.
 fn recording_with_a_policy_added_midway() -> PathBuf {
-    let loaded = snapshot::parse("demo-cluster.yaml", netwatch::demo::CLUSTER).unwrap();
-    let frames = synth::scenario::demo();
-    let start = Timestamp(frames[0].ts_nanos);
     let path = temp("midway.pcapng");
-    let mut writer =
-        PcapngWriter::create(&path, &[InterfaceDesc::new("veth-demo", 1)], &loaded.events, start)
-            .unwrap();
+    let (mut writer, frames, _) = demo_recording(&path);
+    let start = Timestamp(frames[0].ts_nanos);
     let policy = allow_monitoring_to_ledger();
     let added_at = start.saturating_add(std::time::Duration::from_secs(20));
     let mut added = false;
