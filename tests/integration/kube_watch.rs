@@ -557,13 +557,7 @@ async fn netwatch_snapshot_writes_what_the_api_lists_in_the_format_cluster_reads
 
 #[tokio::test]
 async fn a_live_recording_carries_the_cluster_view_it_watched() {
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !root {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the live recording test as root");
-        eprintln!("skipped: live recording needs root");
+    if !crate::runs_as_root("the live recording of a watched cluster") {
         return;
     }
     let server = ApiServer::start(0, shop()).await;

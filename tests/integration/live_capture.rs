@@ -26,27 +26,12 @@ use netwatch::time::Timestamp;
 const INSIDE: &str = "NETWATCH_LIVE_NODE_SUFFIX";
 const INNER_TEST: &str = "live_capture::inside_a_namespace_node";
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").ok().is_some_and(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .and_then(|uids| uids.split_whitespace().nth(1))
-            == Some("0")
-    })
-}
-
 #[test]
 fn live_capture_on_a_namespace_node_counts_every_packet_once_and_follows_pods() {
     if std::env::var_os(INSIDE).is_some() {
         return;
     }
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the live capture test needs root (network namespaces and CAP_NET_RAW): run this CI job as root"
-        );
-        eprintln!("skipped: the live capture test needs root (network namespaces, CAP_NET_RAW)");
+    if !crate::runs_as_root("the live capture test") {
         return;
     }
     let suffix = std::process::id().to_string();

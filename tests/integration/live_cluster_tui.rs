@@ -28,9 +28,7 @@ const CHANGE_PATIENCE: Duration = Duration::from_secs(10);
 
 #[test]
 fn the_live_view_names_pods_and_follows_policy_and_ip_reuse_from_the_api() {
-    if !crate::record_live::is_root() {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the live cluster TUI test as root");
-        eprintln!("skipped: live capture needs root");
+    if !crate::runs_as_root("the live cluster view test") {
         return;
     }
     let started = Instant::now();

@@ -44,18 +44,9 @@ fn wait_until_created(path: &std::path::Path) {
     std::thread::sleep(Duration::from_millis(300));
 }
 
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 #[test]
 fn a_live_recording_stopped_by_sigterm_is_complete_and_holds_the_flows() {
-    if !is_root() {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the live recording test as root");
-        eprintln!("skipped: live recording needs root");
+    if !crate::runs_as_root("the live recording test") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("netwatch-live-record-{}", std::process::id()));
@@ -123,9 +114,7 @@ fn a_live_recording_stopped_by_sigterm_is_complete_and_holds_the_flows() {
 
 #[test]
 fn recording_from_the_live_view_writes_what_was_watched() {
-    if !is_root() {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the live recording test as root");
-        eprintln!("skipped: live capture needs root");
+    if !crate::runs_as_root("the live view recording test") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("netwatch-tui-record-{}", std::process::id()));
@@ -162,9 +151,7 @@ fn recording_from_the_live_view_writes_what_was_watched() {
 
 #[test]
 fn a_recording_killed_with_sigkill_is_readable_up_to_its_last_flush() {
-    if !is_root() {
-        assert!(std::env::var_os("CI").is_none(), "CI must run the live recording test as root");
-        eprintln!("skipped: live recording needs root");
+    if !crate::runs_as_root("the live recording test") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("netwatch-killed-{}", std::process::id()));
