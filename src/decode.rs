@@ -563,7 +563,8 @@ mod never_panics {
 /// a DNS message only if the packet is not a copy of one already counted, a request only if it
 /// is the first payload of its flow's initiator; reading them all where they were decoded was a
 /// tenth of the reader thread's work, on the thread a replay waits on. A copy is at most
-/// [`MAX_DNS_COPY`] or `MAX_REQUEST_BYTES`, so batches of frames in flight stay bounded.
+/// [`MAX_DNS_COPY`], a TLS record or what is read of an HTTP request head, so batches of frames
+/// in flight stay bounded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum AppData {
     #[default]
@@ -750,6 +751,11 @@ mod payload_kept {
         let query = crate::synth::dns::query(3, "a.example", 1);
         let mut framed = crate::synth::dns::tcp_framed(&query);
         framed.extend(crate::synth::dns::tcp_framed(&long));
+        let alone = summarize(&tcp_payload(53, 40000, &crate::synth::dns::tcp_framed(&long))).app;
+        assert!(
+            matches!(alone, AppData::DnsRead(ref found) if found.as_ref().as_ref().is_ok_and(|f| f.len() == 200)),
+            "read over TCP, behind its length"
+        );
         let kept = summarize(&tcp_payload(53, 40000, &framed)).app;
         assert!(
             matches!(kept, AppData::Dns { ref message, tcp: true } if message.len() == query.len() + 2)

@@ -46,7 +46,7 @@ pub struct Engine {
     dedup: Option<Dedup>,
     /// When [`advance_if_due`](Self::advance_if_due) next sweeps (packet time).
     next_sweep: Option<Timestamp>,
-    /// The time sweeps were made at, watched for the clock stepping back.
+    /// The latest packet time, watched for the clock stepping back.
     clock: crate::flow::PacketClock,
     /// The table's list of ended flows, traded each sweep (see [`FlowTable::swap_ended`]).
     ended: Vec<(Flow, EndReason)>,
@@ -148,6 +148,8 @@ impl Engine {
         decoded: Result<decode::Summary, SkipReason>,
     ) {
         self.frames += 1;
+        // Every mode sees packets, not every mode sweeps on packet time (a live recording).
+        self.follow_clock(ts);
         let summary = match decoded {
             Ok(summary) => summary,
             Err(reason) => {
@@ -249,7 +251,6 @@ impl Engine {
         now: Timestamp,
         emit: impl FnMut(FlowRecord) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.follow_clock(now);
         self.table.advance(now);
         self.names.expire(now);
         self.emit_ended(now, emit)
@@ -272,9 +273,9 @@ impl Engine {
         self.advance(now, emit).map(|()| true)
     }
 
-    /// Watches the time sweeps are made at (packet time, or the wall clock of a live recording)
-    /// for a step back, which the names learned from DNS follow (the flow table keeps its own
-    /// watch). Whether it stepped.
+    /// Watches packet time for a step back, which the names learned from DNS follow (the flow
+    /// table keeps its own watch). Packet time only: a live view also sweeps on the wall clock,
+    /// and frames that lag it by a second would each look like a step. Whether it stepped.
     fn follow_clock(&mut self, now: Timestamp) -> bool {
         let before = self.clock.latest();
         let stepped = self.clock.stepped_back(now);

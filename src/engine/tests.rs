@@ -180,6 +180,25 @@ fn names_follow_a_clock_that_steps_back() {
     assert_eq!(engine.advance_if_due(at(10), ok), Ok(true), "an hour back");
     assert!(engine.names.lookup(client, address, at(39)).is_some());
     assert!(engine.names.lookup(client, address, at(41)).is_none(), "not for the hour stepped");
+
+    // A live recording sweeps on the wall clock and only hands packets over: they alone move
+    // the names. A wall clock ahead of them, or a packet late by less than a second, does not.
+    let mut engine = Engine::new(TableLimits::default());
+    let packet = |engine: &mut Engine, secs: u64, nanos: u64| {
+        let frame = crate::synth::udp(addr("10.244.1.10:40000"), addr("10.96.0.10:53"), b"");
+        let decoded = crate::decode::decode(Some(crate::decode::LinkType::Ethernet), &frame);
+        let ts = Timestamp(START + secs * SECOND_NANOS + nanos);
+        engine.ingest_decoded(ts, 0, decoded.map(|p| crate::decode::summarize(&p)));
+    };
+    packet(&mut engine, 3600, 0);
+    let answer = crate::decode::dns::Resolution { name: "a.example".into(), address, ttl_secs: 30 };
+    engine.names.learn(client, &[answer], at(3600));
+    engine.advance(at(3605), ok).unwrap();
+    packet(&mut engine, 3599, 100_000_000);
+    assert!(engine.names.lookup(client, address, at(3629)).is_some(), "nothing stepped");
+    packet(&mut engine, 10, 0);
+    assert!(engine.names.lookup(client, address, at(39)).is_some());
+    assert!(engine.names.lookup(client, address, at(41)).is_none(), "the packets stepped back");
 }
 
 /// Counted once across interfaces: a DNAT'd copy at the backend's veth names the Service's

@@ -487,7 +487,7 @@ async fn a_missing_kubeconfig_file_is_an_error_naming_it() {
 #[test]
 fn kubectl_plugin_list_finds_kubectl_netwatch() {
     let Ok(kubectl) = which_kubectl() else {
-        eprintln!("kubectl is not installed: skipped");
+        crate::skipped("the kubectl plugin test", "kubectl is not installed");
         return;
     };
     let binary = Path::new(env!("CARGO_BIN_EXE_kubectl-netwatch"));

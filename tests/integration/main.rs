@@ -22,27 +22,30 @@ mod tui_screens;
 use std::path::PathBuf;
 
 /// Whether a test that needs root (network namespaces, CAP_NET_RAW) can run. Otherwise it is
-/// skipped, which fails under `CI` (CI runs as root), and named in the file `NETWATCH_SKIPPED`
-/// names when set: `./test` counts them, so a run as another user does not pass them off as
-/// passed.
+/// skipped, which fails under `CI` (CI runs as root).
 pub fn runs_as_root(test: &str) -> bool {
     let root = std::fs::read_to_string("/proc/self/status").ok().is_some_and(|status| {
         let uids = status.lines().find_map(|line| line.strip_prefix("Uid:"));
         uids.and_then(|uids| uids.split_whitespace().nth(1)) == Some("0")
     });
-    if root {
-        return true;
+    if !root {
+        assert!(std::env::var_os("CI").is_none(), "CI must run {test} as root");
+        skipped(test, "needs root: run ./test as root");
     }
-    assert!(std::env::var_os("CI").is_none(), "CI must run {test} as root");
-    eprintln!("skipped: {test} needs root");
+    root
+}
+
+/// A test that could not run here says so, and names itself in the file `NETWATCH_SKIPPED`
+/// names when set: `./test` lists them, so that they are not passed off as passed.
+pub fn skipped(test: &str, why: &str) {
+    eprintln!("skipped: {test} ({why})");
     if let Some(path) = std::env::var_os("NETWATCH_SKIPPED") {
         use std::io::Write as _;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(path);
         if let Ok(mut log) = log {
-            let _ = writeln!(log, "{test}");
+            let _ = writeln!(log, "{test} ({why})");
         }
     }
-    false
 }
 
 /// A file under `tests/fixtures`.
