@@ -101,13 +101,18 @@ async fn watch_kind<K>(
     }
     loop {
         // Biased: an accepted watch is noted before the events it carries, so a 410 or a
-        // change that follows it is the last word.
+        // change that follows it is the last word. A watch that failed may have been accepted
+        // in the very poll that read its failure (a 200 and then a 410): that acceptance is
+        // seen now and dropped, or after the backoff it would say the stale view is current.
         let updates = tokio::select! {
             biased;
             Ok(()) = accepted.changed() => mapper.watch_accepted(),
             item = stream.next() => match item {
                 Some(Ok(event)) => mapper.event(event, &trim),
-                Some(Err(error)) => mapper.failure(&error, SystemTime::now()),
+                Some(Err(error)) => {
+                    accepted.borrow_and_update();
+                    mapper.failure(&error, SystemTime::now())
+                }
                 None => return,
             },
         };

@@ -411,7 +411,24 @@ async fn an_expired_resource_version_makes_the_watcher_relist() {
     // The db pod vanishes from a history the watcher can no longer replay: 410, then a relist.
     server.change(|s| s.delete_silently(Collection::Pods, "shop/db"));
     server.cut_watches();
-    watching.until("the relisted pods", |v, _| v.owners(ip("10.244.1.11")).is_empty()).await;
+    // Until the relist is in, the pods are not "synced" again: the watch the API server accepted
+    // before answering 410 is no sign that the view is current.
+    let reconnecting = std::cell::Cell::new(false);
+    let synced_while_stale = std::cell::Cell::new(false);
+    watching
+        .until("the relisted pods", |v, status| {
+            let relisted = v.owners(ip("10.244.1.11")).is_empty();
+            match status.state(ResourceKind::Pod) {
+                ResourceState::Reconnecting { .. } => reconnecting.set(true),
+                ResourceState::Synced if reconnecting.get() && !relisted => {
+                    synced_while_stale.set(true);
+                }
+                _ => {}
+            }
+            relisted
+        })
+        .await;
+    assert!(!synced_while_stale.get(), "the pods showed as synced before their relist");
     let resets_after = watching
         .events
         .iter()
