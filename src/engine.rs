@@ -554,14 +554,17 @@ fn unlisted_for_verdicts(view: &ClusterView) -> Option<&'static str> {
     }
 }
 
-/// The connection a flow asks policy about.
+/// The connection a flow asks policy about: to the backend a Service address was translated
+/// to, when a copy of the flow showed it (the CNI judges the packet after DNAT); else to the
+/// address the initiator used, which for a Service address means all its backends.
 fn connection_of(flow: &Flow) -> Connection {
     let protocol = flow.key.protocol;
+    let to = flow.backend.unwrap_or(flow.responder);
     Connection {
         src: flow.initiator.ip,
-        dst: flow.responder.ip,
+        dst: to.ip,
         protocol,
-        dst_port: protocol.has_ports().then_some(flow.responder.port),
+        dst_port: protocol.has_ports().then_some(to.port),
     }
 }
 

@@ -261,6 +261,40 @@ fn an_answer_counts_once_and_only_a_first_payload_names_a_connection() {
     assert_eq!(sni(40003), (Some("api.example.com".into()), Some("a.example".into())));
 }
 
+/// A flow to a Service address whose copy on a backend's interface showed the backend it
+/// reached is judged as that backend is (the CNI judges the packet after DNAT), not "partial"
+/// over all the Service's backends; one with no such copy still is.
+#[test]
+fn a_service_flow_is_judged_as_the_backend_it_reached() {
+    use crate::decode::{LinkType, TcpInfo, decode, summarize};
+    use crate::policy::Decision;
+    let mut engine = Engine::new(TableLimits::default());
+    engine.count_once_across_interfaces();
+    // api-1 serves 'http' on 8080, api-2 on 8081: the policy lets in only 8080.
+    let only_8080 = "podSelector: {matchLabels: {app: api}}\ningress: [{ports: [{port: 8080}]}]";
+    engine.view = crate::policy::fixtures::cluster_with(&[("shop", "api-8080", only_8080)]);
+    engine.apply(ClusterEvent::Synced(ResourceKind::NetworkPolicy));
+    engine.apply(ClusterEvent::Synced(ResourceKind::Namespace));
+    let frame = crate::synth::tcp(addr("10.0.0.1:1"), addr("10.0.0.2:2"), TcpInfo::SYN, 1, 0, &[]);
+    let syn = decode(Some(LinkType::Ethernet), &frame).unwrap();
+    let seen = |src: &str, dst: &str, ttl: u8| Ok(summarize(&sent(&syn, src, dst, ttl)));
+    let at = |micros: u64| Timestamp(START + micros * 1_000);
+    engine.ingest_decoded(at(0), 0, seen("10.244.1.10:40000", "10.96.0.10:80", 64));
+    engine.ingest_decoded(at(10), 1, seen("10.244.1.10:40000", "10.244.2.21:8081", 63));
+    engine.ingest_decoded(at(1_000), 0, seen("10.244.1.10:40001", "10.96.0.10:80", 64));
+    engine.ingest_decoded(at(1_010), 1, seen("10.244.1.10:40001", "10.244.1.20:8080", 63));
+    engine.ingest_decoded(at(2_000), 0, seen("10.244.1.10:40002", "10.96.0.10:80", 64));
+    let records = engine.live_records(at(3_000));
+    let ingress = |port: u16| {
+        let record = records.iter().find(|r| r.src.port == Some(port)).unwrap();
+        (record.verdict.ingress.decision, record.service.clone())
+    };
+    let api = Some("shop/api".to_owned());
+    assert_eq!(ingress(40000), (Decision::Deny, api.clone()), "reached api-2");
+    assert_eq!(ingress(40001), (Decision::Allow, api.clone()), "reached api-1");
+    assert_eq!(ingress(40002), (Decision::Partial, api), "backend not seen");
+}
+
 /// A Service's backend answers with a datagram in two fragments: the first is counted under the
 /// Service address through the binding its request taught, the second (no ports) with it.
 #[test]
