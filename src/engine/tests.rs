@@ -205,13 +205,9 @@ fn names_follow_a_clock_that_steps_back() {
 /// backend; a masqueraded copy on the uplink (the pod's end rewritten) names none.
 #[test]
 fn a_dnated_copy_names_the_backend_and_a_masqueraded_one_does_not() {
-    use crate::decode::{LinkType, TcpInfo, decode, summarize};
     let mut engine = Engine::new(TableLimits::default());
     engine.count_once_across_interfaces();
-    let frame = crate::synth::tcp(addr("10.0.0.1:1"), addr("10.0.0.2:2"), TcpInfo::SYN, 1, 0, &[]);
-    let syn = decode(Some(LinkType::Ethernet), &frame).unwrap();
-    let seen = |src: &str, dst: &str, ttl: u8| Ok(summarize(&sent(&syn, src, dst, ttl)));
-    let at = |micros: u64| Timestamp(START + micros * 1_000);
+    let (seen, at) = (syn_seen, micros);
     engine.ingest_decoded(at(0), 0, seen("10.244.1.10:40000", "10.96.0.10:80", 64));
     engine.ingest_decoded(at(10), 1, seen("10.244.1.10:40000", "10.244.2.20:8080", 63));
     engine.ingest_decoded(at(1_000), 0, seen("10.244.1.10:40001", "203.0.113.5:443", 64));
@@ -266,7 +262,6 @@ fn an_answer_counts_once_and_only_a_first_payload_names_a_connection() {
 /// over all the Service's backends; one with no such copy still is.
 #[test]
 fn a_service_flow_is_judged_as_the_backend_it_reached() {
-    use crate::decode::{LinkType, TcpInfo, decode, summarize};
     use crate::policy::Decision;
     let mut engine = Engine::new(TableLimits::default());
     engine.count_once_across_interfaces();
@@ -275,10 +270,7 @@ fn a_service_flow_is_judged_as_the_backend_it_reached() {
     engine.view = crate::policy::fixtures::cluster_with(&[("shop", "api-8080", only_8080)]);
     engine.apply(ClusterEvent::Synced(ResourceKind::NetworkPolicy));
     engine.apply(ClusterEvent::Synced(ResourceKind::Namespace));
-    let frame = crate::synth::tcp(addr("10.0.0.1:1"), addr("10.0.0.2:2"), TcpInfo::SYN, 1, 0, &[]);
-    let syn = decode(Some(LinkType::Ethernet), &frame).unwrap();
-    let seen = |src: &str, dst: &str, ttl: u8| Ok(summarize(&sent(&syn, src, dst, ttl)));
-    let at = |micros: u64| Timestamp(START + micros * 1_000);
+    let (seen, at) = (syn_seen, micros);
     engine.ingest_decoded(at(0), 0, seen("10.244.1.10:40000", "10.96.0.10:80", 64));
     engine.ingest_decoded(at(10), 1, seen("10.244.1.10:40000", "10.244.2.21:8081", 63));
     engine.ingest_decoded(at(1_000), 0, seen("10.244.1.10:40001", "10.96.0.10:80", 64));
@@ -327,6 +319,24 @@ fn a_fragmented_reply_from_a_backend_counts_whole_on_the_service_flow() {
 }
 
 /// `template` as seen going from `src` to `dst` with `ttl`: a copy of one packet elsewhere.
+/// A SYN from `src` to `dst` as a capture thread hands it over, seen with `ttl` (a copy one
+/// hop on has one less).
+fn syn_seen(
+    src: &str,
+    dst: &str,
+    ttl: u8,
+) -> Result<crate::decode::Summary, crate::decode::SkipReason> {
+    use crate::decode::{LinkType, TcpInfo, decode, summarize};
+    let frame = crate::synth::tcp(addr("10.0.0.1:1"), addr("10.0.0.2:2"), TcpInfo::SYN, 1, 0, &[]);
+    let syn = decode(Some(LinkType::Ethernet), &frame).unwrap();
+    Ok(summarize(&sent(&syn, src, dst, ttl)))
+}
+
+/// Microseconds after START.
+fn micros(micros: u64) -> Timestamp {
+    Timestamp(START + micros * 1_000)
+}
+
 fn sent<'a>(
     template: &crate::decode::Packet<'a>,
     src: &str,
