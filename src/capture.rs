@@ -130,13 +130,3 @@ pub trait PacketSource {
         Vec::new()
     }
 }
-
-/// Names the capture interface `index` in a list indexed by it (indices before it that have no
-/// name yet stay "").
-pub fn name_at(names: &mut Vec<String>, index: u16, name: String) {
-    let index = usize::from(index);
-    if names.len() <= index {
-        names.resize(index + 1, String::new());
-    }
-    names[index] = name;
-}

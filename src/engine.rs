@@ -93,7 +93,11 @@ impl Engine {
     /// Names the capture interface `index` (one that attached during a live capture); the
     /// indices before it that have no name yet stay unnamed.
     pub fn name_interface(&mut self, index: u16, name: String) {
-        crate::capture::name_at(&mut self.interface_names, index, name);
+        let index = usize::from(index);
+        if self.interface_names.len() <= index {
+            self.interface_names.resize(index + 1, String::new());
+        }
+        self.interface_names[index] = name;
     }
 
     /// The capture interfaces' names, by the index frames carry ("" for an index not named).

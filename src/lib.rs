@@ -7,14 +7,15 @@
 //! capture ─► decode ─► flow ─► identity/names ─► policy ─► snapshot ─► views
 //! ```
 //!
-//! * [`capture`]: packet sources behind one trait (files now, live interfaces later).
-//! * [`decode`]: raw frame bytes → one small [`decode::Packet`]; DNS, TLS SNI, HTTP Host.
+//! * [`capture`]: packet sources behind one trait: capture files and live interfaces.
+//! * [`decode`]: raw frame bytes → one small [`decode::Packet`], and the payload that matters
+//!   (DNS messages, a ClientHello's SNI, an HTTP Host) for the flow stage to read.
 //! * [`flow`]: bidirectional flows, TCP state, rates, expiry and a hard cap.
 //! * [`cluster`]: the cluster model, the `ClusterEvent`s that change it, the snapshot loader.
 //! * [`identity`] and [`names`]: IP → pod/service/node/host/external; DNS-learned names.
 //! * [`policy`]: NetworkPolicy verdicts with the policies that decide them.
 //! * [`engine`] and [`snapshot`]: the pure pipeline and the immutable rows views read.
-//! * [`record`]: flow record (JSON Lines) and table writers.
+//! * [`record`]: flow record (JSON Lines) and table writers; pcapng recordings, written and read.
 //! * [`run`]: the one event loop; the only place where effects are wired together.
 //! * [`cli`] and [`config`]: clap types, validated into a `Config` nothing past `main` sees clap.
 //! * [`synth`]: builds real, checksummed frames for the bundled demo, tests and benchmarks.

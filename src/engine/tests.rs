@@ -36,6 +36,15 @@ fn pods(pods: &[(&str, &str)]) -> Vec<Object> {
         .unwrap()
 }
 
+/// An engine whose cluster holds only `pods` (name, IP).
+fn engine_with_pods(list: &[(&str, &str)]) -> Engine {
+    let mut engine = Engine::new(TableLimits::default());
+    for object in pods(list) {
+        engine.apply(ClusterEvent::Upsert(object));
+    }
+    engine
+}
+
 fn ingest(engine: &mut Engine, timeline: Timeline) {
     for frame in timeline.into_frames() {
         engine.ingest(&frame.as_frame());
@@ -62,10 +71,7 @@ fn names(record: &FlowRecord) -> (Option<&str>, Option<&str>) {
 /// new pod's.
 #[test]
 fn a_closed_flow_keeps_the_names_it_had_when_the_ip_passes_to_another_pod() {
-    let mut engine = Engine::new(TableLimits::default());
-    for object in pods(&[("web", "10.244.1.10"), ("db", "10.244.1.11")]) {
-        engine.apply(ClusterEvent::Upsert(object));
-    }
+    let mut engine = engine_with_pods(&[("web", "10.244.1.10"), ("db", "10.244.1.11")]);
     let mut before = Timeline::new();
     let closed_at = before.tcp_session(
         addr("10.244.1.10:40000"),
@@ -111,10 +117,7 @@ fn a_closed_flow_keeps_the_names_it_had_when_the_ip_passes_to_another_pod() {
 /// from a pod is judged on its own, and a change to the view is seen by both.
 #[test]
 fn connections_between_strangers_share_one_verdict_and_pods_get_their_own() {
-    let mut engine = Engine::new(TableLimits::default());
-    for object in pods(&[("web", "10.244.1.10")]) {
-        engine.apply(ClusterEvent::Upsert(object));
-    }
+    let mut engine = engine_with_pods(&[("web", "10.244.1.10")]);
     engine.apply(ClusterEvent::Synced(ResourceKind::NetworkPolicy));
     engine.apply(ClusterEvent::Synced(ResourceKind::Namespace));
     let mut timeline = Timeline::new();
@@ -385,10 +388,7 @@ fn interfaces_are_named_by_index_across_gaps() {
 /// unrestricted: n/a, saying what is missing; once they are, the flow is judged.
 #[test]
 fn verdicts_wait_for_the_policies_and_namespaces_to_be_listed() {
-    let mut engine = Engine::new(TableLimits::default());
-    for object in pods(&[("web", "10.244.1.10")]) {
-        engine.apply(ClusterEvent::Upsert(object));
-    }
+    let mut engine = engine_with_pods(&[("web", "10.244.1.10")]);
     engine.apply(ClusterEvent::Synced(ResourceKind::Pod));
     open_session(&mut engine, "10.244.1.10:40000", "203.0.113.1:443");
     let now = Timestamp(START + SECOND_NANOS);

@@ -365,9 +365,10 @@ impl FlowTable {
         self.deadlines = BinaryHeap::from(entries);
     }
 
-    /// Follows the clock: when it steps back, the flows come back with it — last seen no later
-    /// than now, rates started over, deadlines queued anew — or, measured from the future, they
-    /// would freeze and end late.
+    /// Follows packet time: when it steps back, the flows come back with it — last seen no
+    /// later than now, rates started over, deadlines queued anew — or, measured from the future,
+    /// they would freeze and end late. Packets only: a live view also sweeps on the wall clock,
+    /// and frames lagging it by a second would each have looked like a step.
     fn note_time(&mut self, now: Timestamp) {
         if self.clock.stepped_back(now) {
             for flow in &mut self.flows {
@@ -381,7 +382,6 @@ impl FlowTable {
 
     /// Ends flows idle past their timeout at `now`, and forgets stale fragment entries.
     pub fn advance(&mut self, now: Timestamp) {
-        self.note_time(now);
         let mut expired = std::mem::take(&mut self.expiring);
         while let Some(Reverse(due)) = self.deadlines.peek().copied()
             && due.at <= now
@@ -638,6 +638,13 @@ mod tests {
     const ACK: u8 = TcpInfo::ACK;
     const FIN_ACK: u8 = TcpInfo::FIN | TcpInfo::ACK;
 
+    /// A TCP handshake from `c` to `s` at 0, 1 and 2 ms.
+    fn handshake(table: &mut FlowTable, c: (&str, u16), s: (&str, u16)) {
+        table.ingest(&tcp(c, s, SYN, 60), 0, at(0));
+        table.ingest(&tcp(s, c, SYN_ACK, 60), 0, at(1));
+        table.ingest(&tcp(c, s, ACK, 52), 0, at(2));
+    }
+
     fn only_flow(table: &FlowTable) -> &Flow {
         assert_eq!(table.len(), 1);
         table.flows().next().unwrap()
@@ -762,15 +769,29 @@ mod tests {
         assert_eq!(drain_ended(&mut table).len(), 1, "ended a minute after its last packet");
     }
 
+    /// A sweep on the wall clock ahead of the packets (a live view whose frames lag) is no
+    /// step: the flows keep their rates.
+    #[test]
+    fn a_sweep_ahead_of_lagging_packets_is_not_a_clock_step() {
+        let mut table = FlowTable::new(TableLimits::default());
+        let (c, s) = ((CLIENT, 40000), (SERVER, 443));
+        for second in 0..3u64 {
+            table.ingest(&tcp(c, s, ACK, 1000), 0, at(second * 1000));
+        }
+        table.advance(at(10_000));
+        table.ingest(&tcp(c, s, ACK, 1000), 0, at(3000));
+        let rate = only_flow(&table).rates.rates(at(4000).whole_secs()).tx_bytes_per_sec;
+        assert!((rate - 800.0).abs() < 1e-9, "the rates were not started over: {rate}");
+        assert_eq!(only_flow(&table).last_seen, at(3000));
+    }
+
     /// The server resets while the client's FIN is in flight: the flow stays reset (ended
     /// soon, and a new SYN on its ports is a new flow).
     #[test]
     fn a_fin_after_a_reset_leaves_the_flow_reset() {
         let mut table = FlowTable::new(TableLimits::default());
         let (c, s) = ((CLIENT, 40000), (SERVER, 443));
-        table.ingest(&tcp(c, s, SYN, 60), 0, at(0));
-        table.ingest(&tcp(s, c, SYN_ACK, 60), 0, at(1));
-        table.ingest(&tcp(c, s, ACK, 52), 0, at(2));
+        handshake(&mut table, c, s);
         table.ingest(&tcp(s, c, TcpInfo::RST, 40), 0, at(3));
         table.ingest(&tcp(c, s, FIN_ACK, 52), 0, at(4));
         assert_eq!(only_flow(&table).tcp, Some(TcpState::Reset));
@@ -848,9 +869,7 @@ mod tests {
     fn a_new_syn_on_a_closed_flows_ports_starts_a_new_flow() {
         let mut table = FlowTable::new(TableLimits::default());
         let (c, s) = ((CLIENT, 40000), (SERVER, 443));
-        table.ingest(&tcp(c, s, SYN, 60), 0, at(0));
-        table.ingest(&tcp(s, c, SYN_ACK, 60), 0, at(1));
-        table.ingest(&tcp(c, s, ACK, 52), 0, at(2));
+        handshake(&mut table, c, s);
         table.ingest(&tcp(c, s, FIN_ACK, 52), 0, at(3));
         table.ingest(&tcp(s, c, FIN_ACK, 52), 0, at(4));
         let old = only_flow(&table).id;

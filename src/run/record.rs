@@ -498,26 +498,26 @@ fn write_flow(
     flows: &mut Option<RecordWriter<Box<dyn Write>>>,
     record: &FlowRecord,
 ) -> io::Result<()> {
-    let Some(writer) = flows.as_mut() else { return Ok(()) };
-    match writer.write(record) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-            *flows = None;
-            Ok(())
-        }
-        written => written,
-    }
+    with_flows(flows, |writer| writer.write(record))
 }
 
-/// Flushes the flow records, if flows are asked for; as [`write_flow`], a reader that went away
-/// is not an error of the recording.
+/// Flushes the flow records, if flows are asked for; as [`write_flow`].
 fn flush_flows(flows: &mut Option<RecordWriter<Box<dyn Write>>>) -> io::Result<()> {
+    with_flows(flows, RecordWriter::flush)
+}
+
+/// `op` on the flow output while there is one; a reader that went away drops it quietly.
+fn with_flows(
+    flows: &mut Option<RecordWriter<Box<dyn Write>>>,
+    op: impl FnOnce(&mut RecordWriter<Box<dyn Write>>) -> io::Result<()>,
+) -> io::Result<()> {
     let Some(writer) = flows.as_mut() else { return Ok(()) };
-    match writer.flush() {
+    match op(writer) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
             *flows = None;
             Ok(())
         }
-        flushed => flushed,
+        done => done,
     }
 }
 

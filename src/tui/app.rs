@@ -368,7 +368,11 @@ impl App {
             .selected
             .is_some_and(|id| self.records.iter().any(|r| r.flow_id == id && self.shows(r)));
         if !shown {
-            self.selected = self.visible_flows().first().map(|i| self.records[*i].flow_id);
+            // The first row shown: the least under the sort, without sorting them all.
+            let first = (0..self.records.len())
+                .filter(|i| self.shows(&self.records[*i]))
+                .min_by(|a, b| self.compare(*a, *b));
+            self.selected = first.map(|i| self.records[i].flow_id);
         }
     }
 

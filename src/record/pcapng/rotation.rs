@@ -485,21 +485,32 @@ mod tests {
         assert_eq!(Rotation::default().expired(100), None);
     }
 
+    /// A ring of `keep` files that rotates after every frame.
+    fn ring_of(keep: u32) -> RecordingPlan {
+        RecordingPlan {
+            rotation: Rotation { max_file_bytes: Some(1), every: None, keep_files: Some(keep) },
+            ..RecordingPlan::default()
+        }
+    }
+
+    /// A recording at `base` with one Ethernet interface, and that interface's id.
+    fn recorder_on_eth0(base: &Path, plan: RecordingPlan, start: Timestamp) -> (Recorder, u32) {
+        let mut recorder = Recorder::create(base, &[], &[], start, plan).unwrap();
+        let id = recorder.add_interface(super::super::InterfaceDesc::new("eth0", 1)).unwrap();
+        (recorder, id)
+    }
+
     /// A restarted recording (a DaemonSet pod) continues the numbering instead of overwriting
     /// the first files, and its ring keeps the newest of both runs' files.
     #[test]
     fn a_restarted_ring_continues_the_numbering_and_keeps_the_newest() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("node.pcapng");
-        let plan = RecordingPlan {
-            rotation: Rotation { max_file_bytes: Some(1), every: None, keep_files: Some(3) },
-            ..RecordingPlan::default()
-        };
+        let plan = ring_of(3);
         let start = Timestamp::from_secs(1_800_000_000);
         let frame = [0u8; 60];
         let run = |packets: u64| {
-            let mut recorder = Recorder::create(&base, &[], &[], start, plan).unwrap();
-            let id = recorder.add_interface(super::super::InterfaceDesc::new("eth0", 1)).unwrap();
+            let (mut recorder, id) = recorder_on_eth0(&base, plan, start);
             for n in 0..packets {
                 let at = start.saturating_add(Duration::from_secs(n));
                 recorder.write_frame(id, at, &frame, 60).unwrap();
@@ -533,13 +544,9 @@ mod tests {
     fn a_ring_goes_on_when_its_oldest_file_is_already_gone() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("ring.pcapng");
-        let plan = RecordingPlan {
-            rotation: Rotation { max_file_bytes: Some(1), every: None, keep_files: Some(1) },
-            ..RecordingPlan::default()
-        };
+        let plan = ring_of(1);
         let start = Timestamp::from_secs(1_800_000_000);
-        let mut recorder = Recorder::create(&base, &[], &[], start, plan).unwrap();
-        let id = recorder.add_interface(super::super::InterfaceDesc::new("eth0", 1)).unwrap();
+        let (mut recorder, id) = recorder_on_eth0(&base, plan, start);
         let frame = [0u8; 60];
         recorder.write_frame(id, start, &frame, 60).unwrap();
         std::fs::remove_file(plan.rotation.file_path(&base, 1)).unwrap();
