@@ -179,7 +179,8 @@ impl Engine {
                             flow.interfaces.push(interface);
                         }
                         if flow.backend.is_none() {
-                            flow.backend = backend_of(flow.responder, counted_as, seen_as);
+                            flow.backend =
+                                backend_of(flow.responder(), counted_as, seen_as).map(Box::new);
                         }
                     }
                     return;
@@ -206,14 +207,15 @@ impl Engine {
         if let Some((counted, seen)) = rewritten
             && flow.backend.is_none()
         {
-            flow.backend = backend_of(flow.responder, counted, seen);
+            flow.backend = backend_of(flow.responder(), counted, seen).map(Box::new);
         }
         let just_closed = matches!(flow.tcp, Some(TcpState::Closed | TcpState::Reset))
             && flow.closed_as.is_none();
         if ingested.new_flow {
             // The name needs the current pod index; a no-op when the view did not change.
             self.view.reindex();
-            flow.responder_name = learned_name(&self.names, &self.view, flow, ts);
+            let learned = learned_name(&self.names, &self.view, flow, ts);
+            flow.set_responder_name(learned);
         }
         if ingested.from_initiator
             && !flow.payload_inspected
@@ -232,7 +234,7 @@ impl Engine {
             // The key is read here only: it lies outside the cache lines a packet touches.
             let key = flow.key;
             let connection = connection_of(flow);
-            let (initiator, responder) = (flow.initiator, flow.responder);
+            let (initiator, responder) = (flow.initiator(), flow.responder());
             self.refresh_cluster();
             let verdict = current_verdict(&mut self.record_context(), &connection);
             let protocol = key.protocol;
@@ -415,13 +417,14 @@ struct RecordContext<'a> {
 fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecord {
     let protocol = flow.key.protocol;
     let port = |p: u16| protocol.has_ports().then_some(p);
+    let (initiator, responder) = (flow.initiator(), flow.responder());
     let (src_id, dst_id, verdict) = match &flow.closed_as {
         Some(closed) => {
             (closed.initiator.clone(), closed.responder.clone(), Arc::clone(&closed.verdict))
         }
         None => (
-            identity::resolve(ctx.view, flow.initiator.ip, flow.initiator.port, protocol),
-            identity::resolve(ctx.view, flow.responder.ip, flow.responder.port, protocol),
+            identity::resolve(ctx.view, initiator.ip, initiator.port, protocol),
+            identity::resolve(ctx.view, responder.ip, responder.port, protocol),
             current_verdict(ctx, &connection_of(flow)),
         ),
     };
@@ -429,20 +432,20 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
     let denied =
         verdict.egress.decision == Decision::Deny || verdict.ingress.decision == Decision::Deny;
     let dst_external = dst_id.kind == EndpointKind::External;
-    let own_lookup = flow.responder_name.as_ref().is_some_and(|n| n.own_lookup);
+    let own_lookup = flow.responder_name.is_some() && flow.own_lookup;
     let direct_ip = dst_external && src_id.kind != EndpointKind::External && !own_lookup;
     let service = (dst_id.kind == EndpointKind::Service).then(|| dst_id.qualified_name()).flatten();
-    let mut src = endpoint_record(flow.initiator.ip, port(flow.initiator.port), src_id);
-    let mut dst = endpoint_record(flow.responder.ip, port(flow.responder.port), dst_id);
+    let mut src = endpoint_record(initiator.ip, port(initiator.port), src_id);
+    let mut dst = endpoint_record(responder.ip, port(responder.port), dst_id);
     src.dns = None;
     if let Some(name) = &flow.responder_name {
-        dst.dns = Some(name.name.to_string());
-        dst.dns_source = Some(if name.own_lookup { NameSource::Own } else { NameSource::Other });
+        dst.dns = Some(name.to_string());
+        dst.dns_source = Some(if flow.own_lookup { NameSource::Own } else { NameSource::Other });
     }
     dst.sni = flow.sni.as_deref().map(str::to_owned);
     dst.http_host = flow.http_host.as_deref().map(str::to_owned);
     let rates = flow.rates.rates(now.whole_secs());
-    let backend = flow.backend.map(|end| {
+    let backend = flow.backend.as_deref().map(|end| {
         endpoint_record(
             end.ip,
             port(end.port),
@@ -563,9 +566,9 @@ fn unlisted_for_verdicts(view: &ClusterView) -> Option<&'static str> {
 /// address the initiator used, which for a Service address means all its backends.
 fn connection_of(flow: &Flow) -> Connection {
     let protocol = flow.key.protocol;
-    let to = flow.backend.unwrap_or(flow.responder);
+    let to = flow.backend.as_deref().copied().unwrap_or_else(|| flow.responder());
     Connection {
-        src: flow.initiator.ip,
+        src: flow.initiator().ip,
         dst: to.ip,
         protocol,
         dst_port: protocol.has_ports().then_some(to.port),
@@ -578,20 +581,17 @@ fn learned_name(
     flow: &Flow,
     now: Timestamp,
 ) -> Option<LearnedName> {
-    let found = names.lookup(flow.initiator.ip, flow.responder.ip, now);
+    let (client, address) = (flow.initiator().ip, flow.responder().ip);
+    let found = names.lookup(client, address, now);
     if found.as_ref().is_some_and(|name| name.own_lookup) {
         return found;
     }
-    let pod = view.owners(flow.initiator.ip).iter().find_map(|owner| match owner {
+    let pod = view.owners(client).iter().find_map(|owner| match owner {
         IpOwner::Pod(key) => view.pods.get(key),
         _ => None,
     });
-    let sibling =
-        pod.into_iter().flat_map(|pod| pod.ips.iter()).filter(|ip| **ip != flow.initiator.ip);
-    sibling
-        .filter_map(|ip| names.lookup(*ip, flow.responder.ip, now))
-        .find(|name| name.own_lookup)
-        .or(found)
+    let sibling = pod.into_iter().flat_map(|pod| pod.ips.iter()).filter(|ip| **ip != client);
+    sibling.filter_map(|ip| names.lookup(*ip, address, now)).find(|name| name.own_lookup).or(found)
 }
 
 fn endpoint_record(ip: std::net::IpAddr, port: Option<u16>, id: Identity) -> EndpointRecord {

@@ -101,53 +101,59 @@ pub struct LearnedName {
 
 /// One bidirectional conversation.
 ///
-/// Laid out by hand, hot fields first: a packet reads and writes the first two cache lines
-/// (rates, times, counters, the initiator, state, the interface it was last seen on) and
-/// nothing after them unless something changes (another interface, a close, a translation).
-/// A table larger than the cache then costs two line fetches a packet, not one per field
-/// scattered over five; fewer lines also leave the memory bandwidth that the reader thread's
-/// copy of the file competes for.
+/// Laid out by hand in four cache lines (256 bytes), hot fields first. The first line holds
+/// the key, which the table's index reads to confirm every lookup, with the state a packet
+/// reads and writes; the second holds the counters and rates (the responder's rate buckets
+/// spill into the third). A packet from the initiator touches two lines, one from the
+/// responder three, and nothing after them unless something changes (another interface, a
+/// close, a translation). The ends are the key's two ends, which one initiated kept as one
+/// flag rather than two more copies of them: every new flow faults in fresh memory, and that
+/// costs more here than the instructions that fill it.
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub struct Flow {
-    pub rates: RateWindow,
-    pub last_seen: Timestamp,
-    /// From the initiator.
-    pub tx: Counters,
-    /// To the initiator.
-    pub rx: Counters,
-    /// The side that started the conversation (the SYN sender, else the first packet's sender).
-    pub initiator: SocketEnd,
+    /// Never changes: the table's index finds the flow by it.
+    pub key: FlowKey,
+    /// Whether the key's `low` end started the conversation (the SYN sender, else the first
+    /// packet's sender); see [`initiator`](Self::initiator).
+    pub(crate) initiator_is_low: bool,
     pub tcp: Option<TcpState>,
     /// FIN seen from initiator / responder.
     pub(crate) fin: [bool; 2],
     /// Whether the initiator's first payload was already inspected.
     pub payload_inspected: bool,
+    /// Whether `responder_name` came from the initiator's own DNS lookup (false: only another
+    /// client's answer named the address).
+    pub(crate) own_lookup: bool,
     /// The interface the last packet came on, always one of `interfaces`: a packet on the same
     /// one (nearly all) need not read the list.
     pub(crate) last_interface: u16,
+    pub last_seen: Timestamp,
+    /// From the initiator.
+    pub tx: Counters,
+    /// To the initiator.
+    pub rx: Counters,
+    pub rates: RateWindow,
     // Cold from here: read when the flow starts, ends, changes or is shown.
+    pub first_seen: Timestamp,
     /// Capture interfaces the flow was seen on, by interface index of the source, in the order
     /// first seen. Inline: almost every flow is seen on one to four.
     pub interfaces: smallvec::SmallVec<[u16; 4]>,
     /// The verdict and the names as they stood when a TCP flow closed: later cluster changes
     /// do not rewrite history. `None` while the flow is open (it follows the current view).
     pub closed_as: Option<Box<ClosedAs>>,
-    /// Where a Service address was translated to (DNAT), as a copy of the flow's packets on a
-    /// backend's interface showed it.
-    pub backend: Option<SocketEnd>,
     /// Stable for the flow's life: views keep their selection on it as rows reorder.
     pub id: u64,
-    /// Never changes: the table's index finds the flow by it.
-    pub key: FlowKey,
-    pub responder: SocketEnd,
-    pub first_seen: Timestamp,
+    /// Where a Service address was translated to (DNAT), as a copy of the flow's packets on a
+    /// backend's interface showed it. Boxed: few flows have one.
+    pub backend: Option<Box<SocketEnd>>,
     /// TLS SNI from the initiator's first payload.
     pub sni: Option<Box<str>>,
     /// HTTP Host from the initiator's first payload.
     pub http_host: Option<Box<str>>,
-    /// The responder's name as DNS told the initiator, fixed when the flow began.
-    pub responder_name: Option<LearnedName>,
+    /// The responder's name as DNS told the initiator (or, see `own_lookup`, another client),
+    /// fixed when the flow began.
+    pub(crate) responder_name: Option<Arc<str>>,
 }
 
 /// How a finished TCP conversation was judged and who its ends were. Kept whole: a policy added
@@ -161,6 +167,32 @@ pub struct ClosedAs {
 }
 
 impl Flow {
+    /// The side that started the conversation.
+    #[must_use]
+    pub fn initiator(&self) -> SocketEnd {
+        if self.initiator_is_low { self.key.low } else { self.key.high }
+    }
+
+    /// The side that answered.
+    #[must_use]
+    pub fn responder(&self) -> SocketEnd {
+        if self.initiator_is_low { self.key.high } else { self.key.low }
+    }
+
+    /// The responder's name as DNS told it, and where from.
+    #[must_use]
+    pub fn responder_name(&self) -> Option<LearnedName> {
+        let name = self.responder_name.clone()?;
+        Some(LearnedName { name, own_lookup: self.own_lookup })
+    }
+
+    pub(crate) fn set_responder_name(&mut self, learned: Option<LearnedName>) {
+        (self.responder_name, self.own_lookup) = match learned {
+            Some(LearnedName { name, own_lookup }) => (Some(name), own_lookup),
+            None => (None, false),
+        };
+    }
+
     /// The TCP state to report at `now`, with "no reply" decided from the packet timeline.
     #[must_use]
     pub fn tcp_state_at(&self, now: Timestamp, input_ended: bool) -> Option<TcpState> {
@@ -186,11 +218,17 @@ impl Flow {
 mod layout_tests {
     use super::*;
 
-    /// The fields every packet touches stay within the first two cache lines.
+    /// The key and the fields every packet touches share the first two cache lines (the
+    /// responder's rate buckets excepted), and a flow is four lines, not five.
     #[test]
-    fn hot_fields_fit_in_two_cache_lines() {
-        let hot_end = std::mem::offset_of!(Flow, last_interface) + std::mem::size_of::<u16>();
-        assert!(hot_end <= 2 * 64, "hot fields end at byte {hot_end}");
+    fn hot_fields_share_the_first_two_cache_lines() {
+        use std::mem::{offset_of, size_of};
+        assert!(offset_of!(Flow, key) + size_of::<FlowKey>() <= 64, "the key is in line 0");
+        assert!(offset_of!(Flow, last_seen) + size_of::<Timestamp>() <= 64);
+        let counters_end = offset_of!(Flow, rx) + size_of::<Counters>();
+        assert!(counters_end <= 2 * 64, "counters end at byte {counters_end}");
+        assert!(offset_of!(Flow, rates) < 2 * 64);
         assert_eq!(std::mem::align_of::<Flow>(), 64);
+        assert_eq!(size_of::<Flow>(), 4 * 64);
     }
 }

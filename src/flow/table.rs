@@ -254,8 +254,9 @@ impl FlowTable {
             }
         };
         let flow = &mut self.flows[slot];
-        let from_initiator = flow.initiator.ip == packet.src
-            && (flow.initiator.port == packet.src_port || packet.fragment.is_later());
+        let initiator = flow.initiator();
+        let from_initiator = initiator.ip == packet.src
+            && (initiator.port == packet.src_port || packet.fragment.is_later());
         let was_closed = is_closed(flow.tcp);
         count(flow, packet, interface, from_initiator, now);
         if !was_closed && is_closed(flow.tcp) {
@@ -284,7 +285,7 @@ impl FlowTable {
                 !(packet.protocol.has_ports() && looks_like_server(src.port, dst.port))
             }
         };
-        let (initiator, responder) = if sender_initiates { (src, dst) } else { (dst, src) };
+        let initiator = if sender_initiates { src } else { dst };
         let tcp = packet.tcp.map(|tcp| match packet.role {
             Role::Initiator => TcpState::SynSent,
             Role::Responder => TcpState::SynAck,
@@ -295,8 +296,9 @@ impl FlowTable {
         Flow {
             id: self.next_id,
             key,
-            initiator,
-            responder,
+            // The key's `low` end when the two ends are one (a packet to itself): either reads
+            // the same.
+            initiator_is_low: initiator == key.low,
             first_seen: now,
             last_seen: now,
             tx: Counters::default(),
@@ -307,6 +309,7 @@ impl FlowTable {
             sni: None,
             http_host: None,
             responder_name: None,
+            own_lookup: false,
             backend: None,
             payload_inspected: false,
             closed_as: None,
@@ -666,7 +669,7 @@ mod tests {
         table.ingest(&tcp(s, c, FIN_ACK, 52), 0, at(21));
         let flow = only_flow(&table);
         assert_eq!(flow.tcp, Some(TcpState::Closed));
-        assert_eq!(flow.initiator.port, 43122);
+        assert_eq!(flow.initiator().port, 43122);
         assert_eq!((flow.tx.packets, flow.tx.bytes), (3, 164));
         assert_eq!((flow.rx.packets, flow.rx.bytes), (2, 112));
         assert_eq!((flow.first_seen, flow.last_seen), (at(0), at(21)));
@@ -677,7 +680,7 @@ mod tests {
         let mut table = FlowTable::new(TableLimits::default());
         table.ingest(&tcp((SERVER, 443), (CLIENT, 43122), SYN_ACK, 60), 0, at(0));
         let flow = only_flow(&table);
-        assert_eq!(flow.initiator.ip.to_string(), CLIENT);
+        assert_eq!(flow.initiator().ip.to_string(), CLIENT);
         assert_eq!(flow.tcp, Some(TcpState::SynAck));
         assert_eq!(flow.rx.packets, 1);
     }
@@ -687,7 +690,7 @@ mod tests {
         let mut table = FlowTable::new(TableLimits::default());
         table.ingest(&tcp((SERVER, 443), (CLIENT, 43122), ACK, 1500), 0, at(0));
         let flow = only_flow(&table);
-        assert_eq!(flow.responder.port, 443);
+        assert_eq!(flow.responder().port, 443);
         assert_eq!(flow.tcp, Some(TcpState::Established));
     }
 
@@ -738,7 +741,7 @@ mod tests {
             table
                 .flows()
                 .find(|f| f.key.low.port == port || f.key.high.port == port)
-                .map(|f| f.responder.port)
+                .map(|f| f.responder().port)
         };
         assert_eq!(responder(6443), Some(6443));
         assert_eq!(responder(30080), Some(30080), "a NodePort");
@@ -815,7 +818,7 @@ mod tests {
         let ended = drain_ended(&mut table);
         assert_eq!(ended.len(), 1);
         assert_eq!(ended[0].1, EndReason::Expired);
-        assert_eq!(ended[0].0.initiator.port, 40000);
+        assert_eq!(ended[0].0.initiator().port, 40000);
         table.advance(at(60_000));
         assert_eq!(drain_ended(&mut table).len(), 1);
         assert!(table.is_empty());
@@ -838,7 +841,7 @@ mod tests {
         table.ingest(&tcp((CLIENT, 40009), (SERVER, 443), SYN, 60), 0, at(11));
         let ended = drain_ended(&mut table);
         assert_eq!(ended.len(), 1);
-        assert_eq!(ended[0].0.initiator.port, 40001);
+        assert_eq!(ended[0].0.initiator().port, 40001);
         assert_eq!(ended[0].1, EndReason::Evicted);
         assert_eq!(table.evicted_total, 1);
         assert_eq!(table.len(), 4);
@@ -945,7 +948,7 @@ mod tests {
         let (flow, ingested) =
             table.ingest(&tcp((CLIENT, 1), (SERVER, 443), SYN, 60), 0, at(10_600)).unwrap();
         assert!(ingested.new_flow);
-        assert_eq!(flow.initiator.port, 1);
+        assert_eq!(flow.initiator().port, 1);
     }
 
     #[test]
@@ -953,7 +956,7 @@ mod tests {
         let mut table = FlowTable::new(TableLimits::default());
         table.ingest(&tcp((CLIENT, 2), (SERVER, 443), SYN, 60), 0, at(5));
         table.ingest(&tcp((CLIENT, 1), (SERVER, 443), SYN, 60), 0, at(1));
-        let ports: Vec<u16> = table.finish().iter().map(|f| f.initiator.port).collect();
+        let ports: Vec<u16> = table.finish().iter().map(|f| f.initiator().port).collect();
         assert_eq!(ports, vec![1, 2]);
     }
 

@@ -185,6 +185,10 @@ fn replay_source<S: PacketSource + Send + 'static>(
         Ok(source)
     });
     drop(records);
+    // The engine's memory is freed while the writer still encodes the last records (the reader
+    // is done: a core is free), not after it.
+    let stats = engine.stats();
+    drop(engine);
     let written =
         writer.join().unwrap_or_else(|_| Err(io::Error::other("the output writer panicked")));
     // The writer's own error says why it stopped (`| head` closing the pipe, a full disk).
@@ -200,7 +204,7 @@ fn replay_source<S: PacketSource + Send + 'static>(
         Err(e) => return Err(RunError::output(&e)),
         Ok(()) => {}
     }
-    print_summary(&engine.stats());
+    print_summary(&stats);
     Ok(())
 }
 
