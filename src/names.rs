@@ -35,37 +35,36 @@ struct Entry {
     learned: u64,
 }
 
-/// What DNS said about one address.
-#[derive(Debug, Default)]
-struct Answers {
-    /// The most recent answer naming the address, whoever asked.
-    latest: Option<Entry>,
-    /// Each client's own answer.
-    clients: Clients,
+/// What DNS told the clients about one address: inline while few (the usual case: one pod, or
+/// a handful, ask for a name), a map once many do, so a popular address stays O(1) a lookup.
+/// Small: the book holds one per answered address, and grows by moving them.
+#[derive(Debug)]
+enum Answers {
+    Few(SmallVec<[(IpAddr, Entry); 1]>),
+    Many(Box<ManyAnswers>),
 }
 
-/// The clients' answers for one address: inline while few (the usual case: a handful of pods
-/// ask for one name), a map once many do, so a popular address stays O(1) a lookup.
 #[derive(Debug)]
-enum Clients {
-    Few(SmallVec<[(IpAddr, Entry); 2]>),
-    Many(FxHashMap<IpAddr, Entry>),
+struct ManyAnswers {
+    by_client: FxHashMap<IpAddr, Entry>,
+    /// The most recent answer, whoever asked: the usual fallback, without a scan of them all.
+    latest: Option<Entry>,
 }
 
 /// Clients kept inline at most.
 const FEW_CLIENTS: usize = 16;
 
-impl Default for Clients {
+impl Default for Answers {
     fn default() -> Self {
         Self::Few(SmallVec::new())
     }
 }
 
-impl Clients {
+impl Answers {
     fn get(&self, client: IpAddr) -> Option<&Entry> {
         match self {
             Self::Few(few) => few.iter().find(|(asked, _)| *asked == client).map(|(_, e)| e),
-            Self::Many(many) => many.get(&client),
+            Self::Many(many) => many.by_client.get(&client),
         }
     }
 
@@ -81,13 +80,28 @@ impl Clients {
                     few.push((client, entry));
                     return true;
                 }
-                let mut many: FxHashMap<IpAddr, Entry> = few.drain(..).collect();
-                many.insert(client, entry);
-                *self = Self::Many(many);
+                let mut by_client: FxHashMap<IpAddr, Entry> = few.drain(..).collect();
+                by_client.insert(client, entry.clone());
+                *self = Self::Many(Box::new(ManyAnswers { by_client, latest: Some(entry) }));
                 true
             }
-            Self::Many(many) => many.insert(client, entry).is_none(),
+            Self::Many(many) => {
+                many.latest = Some(entry.clone());
+                many.by_client.insert(client, entry).is_none()
+            }
         }
+    }
+
+    /// The newest answer still valid at `now`, whoever asked.
+    fn newest_valid(&self, now: Timestamp) -> Option<&Entry> {
+        let valid = |entry: &&Entry| entry.expires >= now;
+        let latest = match self {
+            Self::Few(_) => None,
+            Self::Many(many) => many.latest.as_ref().filter(valid),
+        };
+        // The newest is the usual one; when it lapsed (a short TTL), an older answer still
+        // valid for another client names the address all the same.
+        latest.or_else(|| self.entries().filter(valid).max_by_key(|entry| entry.learned))
     }
 
     /// Keeps the answers `keep` says; returns how many went.
@@ -95,7 +109,10 @@ impl Clients {
         let before = self.len();
         match self {
             Self::Few(few) => few.retain(|(_, entry)| keep(entry)),
-            Self::Many(many) => many.retain(|_, entry| keep(entry)),
+            Self::Many(many) => {
+                many.by_client.retain(|_, entry| keep(entry));
+                many.latest = many.latest.take().filter(|entry| keep(entry));
+            }
         }
         before - self.len()
     }
@@ -105,24 +122,28 @@ impl Clients {
             Self::Few(few) => (few.as_mut_slice(), None),
             Self::Many(many) => (&mut [][..], Some(many)),
         };
-        few.iter_mut()
-            .map(|(_, entry)| entry)
-            .chain(many.into_iter().flat_map(|many| many.values_mut()))
+        few.iter_mut().map(|(_, entry)| entry).chain(
+            many.into_iter()
+                .flat_map(|many| many.by_client.values_mut().chain(many.latest.as_mut())),
+        )
     }
 
+    /// The clients' answers.
     fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
         // One of the two is empty: no boxed iterator (an allocation per address).
         let (few, many) = match self {
             Self::Few(few) => (few.as_slice(), None),
             Self::Many(many) => (&[][..], Some(many)),
         };
-        few.iter().map(|(_, entry)| entry).chain(many.into_iter().flat_map(|many| many.values()))
+        few.iter()
+            .map(|(_, entry)| entry)
+            .chain(many.into_iter().flat_map(|many| many.by_client.values()))
     }
 
     fn len(&self) -> usize {
         match self {
             Self::Few(few) => few.len(),
-            Self::Many(many) => many.len(),
+            Self::Many(many) => many.by_client.len(),
         }
     }
 
@@ -166,10 +187,9 @@ impl NameBook {
             };
             self.expiries.push(Reverse((entry.expires, resolution.address)));
             let answers = self.by_address.entry(resolution.address).or_default();
-            if answers.clients.set(client, entry.clone()) {
+            if answers.set(client, entry) {
                 self.client_entries += 1;
             }
-            answers.latest = Some(entry);
         }
         if self.client_entries > MAX_ENTRIES {
             self.expire(now);
@@ -189,17 +209,11 @@ impl NameBook {
     #[must_use]
     pub fn lookup(&self, client: IpAddr, address: IpAddr, now: Timestamp) -> Option<LearnedName> {
         let answers = self.by_address.get(&address)?;
-        let valid = |entry: &&Entry| entry.expires >= now;
-        if let Some(own) = answers.clients.get(client).filter(valid) {
+        if let Some(own) = answers.get(client).filter(|entry| entry.expires >= now) {
             return Some(LearnedName { name: own.name.clone(), own_lookup: true });
         }
-        // The newest answer is the usual one; when it lapsed (a short TTL), an older answer
-        // still valid for another client names the address all the same.
-        let other =
-            answers.latest.as_ref().filter(valid).or_else(|| {
-                answers.clients.entries().filter(valid).max_by_key(|entry| entry.learned)
-            });
-        other.map(|entry| LearnedName { name: entry.name.clone(), own_lookup: false })
+        let other = answers.newest_valid(now)?;
+        Some(LearnedName { name: other.name.clone(), own_lookup: false })
     }
 
     /// Forgets answers whose validity ended before `now`.
@@ -225,7 +239,7 @@ impl NameBook {
     pub fn step_back(&mut self, by: Duration) {
         let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         for answers in self.by_address.values_mut() {
-            for entry in answers.clients.entries_mut().chain(answers.latest.as_mut()) {
+            for entry in answers.entries_mut() {
                 entry.expires = Timestamp(entry.expires.0.saturating_sub(by));
             }
         }
@@ -236,11 +250,8 @@ impl NameBook {
     /// is left.
     fn forget(&mut self, address: IpAddr, lapsed: impl Fn(&Entry) -> bool) {
         let Some(answers) = self.by_address.get_mut(&address) else { return };
-        self.client_entries -= answers.clients.retain(|entry| !lapsed(entry));
-        if answers.latest.as_ref().is_some_and(&lapsed) {
-            answers.latest = None;
-        }
-        if answers.latest.is_none() && answers.clients.is_empty() {
+        self.client_entries -= answers.retain(|entry| !lapsed(entry));
+        if answers.is_empty() {
             self.by_address.remove(&address);
         }
     }
@@ -250,7 +261,7 @@ impl NameBook {
         let mut expiries: Vec<Timestamp> = self
             .by_address
             .values()
-            .flat_map(|answers| answers.clients.entries().map(|entry| entry.expires))
+            .flat_map(|answers| answers.entries().map(|entry| entry.expires))
             .collect();
         let Some(last) = expiries.len().checked_sub(1) else { return };
         let cut = expiries.len().saturating_sub(MAX_ENTRIES * 3 / 4).min(last);
@@ -265,8 +276,7 @@ impl NameBook {
     fn rebuild_expiries(&mut self) {
         let mut due: Vec<Reverse<(Timestamp, IpAddr)>> = Vec::new();
         for (address, answers) in &self.by_address {
-            let entries = answers.clients.entries().chain(&answers.latest);
-            due.extend(entries.map(|entry| Reverse((entry.expires, *address))));
+            due.extend(answers.entries().map(|entry| Reverse((entry.expires, *address))));
         }
         self.expiries = BinaryHeap::from(due);
     }
@@ -486,6 +496,13 @@ mod tests {
         assert_eq!((&*name.name, name.own_lookup), ("api.example", false));
     }
 
+    /// The book grows by moving its entries: one per answered address stays small (it was 184
+    /// bytes with a copy of the newest answer and room for two clients inline).
+    #[test]
+    fn an_answered_address_is_small_in_the_book() {
+        assert!(std::mem::size_of::<(IpAddr, Answers)>() <= 104);
+    }
+
     #[test]
     fn many_clients_of_one_address_each_keep_their_own_answer() {
         let mut book = NameBook::new();
@@ -499,7 +516,7 @@ mod tests {
             book.learn(client(i), &[answer(&format!("c{i}.example"), "198.51.100.7", ttl)], t0);
         }
         assert_eq!(book.len(), clients as usize);
-        assert!(matches!(book.by_address[&address].clients, Clients::Many(_)));
+        assert!(matches!(book.by_address[&address], Answers::Many(_)));
         for i in 0..clients {
             let name = book.lookup(client(i), address, t0).unwrap();
             assert_eq!((&*name.name, name.own_lookup), (&*format!("c{i}.example"), true));
