@@ -505,6 +505,9 @@ struct VerdictCache {
     between_strangers: Option<Arc<Verdict>>,
     /// The one verdict while the policies or namespaces are not listed yet.
     unlisted: Option<Arc<Verdict>>,
+    /// The one verdict of a denial that may be for want of the Nodes, or the Services, not
+    /// listed yet (see [`unlisted_for_denial`]).
+    denial_unlisted: [Option<Arc<Verdict>>; 2],
 }
 
 impl VerdictCache {
@@ -512,6 +515,7 @@ impl VerdictCache {
         self.by_connection.clear();
         self.between_strangers = None;
         self.unlisted = None;
+        self.denial_unlisted = [None, None];
     }
 }
 
@@ -534,12 +538,50 @@ fn current_verdict(ctx: &mut RecordContext<'_>, connection: &Connection) -> Arc<
             .get_or_insert_with(|| Arc::new(policies.evaluate(view, connection)));
         return Arc::clone(verdict);
     }
-    Arc::clone(
-        ctx.verdicts
-            .by_connection
-            .entry(*connection)
-            .or_insert_with(|| Arc::new(policies.evaluate(view, connection))),
-    )
+    let verdict = ctx
+        .verdicts
+        .by_connection
+        .entry(*connection)
+        .or_insert_with(|| Arc::new(policies.evaluate(view, connection)));
+    if let Some((slot, missing, why)) = unlisted_for_denial(view, connection, verdict) {
+        let verdict = ctx.verdicts.denial_unlisted[slot].get_or_insert_with(|| {
+            let reason = format!("{missing} not listed from the cluster yet: {why}");
+            Arc::new(Verdict::not_evaluated(&reason))
+        });
+        return Arc::clone(verdict);
+    }
+    Arc::clone(verdict)
+}
+
+/// A denial that may be only for want of a kind not listed yet (or that the API refuses):
+/// traffic to a pod from an address nothing owns may come from the pod's own node (its
+/// kubelet's probes), which is always allowed, until the Nodes are listed; a destination
+/// nothing owns may be a Service's address, judged after DNAT as the backends behind it, until
+/// the Services are. Such a denial is n/a, saying what is missing. Only denials wait, each on
+/// the kind it may lack, not every verdict on every kind: Nodes are often refused to users
+/// who may read the rest, and a pod's egress outside the cluster must still be judged.
+fn unlisted_for_denial(
+    view: &ClusterView,
+    connection: &Connection,
+    verdict: &Verdict,
+) -> Option<(usize, &'static str, &'static str)> {
+    let unlisted = |kind| !view.synced.contains(&kind);
+    let unowned = |ip| view.owners(ip).is_empty();
+    if verdict.ingress.decision == Decision::Deny
+        && unlisted(ResourceKind::Node)
+        && unowned(connection.src)
+    {
+        let why = "the source may be the pod's own node, whose traffic is always allowed";
+        return Some((0, "Nodes", why));
+    }
+    if verdict.egress.decision == Decision::Deny
+        && unlisted(ResourceKind::Service)
+        && unowned(connection.dst)
+    {
+        let why = "the destination may be a Service, judged as the backends behind it";
+        return Some((1, "Services", why));
+    }
+    None
 }
 
 /// What verdicts wait for, when a cluster is being watched or was loaded: NetworkPolicies (an

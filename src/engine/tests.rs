@@ -417,3 +417,61 @@ fn without_a_cluster_the_verdict_says_the_ends_are_not_pods() {
     let records = engine.live_records(Timestamp(START + SECOND_NANOS));
     assert_eq!(records[0].verdict.egress.reason, "source is not a pod");
 }
+
+/// A denial that may be only for want of the Nodes or the Services (not listed yet, or refused
+/// to the user) is n/a saying so, and judged once they are listed: a probe from the node's
+/// bridge gateway is always allowed; a ClusterIP is judged as the pods behind it.
+#[test]
+fn a_denial_waits_for_the_nodes_or_services_it_may_lack() {
+    use crate::policy::Decision;
+    let deny_in = "podSelector: {matchLabels: {app: web}}\npolicyTypes: [Ingress]";
+    let to_api_only = "podSelector: {matchLabels: {app: web}}\npolicyTypes: [Egress]\n\
+                       egress: [{to: [{podSelector: {matchLabels: {app: api}}}]}]";
+    let full = crate::policy::fixtures::cluster_with(&[
+        ("shop", "deny-in", deny_in),
+        ("shop", "to-api-only", to_api_only),
+    ]);
+    let mut engine = Engine::new(TableLimits::default());
+    engine.view = full.clone();
+    // Listed: everything but the Nodes and the Services.
+    engine.apply(ClusterEvent::Reset(ResourceKind::Node, Vec::new()));
+    engine.apply(ClusterEvent::Reset(ResourceKind::Service, Vec::new()));
+    for kind in [ResourceKind::NetworkPolicy, ResourceKind::Namespace, ResourceKind::Pod] {
+        engine.apply(ClusterEvent::Synced(kind));
+    }
+    open_session(&mut engine, "10.244.1.1:50000", "10.244.1.10:8080");
+    open_session(&mut engine, "10.244.1.10:40000", "10.96.0.10:80");
+    open_session(&mut engine, "10.244.1.10:40001", "203.0.113.1:443");
+    open_session(&mut engine, "10.244.3.41:40002", "10.244.1.10:8080");
+    let now = Timestamp(START + SECOND_NANOS);
+    let verdict_of = |engine: &mut Engine, port: u16| {
+        let records = engine.live_records(now);
+        let record = records.iter().find(|r| r.src.port == Some(port)).unwrap();
+        let verdict = &record.verdict;
+        (verdict.egress.decision, verdict.ingress.decision, verdict.ingress.reason.clone())
+    };
+    let (_, ingress, reason) = verdict_of(&mut engine, 50000);
+    assert_eq!(ingress, Decision::NotApplicable);
+    assert!(reason.starts_with("Nodes not listed from the cluster yet"), "{reason}");
+    let (egress, _, reason) = verdict_of(&mut engine, 40000);
+    assert_eq!(egress, Decision::NotApplicable);
+    assert!(reason.starts_with("Services not listed from the cluster yet"), "{reason}");
+    // An address outside the cluster cannot be told from a ClusterIP before the Services are
+    // listed; ingress from a pod needs neither kind.
+    let (egress, _, reason) = verdict_of(&mut engine, 40001);
+    assert_eq!(egress, Decision::NotApplicable, "{reason}");
+    assert_eq!(verdict_of(&mut engine, 40002).1, Decision::Deny, "ingress from a pod");
+    let objects = |kind| match kind {
+        ResourceKind::Node => full.nodes.values().cloned().map(Object::Node).collect(),
+        _ => full.services.values().cloned().map(Object::Service).collect(),
+    };
+    for kind in [ResourceKind::Node, ResourceKind::Service] {
+        engine.apply(ClusterEvent::Reset(kind, objects(kind)));
+        engine.apply(ClusterEvent::Synced(kind));
+    }
+    let (_, ingress, reason) = verdict_of(&mut engine, 50000);
+    assert_eq!(ingress, Decision::Allow, "{reason}");
+    assert!(reason.contains("its own node n1"), "{reason}");
+    assert_eq!(verdict_of(&mut engine, 40000).0, Decision::Allow, "to the api pods");
+    assert_eq!(verdict_of(&mut engine, 40001).0, Decision::Deny, "egress to the internet");
+}
