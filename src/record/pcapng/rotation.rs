@@ -72,7 +72,10 @@ impl Rotation {
 
     /// The numbers of this rotation's files already in `base`'s directory (left by a run
     /// before this one: a restarted DaemonSet pod), lowest first. Only names this rotation
-    /// writes count: `{stem}-{five digits}{.ext}`.
+    /// writes count: `{stem}-{number}{.ext}`, the number in five digits, or in six or seven
+    /// without a leading zero past 99999 (69 days of rotating every minute). Longer numbers
+    /// are not the ring's: a dated archive beside it (`node-20250101.pcapng`) taken for its
+    /// newest file would have the ring continue from there and delete every file below.
     #[must_use]
     pub fn existing(&self, base: &Path) -> Vec<u32> {
         if !self.is_enabled() {
@@ -94,12 +97,17 @@ impl Rotation {
                     Some(extension) => rest.strip_suffix(extension.as_str())?,
                     None => rest,
                 };
-                (number.len() == 5 && number.bytes().all(|b| b.is_ascii_digit()))
+                let written_here = match number.len() {
+                    5 => true,
+                    6 | 7 => !number.starts_with('0'),
+                    _ => false,
+                };
+                (written_here && number.bytes().all(|b| b.is_ascii_digit()))
                     .then(|| number.parse::<u32>().ok())
                     .flatten()
             })
             .collect::<Vec<u32>>();
-        // Names are unique (one stem and extension, five digits): sorting is enough.
+        // Names are unique (one stem and extension, no number in two widths): sorting is enough.
         numbers.sort_unstable();
         numbers
     }
@@ -537,6 +545,38 @@ mod tests {
         run(0);
         let kept = ["node-00003.pcapng", "node-00004.pcapng", "node-00005.pcapng"];
         assert_eq!(left(), [&kept[..], &["node-20250101.pcapng"]].concat());
+    }
+
+    /// Past file 99999 the number takes six digits; a restart adopts those files as its own
+    /// (it continued at 1 and never removed them), and still leaves longer numbers alone.
+    #[test]
+    fn a_restarted_ring_past_99999_continues_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("node.pcapng");
+        let plan = ring_of(2);
+        assert_eq!(plan.rotation.file_path(&base, 100_000), dir.path().join("node-100000.pcapng"));
+        for name in ["node-99999.pcapng", "node-100000.pcapng", "node-20250101.pcapng"] {
+            std::fs::write(dir.path().join(name), b"earlier").unwrap();
+        }
+        // Neither the ring's nor a dated archive's: a leading zero, eight digits.
+        std::fs::write(dir.path().join("node-012345.pcapng"), b"other").unwrap();
+        assert_eq!(plan.rotation.existing(&base), [99_999, 100_000]);
+        let start = Timestamp::from_secs(1_800_000_000);
+        let (recorder, _) = recorder_on_eth0(&base, plan, start);
+        let files = recorder.finish().unwrap().files;
+        assert_eq!(files, [dir.path().join("node-100001.pcapng")]);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let expected = [
+            "node-012345.pcapng",
+            "node-100000.pcapng",
+            "node-100001.pcapng",
+            "node-20250101.pcapng",
+        ];
+        assert_eq!(left, expected);
     }
 
     /// A ring whose oldest file was deleted by hand (to make room) goes on recording.
