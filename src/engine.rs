@@ -279,13 +279,18 @@ impl Engine {
         self.advance(now, emit).map(|()| true)
     }
 
-    /// Watches packet time for a step back, which the names learned from DNS follow (the flow
-    /// table keeps its own watch). Packet time only: a live view also sweeps on the wall clock,
-    /// and frames that lag it by a second would each look like a step. Whether it stepped.
+    /// Watches packet time for a step back, which the flows, count-once and the names learned
+    /// from DNS follow: the one watch, so they agree on when time stepped. Packet time only: a
+    /// live view also sweeps on the wall clock, and frames that lag it by a second would each
+    /// look like a step. Whether it stepped.
     fn follow_clock(&mut self, now: Timestamp) -> bool {
         let before = self.clock.latest();
         let stepped = self.clock.stepped_back(now);
         if stepped {
+            self.table.step_back(now);
+            if let Some(dedup) = self.dedup.as_mut() {
+                dedup.step_back(now);
+            }
             self.names.step_back(before.since(now));
         }
         stepped

@@ -16,8 +16,9 @@ pub use key::{FlowKey, Protocol, SocketEnd};
 pub use table::{FlowTable, TableLimits};
 
 /// The latest packet time seen, watched for the clock stepping back (NTP on a live node, or a
-/// bogus stamp first): count-once and the flow table both start over from the new time then,
-/// as measured from the old one nothing new would be kept or end.
+/// bogus stamp first). The engine keeps the one watch and tells the flow table, count-once
+/// and the names to start over from the new time, as measured from the old one nothing new
+/// would be kept or end.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PacketClock {
     latest: Timestamp,

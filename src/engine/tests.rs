@@ -183,25 +183,46 @@ fn names_follow_a_clock_that_steps_back() {
     assert_eq!(engine.advance_if_due(at(10), ok), Ok(true), "an hour back");
     assert!(engine.names.lookup(client, address, at(39)).is_some());
     assert!(engine.names.lookup(client, address, at(41)).is_none(), "not for the hour stepped");
+}
 
-    // A live recording sweeps on the wall clock and only hands packets over: they alone move
-    // the names. A wall clock ahead of them, or a packet late by less than a second, does not.
+/// One watch on packet time, which the flows and the names follow (count-once too). A live
+/// recording sweeps on the wall clock and only hands packets over: they alone move it. A wall
+/// clock ahead of them, or a packet late by less than a second, is no step (the flow keeps its
+/// rate); packets an hour back are (the flow and the name start over, and a copy of a packet
+/// is still recognised).
+#[test]
+fn flows_and_names_follow_one_packet_clock() {
     let mut engine = Engine::new(TableLimits::default());
-    let packet = |engine: &mut Engine, secs: u64, nanos: u64| {
-        let frame = crate::synth::udp(addr("10.244.1.10:40000"), addr("10.96.0.10:53"), b"");
+    engine.count_once_across_interfaces();
+    let ok = |_| Ok::<(), ()>(());
+    let at = |secs: u64| Timestamp(START + secs * SECOND_NANOS);
+    let (client, address): (IpAddr, IpAddr) =
+        ("10.244.1.10".parse().unwrap(), "198.51.100.1".parse().unwrap());
+    let frame = crate::synth::udp(addr("10.244.1.10:40000"), addr("10.96.0.10:53"), b"");
+    let packet = |engine: &mut Engine, ts: Timestamp, interface: u16, ip_id: u32| {
         let decoded = crate::decode::decode(Some(crate::decode::LinkType::Ethernet), &frame);
-        let ts = Timestamp(START + secs * SECOND_NANOS + nanos);
-        engine.ingest_decoded(ts, 0, decoded.map(|p| crate::decode::summarize(&p)));
+        let decoded =
+            decoded.map(|p| crate::decode::summarize(&crate::decode::Packet { ip_id, ..p }));
+        engine.ingest_decoded(ts, interface, decoded);
     };
-    packet(&mut engine, 3600, 0);
+    packet(&mut engine, at(3600), 0, 1);
     let answer = crate::decode::dns::Resolution { name: "a.example".into(), address, ttl_secs: 30 };
     engine.names.learn(client, &[answer], at(3600));
     engine.advance(at(3605), ok).unwrap();
-    packet(&mut engine, 3599, 100_000_000);
+    packet(&mut engine, Timestamp(at(3599).0 + 100_000_000), 0, 2);
     assert!(engine.names.lookup(client, address, at(3629)).is_some(), "nothing stepped");
-    packet(&mut engine, 10, 0);
+    let record = engine.live_records(at(3601)).remove(0);
+    assert!((record.rates.0 - 56.0 / 5.0).abs() < 1e-9, "both packets in the rate: {record:?}");
+
+    packet(&mut engine, at(10), 0, 3);
+    // The same packet on a second interface: a copy, though the latest time was an hour on.
+    packet(&mut engine, Timestamp(at(10).0 + 1_000), 1, 3);
     assert!(engine.names.lookup(client, address, at(39)).is_some());
     assert!(engine.names.lookup(client, address, at(41)).is_none(), "the packets stepped back");
+    let record = engine.live_records(at(11)).remove(0);
+    assert_eq!((record.first_seen, record.last_seen), (at(10), at(10)));
+    assert_eq!(record.packets.tx, 3, "{record:?}");
+    assert_eq!(engine.stats().copies_across_interfaces, 1);
 }
 
 /// Counted once across interfaces: a DNAT'd copy at the backend's veth names the Service's

@@ -243,7 +243,8 @@ pub struct Dedup {
     /// packet left cost a hash and a cache miss per packet.
     newest: FxHashMap<Fingerprint, u64>,
     bindings: FxHashMap<BindingKey, Binding>,
-    clock: super::PacketClock,
+    /// The latest packet time seen.
+    latest: Timestamp,
     next_binding_sweep: Timestamp,
     /// When a full binding map may be swept again to make room.
     next_full_sweep: Timestamp,
@@ -275,7 +276,7 @@ impl Dedup {
             first_seq: 0,
             newest: FxHashMap::default(),
             bindings: FxHashMap::default(),
-            clock: super::PacketClock::default(),
+            latest: Timestamp::default(),
             next_binding_sweep: Timestamp::default(),
             next_full_sweep: Timestamp::default(),
             counts: DedupCounts::default(),
@@ -291,6 +292,19 @@ impl Dedup {
     #[must_use]
     pub fn bindings(&self) -> usize {
         self.bindings.len()
+    }
+
+    /// Packet time stepped back to `now` (the engine watches it): what is remembered is from
+    /// another time. (A frame merely late, by less than a step, is only not matched.)
+    pub fn step_back(&mut self, now: Timestamp) {
+        self.first_seq += self.recent.len() as u64;
+        self.recent.clear();
+        for binding in self.bindings.values_mut() {
+            binding.last_used = binding.last_used.min(now);
+        }
+        self.latest = now;
+        self.next_binding_sweep = now;
+        self.next_full_sweep = now;
     }
 
     /// Judges one sighting of a packet on `interface` at `now`.
@@ -457,18 +471,8 @@ impl Dedup {
 
     /// Forgets packets older than the window before the latest time seen, and idle bindings.
     fn forget_before(&mut self, now: Timestamp) {
-        if self.clock.stepped_back(now) {
-            // What is remembered is from another time. (A frame merely late, by less than a
-            // step, is only not matched.)
-            self.first_seq += self.recent.len() as u64;
-            self.recent.clear();
-            for binding in self.bindings.values_mut() {
-                binding.last_used = binding.last_used.min(now);
-            }
-            self.next_binding_sweep = now;
-            self.next_full_sweep = now;
-        }
-        let latest = self.clock.latest();
+        self.latest = self.latest.max(now);
+        let latest = self.latest;
         while self.recent.front().is_some_and(|oldest| latest.since(oldest.ts) > self.limits.window)
         {
             self.pop_oldest();
@@ -761,7 +765,9 @@ mod tests {
         let mut dedup = Dedup::new(limits);
         let early = udp("10.244.7.11:1", "10.244.7.12:2", 1, 100, 64);
         dedup.observe(&early, CLIENT_VETH, at(60_000_000));
-        // The clock steps back a minute; more packets than are remembered follow.
+        // The clock steps back a minute (the engine says so); more packets than are remembered
+        // follow.
+        dedup.step_back(at(1));
         for id in 10..20 {
             dedup.observe(&udp("10.244.7.11:1", "10.244.7.12:2", id, 100, 64), CLIENT_VETH, at(1));
         }

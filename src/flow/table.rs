@@ -107,8 +107,6 @@ pub struct FlowTable {
     ended: Vec<(Flow, EndReason)>,
     /// The flows a sweep found idle, kept between sweeps for its room.
     expiring: Vec<(Timestamp, u64, FlowKey)>,
-    /// The latest time seen (packets and sweeps), to follow the clock when it steps back.
-    clock: super::PacketClock,
     pub evicted_total: u64,
     pub expired_total: u64,
 }
@@ -192,7 +190,6 @@ impl FlowTable {
         interface: u16,
         now: Timestamp,
     ) -> Option<(&mut Flow, Ingested)> {
-        self.note_time(now);
         let src = SocketEnd { ip: packet.src, port: packet.src_port };
         let dst = SocketEnd { ip: packet.dst, port: packet.dst_port };
         let key = match packet.fragment {
@@ -368,19 +365,16 @@ impl FlowTable {
         self.deadlines = BinaryHeap::from(entries);
     }
 
-    /// Follows packet time: when it steps back, the flows come back with it — last seen no
-    /// later than now, rates started over, deadlines queued anew — or, measured from the future,
-    /// they would freeze and end late. Packets only: a live view also sweeps on the wall clock,
-    /// and frames lagging it by a second would each have looked like a step.
-    fn note_time(&mut self, now: Timestamp) {
-        if self.clock.stepped_back(now) {
-            for flow in &mut self.flows {
-                flow.last_seen = flow.last_seen.min(now);
-                flow.first_seen = flow.first_seen.min(now);
-                flow.rates = RateWindow::default();
-            }
-            self.requeue_deadlines();
+    /// Packet time stepped back to `now` (the engine watches it): the flows come back with it
+    /// — last seen no later than now, rates started over, deadlines queued anew — or, measured
+    /// from the future, they would freeze and end late.
+    pub fn step_back(&mut self, now: Timestamp) {
+        for flow in &mut self.flows {
+            flow.last_seen = flow.last_seen.min(now);
+            flow.first_seen = flow.first_seen.min(now);
+            flow.rates = RateWindow::default();
         }
+        self.requeue_deadlines();
     }
 
     /// Ends flows idle past their timeout at `now`, and forgets stale fragment entries.
@@ -760,7 +754,9 @@ mod tests {
         let hour = 3_600_000;
         table.ingest(&tcp(c, s, SYN, 60), 0, at(hour));
         table.ingest(&tcp(s, c, SYN_ACK, 60), 0, at(hour + 1));
-        // An hour back: the next packet, and the seconds after it.
+        // An hour back (the engine watches the clock and says so): the next packet, and the
+        // seconds after it.
+        table.step_back(at(0));
         for second in 0..7u64 {
             table.ingest(&tcp(c, s, ACK, 1000), 0, at(second * 1000));
         }
@@ -770,22 +766,6 @@ mod tests {
         assert!((rate - 1000.0).abs() < 1e-9, "{rate}");
         table.advance(at(6000 + 61_000));
         assert_eq!(drain_ended(&mut table).len(), 1, "ended a minute after its last packet");
-    }
-
-    /// A sweep on the wall clock ahead of the packets (a live view whose frames lag) is no
-    /// step: the flows keep their rates.
-    #[test]
-    fn a_sweep_ahead_of_lagging_packets_is_not_a_clock_step() {
-        let mut table = FlowTable::new(TableLimits::default());
-        let (c, s) = ((CLIENT, 40000), (SERVER, 443));
-        for second in 0..3u64 {
-            table.ingest(&tcp(c, s, ACK, 1000), 0, at(second * 1000));
-        }
-        table.advance(at(10_000));
-        table.ingest(&tcp(c, s, ACK, 1000), 0, at(3000));
-        let rate = only_flow(&table).rates.rates(at(4000).whole_secs()).tx_bytes_per_sec;
-        assert!((rate - 800.0).abs() < 1e-9, "the rates were not started over: {rate}");
-        assert_eq!(only_flow(&table).last_seen, at(3000));
     }
 
     /// The server resets while the client's FIN is in flight: the flow stays reset (ended
