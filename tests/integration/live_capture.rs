@@ -629,6 +629,25 @@ fn inside_a_namespace_node() {
     let warnings = budgeted.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].starts_with("--buffer-total 40.0MiB is used up"), "{}", warnings[0]);
+
+    // A capture with nothing to capture yet (no interface matches), asked to stop as the
+    // views ask before draining what is in flight, ends now, not at its next poll or stats two
+    // minutes away: no capture thread wakes its supervisor, the request does.
+    let (sender, receiver) = mpsc::sync_channel(4096);
+    let minutes = Duration::from_secs(120);
+    let config = LiveConfig {
+        selection: Selection::Named(vec!["nwlater*".into()]),
+        poll_interval: minutes,
+        stats_interval: minutes,
+        ..LiveConfig::default()
+    };
+    let idle = LiveCapture::start(config, sender).unwrap();
+    let mut stopping = Collector { receiver, events: Vec::new(), ended: false };
+    // Time for the supervisor to settle into its wait (stopped sooner, it would not wait).
+    std::thread::sleep(Duration::from_millis(300));
+    idle.request_stop();
+    stopping.drain();
+    drop(idle);
     drop(node);
 }
 
