@@ -414,14 +414,20 @@ impl FlowTable {
     pub fn finish(&mut self) -> Remaining {
         self.index.clear();
         self.fragments.clear();
-        self.deadlines.clear();
         let flows = std::mem::take(&mut self.flows);
-        // Sorts small keys, not the flows: putting whole flows in order moved each of them once
-        // more, at the end of a replay when nothing else can run.
-        let mut keys: Vec<(Timestamp, u64, u32)> =
-            flows.iter().zip(0u32..).map(|(flow, slot)| (flow.first_seen, flow.id, slot)).collect();
-        keys.sort_unstable();
-        let oldest_first = keys.into_iter().map(|(_, _, slot)| slot).collect();
+        // Sorts small entries, not the flows: putting whole flows in order moved each of them
+        // once more, at the end of a replay when nothing else can run. The entries are made in
+        // the deadline queue's memory, faulted in already: a new list of them (and another of
+        // the slots) cost fresh pages there.
+        let mut oldest_first = std::mem::take(&mut self.deadlines).into_vec();
+        oldest_first.clear();
+        oldest_first.extend(
+            flows
+                .iter()
+                .zip(0u32..)
+                .map(|(flow, slot)| Reverse(Deadline { at: flow.first_seen, id: flow.id, slot })),
+        );
+        oldest_first.sort_unstable_by_key(|entry| entry.0);
         Remaining { flows, oldest_first }
     }
 
@@ -439,13 +445,14 @@ impl FlowTable {
 #[derive(Debug)]
 pub struct Remaining {
     flows: Vec<Flow>,
-    oldest_first: Vec<u32>,
+    /// The flows' slots by (first packet, id): the queue's entries, `at` the first packet.
+    oldest_first: Vec<Reverse<Deadline>>,
 }
 
 impl Remaining {
     /// Oldest first (by first packet; flows started together in the order they were seen).
     pub fn iter(&self) -> impl Iterator<Item = &Flow> {
-        self.oldest_first.iter().map(|slot| &self.flows[*slot as usize])
+        self.oldest_first.iter().map(|entry| &self.flows[entry.0.slot as usize])
     }
 }
 

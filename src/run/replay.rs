@@ -101,8 +101,9 @@ fn replay_source<S: PacketSource + Send + 'static>(
     config: &ReplayConfig,
     mut source: S,
 ) -> Result<(), RunError> {
-    let mut engine = Engine::new(config.limits);
     let recorded = source.take_cluster_events();
+    let interfaces = source.interfaces();
+    let more_than_once = source.sees_packets_more_than_once();
     let gate = ClusterGate {
         recorded: matches!(config.cluster, ClusterSource::None),
         pinned_policies: config.policies.is_some(),
@@ -113,27 +114,14 @@ fn replay_source<S: PacketSource + Send + 'static>(
         ClusterSource::Demo => "snapshot demo-cluster.yaml".to_owned(),
         ClusterSource::Snapshot(path) => format!("snapshot {}", path.display()),
     };
-    load_cluster(&mut engine, &config.cluster)?;
-    for event in recorded {
-        if gate.admit(&event) {
-            engine.apply(event);
-        }
-    }
     if let Some(path) = &config.policies {
-        engine.apply(ClusterEvent::Reset(ResourceKind::NetworkPolicy, load_policies(path)?));
-        // The user's policies are the whole list: complete, as a watcher's after its list.
-        engine.apply(ClusterEvent::Synced(ResourceKind::NetworkPolicy));
         cluster_label.push_str(&format!(", policies from {}", path.display()));
-    }
-    engine.set_interfaces(source.interfaces());
-    if source.sees_packets_more_than_once() {
-        engine.count_once_across_interfaces();
     }
     let format = match config.view {
         View::Headless(format) => format,
         View::Interactive => {
             let session = interactive::Session {
-                source_label: source.interfaces().join(","),
+                source_label: interfaces.join(","),
                 cluster_label,
                 gate,
                 live: false,
@@ -142,9 +130,15 @@ fn replay_source<S: PacketSource + Send + 'static>(
                 record: None,
                 frame_pool: None,
             };
+            let engine = replay_engine(config, recorded, gate, interfaces, more_than_once)?;
             return interactive::run(engine, source, &session);
         }
     };
+    // Reading starts first: the engine's making (its tables' first memory, a snapshot to
+    // parse) would otherwise hold back the reader, which a replay waits on as much as on it.
+    let reader = Reader::spawn(source)
+        .map_err(|e| RunError::Runtime(format!("cannot start the reader: {e}")))?;
+    let mut engine = replay_engine(config, recorded, gate, interfaces, more_than_once)?;
     // Records become text on a thread of their own: serialising them is a large part of the
     // engine thread's work, and that thread is the one a replay waits on.
     // Room for bursts (a sweep ends thousands of flows at once) so neither side waits on the
@@ -171,7 +165,7 @@ fn replay_source<S: PacketSource + Send + 'static>(
         writer.map_err(|e| RunError::Runtime(format!("cannot start the output writer: {e}")))?;
     let mut pending = Vec::with_capacity(RECORD_BATCH);
     let hung_up = || io::Error::other("the output writer stopped");
-    let result = replay(source, &mut engine, gate, |record| {
+    let result = replay_from(reader, &mut engine, gate, |record| {
         pending.push(record);
         if pending.len() == RECORD_BATCH {
             let empty = emptied.try_recv().unwrap_or_else(|_| Vec::with_capacity(RECORD_BATCH));
@@ -206,6 +200,34 @@ fn replay_source<S: PacketSource + Send + 'static>(
     }
     print_summary(&stats);
     Ok(())
+}
+
+/// The engine of a replay: the cluster (`--cluster`, or the view recorded in the capture), the
+/// policies of a what-if replay, and the capture's interfaces.
+fn replay_engine(
+    config: &ReplayConfig,
+    recorded: Vec<ClusterEvent>,
+    gate: ClusterGate,
+    interfaces: Vec<String>,
+    more_than_once: bool,
+) -> Result<Engine, RunError> {
+    let mut engine = Engine::new(config.limits);
+    load_cluster(&mut engine, &config.cluster)?;
+    for event in recorded {
+        if gate.admit(&event) {
+            engine.apply(event);
+        }
+    }
+    if let Some(path) = &config.policies {
+        engine.apply(ClusterEvent::Reset(ResourceKind::NetworkPolicy, load_policies(path)?));
+        // The user's policies are the whole list: complete, as a watcher's after its list.
+        engine.apply(ClusterEvent::Synced(ResourceKind::NetworkPolicy));
+    }
+    engine.set_interfaces(interfaces);
+    if more_than_once {
+        engine.count_once_across_interfaces();
+    }
+    Ok(engine)
 }
 
 /// Replays flow records: printed again (headless) or shown in the interactive view.
@@ -302,20 +324,44 @@ pub fn replay<S: PacketSource + Send + 'static>(
     source: S,
     engine: &mut Engine,
     gate: ClusterGate,
+    emit: impl FnMut(FlowRecord) -> io::Result<()>,
+) -> io::Result<S> {
+    replay_from(Reader::spawn(source)?, engine, gate, emit)
+}
+
+/// A replay's reader thread: frames read and decoded in batches, handed over in file order.
+struct Reader<S> {
+    items: mpsc::Receiver<ReaderItem>,
+    /// Emptied batches go back to the reader: allocating them anew on one thread and freeing
+    /// them on the other made the allocator hand pages back and fault them in again.
+    recycle: mpsc::Sender<Vec<DecodedFrame>>,
+    thread: thread::JoinHandle<S>,
+}
+
+impl<S: PacketSource + Send + 'static> Reader<S> {
+    fn spawn(source: S) -> io::Result<Self> {
+        // 8 batches of 4096 frames (~5 MB, and the few KiB at most of payload each frame may
+        // keep) absorb the engine's pauses at sweeps. Large batches: the engine keeps up and
+        // waits for each one, and waking a thread costs so much on a VM that 512-frame batches
+        // made a replay 6% slower.
+        let (sender, items) = mpsc::sync_channel::<ReaderItem>(8);
+        let (recycle, recycled) = mpsc::channel::<Vec<DecodedFrame>>();
+        let thread = thread::Builder::new().name("netwatch-read".into()).spawn(move || {
+            let fresh = || recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(REPLAY_BATCH));
+            read_source(source, REPLAY_BATCH, fresh, |item| sender.send(item).is_ok())
+        })?;
+        Ok(Self { items, recycle, thread })
+    }
+}
+
+/// [`replay`] from a reader already started.
+fn replay_from<S: PacketSource + Send + 'static>(
+    reader: Reader<S>,
+    engine: &mut Engine,
+    gate: ClusterGate,
     mut emit: impl FnMut(FlowRecord) -> io::Result<()>,
 ) -> io::Result<S> {
-    // 8 batches of 4096 frames (~5 MB, and the few KiB at most of payload each frame may
-    // keep) absorb the engine's pauses at sweeps. Large batches:
-    // the engine keeps up and waits for each one, and waking a thread costs so much on a VM
-    // that 512-frame batches made a replay 6% slower.
-    let (sender, items) = mpsc::sync_channel::<ReaderItem>(8);
-    // Emptied batches go back to the reader: allocating them anew on one thread and freeing
-    // them on the other made the allocator hand pages back and fault them in again.
-    let (recycle, recycled) = mpsc::channel::<Vec<DecodedFrame>>();
-    let reader = thread::Builder::new().name("netwatch-read".into()).spawn(move || {
-        let fresh = || recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(REPLAY_BATCH));
-        read_source(source, REPLAY_BATCH, fresh, |item| sender.send(item).is_ok())
-    })?;
+    let Reader { items, recycle, thread: reader } = reader;
     let mut last_ts = Timestamp::default();
     let mut result = Ok(());
     'items: for item in items.iter() {
