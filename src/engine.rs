@@ -451,11 +451,11 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
     dst.http_host = flow.http_host.as_deref().map(str::to_owned);
     let rates = flow.rates.rates(now.whole_secs());
     let backend = flow.backend.as_deref().map(|end| {
-        endpoint_record(
+        Box::new(endpoint_record(
             end.ip,
             port(end.port),
             identity::resolve(ctx.view, end.ip, end.port, protocol),
-        )
+        ))
     });
     FlowRecord {
         first_seen: flow.first_seen,

@@ -137,7 +137,7 @@ fn record() -> impl Strategy<Value = FlowRecord> {
                 src,
                 dst,
                 service,
-                backend,
+                backend: backend.map(Box::new),
                 packets: TxRx { tx: counts[0], rx: counts[1] },
                 bytes: TxRx { tx: counts[2], rx: counts[3] },
                 tcp,
