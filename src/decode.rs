@@ -580,13 +580,17 @@ pub enum AppData {
 
 impl AppData {
     /// What a DNS message resolved ([`dns::parse_udp`], [`dns::parse_tcp`]); `None` when the
-    /// payload is not a DNS message.
+    /// payload is not a DNS message. A long message read where it was decoded is taken out,
+    /// not copied (this leaves `None`).
     #[must_use]
-    pub fn dns(&self) -> Option<Result<Vec<dns::Resolution>, dns::DnsSkip>> {
+    pub fn take_dns(&mut self) -> Option<Result<Vec<dns::Resolution>, dns::DnsSkip>> {
         match self {
             Self::Dns { message, tcp: false } => Some(dns::parse_udp(message)),
             Self::Dns { message, tcp: true } => Some(dns::parse_tcp(message)),
-            Self::DnsRead(read) => Some((**read).clone()),
+            Self::DnsRead(_) => match std::mem::take(self) {
+                Self::DnsRead(read) => Some(*read),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -701,9 +705,9 @@ mod payload_kept {
     #[test]
     fn a_client_hello_and_a_request_are_kept_for_the_flow_stage_and_the_replies_are_not() {
         let hello = app::tls_client_hello("api.example.com");
-        let kept = summarize(&tcp_payload(40000, 443, &hello)).app;
+        let mut kept = summarize(&tcp_payload(40000, 443, &hello)).app;
         assert_eq!(kept.request_name(), Some(RequestName::Sni("api.example.com".into())));
-        assert_eq!(kept.dns(), None);
+        assert_eq!(kept.take_dns(), None);
         let server = app::tls_server_hello("api.example.com", 100);
         assert_eq!(summarize(&tcp_payload(443, 40000, &server)).app, AppData::None);
         let request = app::http_request("shop.example", "/");
@@ -756,11 +760,11 @@ mod payload_kept {
             matches!(alone, AppData::DnsRead(ref found) if found.as_ref().as_ref().is_ok_and(|f| f.len() == 200)),
             "read over TCP, behind its length"
         );
-        let kept = summarize(&tcp_payload(53, 40000, &framed)).app;
+        let mut kept = summarize(&tcp_payload(53, 40000, &framed)).app;
         assert!(
             matches!(kept, AppData::Dns { ref message, tcp: true } if message.len() == query.len() + 2)
         );
-        assert_eq!(kept.dns(), Some(Err(dns::DnsSkip::Query)));
+        assert_eq!(kept.take_dns(), Some(Err(dns::DnsSkip::Query)));
     }
 
     #[test]
@@ -771,16 +775,17 @@ mod payload_kept {
         message.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 7]);
         let mut udp = tcp_payload(53, 40000, &message);
         (udp.protocol, udp.tcp) = (Protocol::Udp, None);
-        let resolved = summarize(&udp).app.dns().unwrap().unwrap();
+        let resolved = summarize(&udp).app.take_dns().unwrap().unwrap();
         assert_eq!(resolved.len(), 1);
         assert_eq!((&*resolved[0].name, resolved[0].ttl_secs), ("a.example", 60));
         assert_eq!(resolved[0].address, IpAddr::from([203, 0, 113, 7]));
         let mut prefixed = u16::try_from(message.len()).unwrap().to_be_bytes().to_vec();
         prefixed.extend(&message);
-        let over_tcp = summarize(&tcp_payload(53, 40000, &prefixed)).app.dns().unwrap().unwrap();
+        let over_tcp =
+            summarize(&tcp_payload(53, 40000, &prefixed)).app.take_dns().unwrap().unwrap();
         assert_eq!(over_tcp, resolved);
         assert_eq!(
-            summarize(&tcp_payload(53, 40000, b"junk")).app.dns(),
+            summarize(&tcp_payload(53, 40000, b"junk")).app.take_dns(),
             Some(Err(dns::DnsSkip::Malformed))
         );
     }

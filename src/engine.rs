@@ -154,7 +154,7 @@ impl Engine {
         self.frames += 1;
         // Every mode sees packets, not every mode sweeps on packet time (a live recording).
         self.follow_clock(ts);
-        let summary = match decoded {
+        let mut summary = match decoded {
             Ok(summary) => summary,
             Err(reason) => {
                 self.skipped[reason.index()] += 1;
@@ -188,7 +188,7 @@ impl Engine {
             }
         }
         let packet = &packet;
-        match summary.app.dns() {
+        match summary.app.take_dns() {
             Some(Ok(resolutions)) => {
                 self.dns_responses += 1;
                 self.names.learn(packet.dst, &resolutions, ts);
