@@ -596,6 +596,29 @@ mod link_cache {
         }
     }
 
+    /// A link whose flags cannot be read is going away (its directory is being torn down):
+    /// it is left out, new or known, rather than listed as down, and read whole if it is back.
+    #[test]
+    fn a_link_whose_flags_cannot_be_read_is_left_out() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        make_link(root, "cni0", 3, Some("bridge"), None);
+        make_link(root, "veth1", 7, None, None);
+        make_link(root, "veth2", 8, None, None);
+        fs::remove_file(root.join("veth2").join("flags")).unwrap();
+        let routes = RouteFacts::default();
+        let mut cache = LinkCache::default();
+        let names = |links: &[LinkFacts]| links.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&cache.discover_in(root, &routes).unwrap()), ["cni0", "veth1"]);
+        // Known from the last poll, then its flags go: left out too.
+        fs::remove_file(root.join("veth1").join("flags")).unwrap();
+        assert_eq!(names(&cache.discover_in(root, &routes).unwrap()), ["cni0"]);
+        fs::write(root.join("veth1").join("flags"), "0x1002\n").unwrap();
+        let back = cache.discover_in(root, &routes).unwrap();
+        assert_eq!(names(&back), ["cni0", "veth1"]);
+        assert!(!back[1].up);
+    }
+
     #[test]
     fn known_links_are_read_again_only_where_they_can_change() {
         let root = tempfile::tempdir().unwrap();
