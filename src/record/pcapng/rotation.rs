@@ -71,11 +71,12 @@ impl Rotation {
     }
 
     /// The numbers of this rotation's files already in `base`'s directory (left by a run
-    /// before this one: a restarted DaemonSet pod), lowest first. Only names this rotation
-    /// writes count: `{stem}-{number}{.ext}`, the number in five digits, or in six or seven
-    /// without a leading zero past 99999 (69 days of rotating every minute). Longer numbers
-    /// are not the ring's: a dated archive beside it (`node-20250101.pcapng`) taken for its
-    /// newest file would have the ring continue from there and delete every file below.
+    /// before this one: a restarted DaemonSet pod), lowest first. Only five-digit numbers
+    /// count (`{stem}-{five digits}{.ext}`), though past 99999 the ring writes more: a dated
+    /// archive beside it (`node-202501.pcapng`, `node-20250101.pcapng`) taken for its newest
+    /// file would have the ring continue from there and delete every file below. (A ring
+    /// restarted past 99999 begins again at 1 then, and leaves the last run's files of six
+    /// digits, at most `--keep`, where they are; see [`Rotation::free_index`].)
     #[must_use]
     pub fn existing(&self, base: &Path) -> Vec<u32> {
         if !self.is_enabled() {
@@ -97,19 +98,26 @@ impl Rotation {
                     Some(extension) => rest.strip_suffix(extension.as_str())?,
                     None => rest,
                 };
-                let written_here = match number.len() {
-                    5 => true,
-                    6 | 7 => !number.starts_with('0'),
-                    _ => false,
-                };
-                (written_here && number.bytes().all(|b| b.is_ascii_digit()))
+                (number.len() == 5 && number.bytes().all(|b| b.is_ascii_digit()))
                     .then(|| number.parse::<u32>().ok())
                     .flatten()
             })
             .collect::<Vec<u32>>();
-        // Names are unique (one stem and extension, no number in two widths): sorting is enough.
+        // Names are unique (one stem and extension, five digits): sorting is enough.
         numbers.sort_unstable();
         numbers
+    }
+
+    /// The first number from `from` on whose file does not exist: a file is never written
+    /// over, not even one of six digits that [`existing`](Self::existing) does not adopt (a
+    /// ring restarted at 99999 goes on past the files its last run wrote there).
+    #[must_use]
+    pub fn free_index(&self, base: &Path, from: u32) -> u32 {
+        let mut index = from;
+        while self.is_enabled() && self.file_path(base, index).exists() && index < u32::MAX {
+            index += 1;
+        }
+        index
     }
 
     /// The file to remove once file `index` has started, keeping the newest `keep_files`.
@@ -259,7 +267,7 @@ impl Recorder {
         // them), and the ring keeps the newest `--keep` of them all: what it would have removed
         // goes now, so restarts (even before a first rotation) never grow it.
         let earlier = plan.rotation.existing(base);
-        let file_index = earlier.last().map_or(1, |last| last + 1);
+        let file_index = plan.rotation.free_index(base, earlier.last().map_or(1, |last| last + 1));
         if let Some(oldest_kept) = plan.rotation.expired(file_index) {
             for old in earlier.iter().filter(|n| **n <= oldest_kept) {
                 remove_ring_file(&plan.rotation.file_path(base, *old))?;
@@ -370,7 +378,7 @@ impl Recorder {
 
     /// Closes the current file and starts the next with every interface and the whole view.
     fn rotate(&mut self, now: Timestamp) -> Result<(), RecordError> {
-        let index = self.file_index + 1;
+        let index = self.plan.rotation.free_index(&self.base, self.file_index + 1);
         let path = self.plan.rotation.file_path(&self.base, index);
         let events = view_events(&self.view);
         let next = PcapngWriter::create_with(
@@ -547,33 +555,42 @@ mod tests {
         assert_eq!(left(), [&kept[..], &["node-20250101.pcapng"]].concat());
     }
 
-    /// Past file 99999 the number takes six digits; a restart adopts those files as its own
-    /// (it continued at 1 and never removed them), and still leaves longer numbers alone.
+    /// Past file 99999 the number takes six digits. A restart adopts only five-digit numbers
+    /// (a dated archive of six digits is not the ring's), and writes over nothing: it goes on
+    /// after the six-digit files its last run left.
     #[test]
-    fn a_restarted_ring_past_99999_continues_after_it() {
+    fn a_restarted_ring_past_99999_writes_over_nothing_and_leaves_archives_alone() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("node.pcapng");
         let plan = ring_of(2);
         assert_eq!(plan.rotation.file_path(&base, 100_000), dir.path().join("node-100000.pcapng"));
-        for name in ["node-99999.pcapng", "node-100000.pcapng", "node-20250101.pcapng"] {
+        let names = ["node-99999.pcapng", "node-100000.pcapng", "node-202501.pcapng"];
+        for name in names.iter().chain(&["node-20250101.pcapng"]) {
             std::fs::write(dir.path().join(name), b"earlier").unwrap();
         }
-        // Neither the ring's nor a dated archive's: a leading zero, eight digits.
-        std::fs::write(dir.path().join("node-012345.pcapng"), b"other").unwrap();
-        assert_eq!(plan.rotation.existing(&base), [99_999, 100_000]);
+        assert_eq!(plan.rotation.existing(&base), [99_999]);
         let start = Timestamp::from_secs(1_800_000_000);
-        let (recorder, _) = recorder_on_eth0(&base, plan, start);
+        let (mut recorder, id) = recorder_on_eth0(&base, plan, start);
+        let written = |n: u32| dir.path().join(format!("node-{n}.pcapng"));
+        assert_eq!(std::fs::read(written(100_000)).unwrap(), b"earlier", "not written over");
+        let frame = [0u8; 60];
+        for n in 0..2 {
+            let at = start.saturating_add(Duration::from_secs(n));
+            recorder.write_frame(id, at, &frame, 60).unwrap();
+        }
         let files = recorder.finish().unwrap().files;
-        assert_eq!(files, [dir.path().join("node-100001.pcapng")]);
+        assert_eq!(files, [written(100_001), written(100_002)]);
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
+        // The ring of two keeps 100001 and 100002 (99999 and 100000 went as it passed them);
+        // the archives stay.
         let expected = [
-            "node-012345.pcapng",
-            "node-100000.pcapng",
             "node-100001.pcapng",
+            "node-100002.pcapng",
+            "node-202501.pcapng",
             "node-20250101.pcapng",
         ];
         assert_eq!(left, expected);
