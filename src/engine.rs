@@ -562,9 +562,10 @@ fn current_verdict(ctx: &mut RecordContext<'_>, connection: &Connection) -> Arc<
 /// traffic to a pod from an address nothing owns may come from the pod's own node (its
 /// kubelet's probes), which is always allowed, until the Nodes are listed; a destination
 /// nothing owns may be a Service's address, judged after DNAT as the backends behind it, until
-/// the Services are. Such a denial is n/a, saying what is missing. Only denials wait, each on
-/// the kind it may lack, not every verdict on every kind: Nodes are often refused to users
-/// who may read the rest, and a pod's egress outside the cluster must still be judged.
+/// the Services are (so until then a denial of egress outside the cluster waits too: its
+/// address cannot be told from a ClusterIP). Such a denial is n/a, saying what is missing.
+/// Only denials wait, each on the kind it may lack, not every verdict on every kind: Nodes are
+/// often refused to users who may read the rest, and their pods' egress must still be judged.
 fn unlisted_for_denial(
     view: &ClusterView,
     connection: &Connection,
