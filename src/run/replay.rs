@@ -144,18 +144,19 @@ fn replay_source<S: PacketSource + Send + 'static>(
     // Room for bursts (a sweep ends thousands of flows at once) so neither side waits on the
     // other: about 8k records.
     let (records, batches) = mpsc::sync_channel::<Vec<FlowRecord>>(32);
-    // Written batches come back emptied, as frame batches do to the reader: a new one per
-    // batch (160 KB) made the allocator fault in fresh pages.
-    let (written_back, emptied) = mpsc::channel::<Vec<FlowRecord>>();
+    // Written batches come back, as frame batches do to the reader: a new one per batch made
+    // the allocator fault in fresh pages. They come back full: the records are dropped where
+    // they were made, so their strings are freed to the engine's own heap, and their shared
+    // verdict's count is not passed between the threads' caches at every record.
+    let (written_back, written) = mpsc::channel::<Vec<FlowRecord>>();
     let writer = thread::Builder::new().name("netwatch-write".into()).spawn(move || {
         let stdout = io::stdout();
         let mut writer =
             RecordWriter::new(BufWriter::with_capacity(1 << 16, stdout.lock()), format);
-        for mut batch in batches {
+        for batch in batches {
             for record in &batch {
                 writer.write(record)?;
             }
-            batch.clear();
             // The engine may have finished and gone: then the batch is simply dropped.
             let _ = written_back.send(batch);
         }
@@ -168,7 +169,13 @@ fn replay_source<S: PacketSource + Send + 'static>(
     let result = replay_from(reader, &mut engine, gate, |record| {
         pending.push(record);
         if pending.len() == RECORD_BATCH {
-            let empty = emptied.try_recv().unwrap_or_else(|_| Vec::with_capacity(RECORD_BATCH));
+            let empty = match written.try_recv() {
+                Ok(mut batch) => {
+                    batch.clear();
+                    batch
+                }
+                Err(_) => Vec::with_capacity(RECORD_BATCH),
+            };
             let full = std::mem::replace(&mut pending, empty);
             records.send(full).map_err(|_| hung_up())?;
         }
