@@ -149,12 +149,26 @@ impl Engine {
         &mut self,
         ts: Timestamp,
         interface: u16,
-        decoded: Result<decode::Summary, SkipReason>,
+        mut decoded: Result<decode::Summary, SkipReason>,
+    ) {
+        self.ingest_in_place(ts, interface, &mut decoded);
+    }
+
+    /// [`ingest_decoded`](Self::ingest_decoded), leaving the payload bytes the frame kept where
+    /// they are: a replay hands its batches back to the reader, which frees them on its own
+    /// heap as it reuses the batch (freed here, each went back to the reader's heap the slow
+    /// way, and the reader took fresh memory meanwhile). A long DNS message read where it was
+    /// decoded is taken out.
+    pub fn ingest_in_place(
+        &mut self,
+        ts: Timestamp,
+        interface: u16,
+        decoded: &mut Result<decode::Summary, SkipReason>,
     ) {
         self.frames += 1;
         // Every mode sees packets, not every mode sweeps on packet time (a live recording).
         self.follow_clock(ts);
-        let mut summary = match decoded {
+        let summary = match decoded {
             Ok(summary) => summary,
             Err(reason) => {
                 self.skipped[reason.index()] += 1;

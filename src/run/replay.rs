@@ -354,7 +354,13 @@ impl<S: PacketSource + Send + 'static> Reader<S> {
         let (sender, items) = mpsc::sync_channel::<ReaderItem>(8);
         let (recycle, recycled) = mpsc::channel::<Vec<DecodedFrame>>();
         let thread = thread::Builder::new().name("netwatch-read".into()).spawn(move || {
-            let fresh = || recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(REPLAY_BATCH));
+            let fresh = || match recycled.try_recv() {
+                Ok(mut batch) => {
+                    batch.clear();
+                    batch
+                }
+                Err(_) => Vec::with_capacity(REPLAY_BATCH),
+            };
             read_source(source, REPLAY_BATCH, fresh, |item| sender.send(item).is_ok())
         })?;
         Ok(Self { items, recycle, thread })
@@ -391,15 +397,16 @@ fn replay_from<S: PacketSource + Send + 'static>(
             ReaderItem::Drops(_) | ReaderItem::Warning(_) => continue,
         };
         let mut batch = batch;
-        for DecodedFrame { ts, interface, decoded, .. } in batch.drain(..) {
-            if let Err(e) = engine.advance_if_due(ts, &mut emit) {
+        for DecodedFrame { ts, interface, decoded, .. } in &mut batch {
+            if let Err(e) = engine.advance_if_due(*ts, &mut emit) {
                 result = Err(e);
                 break 'items;
             }
-            last_ts = last_ts.max(ts);
-            engine.ingest_decoded(ts, interface, decoded);
+            last_ts = last_ts.max(*ts);
+            engine.ingest_in_place(*ts, *interface, decoded);
         }
-        // The reader may have finished and gone: then the batch is simply dropped.
+        // Back to the reader, which empties it (see `Engine::ingest_in_place`). It may have
+        // finished and gone: then the batch is simply dropped.
         let _ = recycle.send(batch);
     }
     // Dropping the receiver (on error) makes the reader stop at its next send.
