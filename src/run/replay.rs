@@ -354,13 +354,7 @@ impl<S: PacketSource + Send + 'static> Reader<S> {
         let (sender, items) = mpsc::sync_channel::<ReaderItem>(8);
         let (recycle, recycled) = mpsc::channel::<Vec<DecodedFrame>>();
         let thread = thread::Builder::new().name("netwatch-read".into()).spawn(move || {
-            let fresh = || match recycled.try_recv() {
-                Ok(mut batch) => {
-                    batch.clear();
-                    batch
-                }
-                Err(_) => Vec::with_capacity(REPLAY_BATCH),
-            };
+            let fresh = || recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(REPLAY_BATCH));
             read_source(source, REPLAY_BATCH, fresh, |item| sender.send(item).is_ok())
         })?;
         Ok(Self { items, recycle, thread })
@@ -405,8 +399,8 @@ fn replay_from<S: PacketSource + Send + 'static>(
             last_ts = last_ts.max(*ts);
             engine.ingest_in_place(*ts, *interface, decoded);
         }
-        // Back to the reader, which empties it (see `Engine::ingest_in_place`). It may have
-        // finished and gone: then the batch is simply dropped.
+        // Back to the reader, which empties it (see `Engine::ingest_in_place`, `read_source`). It
+        // may have finished and gone: then the batch is simply dropped.
         let _ = recycle.send(batch);
     }
     // Dropping the receiver (on error) makes the reader stop at its next send.
@@ -436,13 +430,19 @@ impl std::error::Error for ReaderFailed {}
 
 /// The reader thread's work: frames → decoded summaries in batches of `batch_frames`, with
 /// recorded cluster changes in between, until the source ends or `send` says the loop hung up.
+/// `next_batch` gives a list to fill, new or handed back: it is emptied here, on this thread.
 /// Returns the source so its warnings can be shown.
 pub(crate) fn read_source<S: PacketSource>(
     mut source: S,
     batch_frames: usize,
-    mut fresh_batch: impl FnMut() -> Vec<DecodedFrame>,
+    mut next_batch: impl FnMut() -> Vec<DecodedFrame>,
     mut send: impl FnMut(ReaderItem) -> bool,
 ) -> S {
+    let mut fresh_batch = move || {
+        let mut batch = next_batch();
+        batch.clear();
+        batch
+    };
     let mut batch = fresh_batch();
     loop {
         match source.next_frame() {
@@ -549,6 +549,57 @@ mod tests {
         fn take_warnings(&mut self) -> Vec<String> {
             Vec::new()
         }
+    }
+
+    /// Hands out `left` frames, then ends.
+    struct CountedSource {
+        frame: Vec<u8>,
+        left: usize,
+    }
+
+    impl PacketSource for CountedSource {
+        fn next_frame(&mut self) -> Next<'_> {
+            if self.left == 0 {
+                return Next::End;
+            }
+            self.left -= 1;
+            let ts = Timestamp(1_800_000_000_000_000_000 + self.left as u64);
+            let linktype = Some(LinkType::Ethernet);
+            Next::Packet(Frame { ts, interface: 0, linktype, data: &self.frame, wire_len: 60 })
+        }
+
+        fn interfaces(&self) -> Vec<String> {
+            vec!["eth0".into()]
+        }
+
+        fn take_warnings(&mut self) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    /// A batch handed back still holds the frames it carried (the engine reads them in place):
+    /// the reader empties it before filling it, so no frame goes out twice.
+    #[test]
+    fn batches_handed_back_full_are_emptied_before_they_are_filled() {
+        let addr = |text: &str| text.parse().unwrap();
+        let frame = crate::synth::udp(addr("10.244.1.10:40000"), addr("10.244.2.20:53"), &[0; 20]);
+        let source = CountedSource { frame: frame.clone(), left: 10 };
+        let stale = DecodedFrame::from_frame(&Frame {
+            ts: Timestamp(1),
+            interface: 7,
+            linktype: Some(LinkType::Ethernet),
+            data: &frame,
+            wire_len: 60,
+        });
+        let handed_back = || vec![stale.clone(), stale.clone()];
+        let mut sent = Vec::new();
+        read_source(source, 4, handed_back, |item| {
+            if let ReaderItem::Frames(frames) = item {
+                sent.extend(frames.iter().map(|f| f.interface));
+            }
+            true
+        });
+        assert_eq!(sent, [0; 10], "each frame once, and none of a batch's earlier ones");
     }
 
     #[test]
