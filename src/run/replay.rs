@@ -527,39 +527,17 @@ mod tests {
     use crate::capture::Frame;
     use crate::decode::LinkType;
 
-    /// Hands out a few frames, then fails as a bug would.
-    struct FailingSource {
+    /// Hands out `left` frames; then ends, or fails as a bug would (`fails`).
+    struct TestSource {
         frame: Vec<u8>,
         left: usize,
+        fails: bool,
     }
 
-    impl PacketSource for FailingSource {
-        fn next_frame(&mut self) -> Next<'_> {
-            assert!(self.left > 0, "a bug in the source");
-            self.left -= 1;
-            let ts = Timestamp(1_800_000_000_000_000_000 + self.left as u64);
-            let linktype = Some(LinkType::Ethernet);
-            Next::Packet(Frame { ts, interface: 0, linktype, data: &self.frame, wire_len: 60 })
-        }
-
-        fn interfaces(&self) -> Vec<String> {
-            vec!["eth0".into()]
-        }
-
-        fn take_warnings(&mut self) -> Vec<String> {
-            Vec::new()
-        }
-    }
-
-    /// Hands out `left` frames, then ends.
-    struct CountedSource {
-        frame: Vec<u8>,
-        left: usize,
-    }
-
-    impl PacketSource for CountedSource {
+    impl PacketSource for TestSource {
         fn next_frame(&mut self) -> Next<'_> {
             if self.left == 0 {
+                assert!(!self.fails, "a bug in the source");
                 return Next::End;
             }
             self.left -= 1;
@@ -583,7 +561,7 @@ mod tests {
     fn batches_handed_back_full_are_emptied_before_they_are_filled() {
         let addr = |text: &str| text.parse().unwrap();
         let frame = crate::synth::udp(addr("10.244.1.10:40000"), addr("10.244.2.20:53"), &[0; 20]);
-        let source = CountedSource { frame: frame.clone(), left: 10 };
+        let source = TestSource { frame: frame.clone(), left: 10, fails: false };
         let stale = DecodedFrame::from_frame(&Frame {
             ts: Timestamp(1),
             interface: 7,
@@ -607,7 +585,7 @@ mod tests {
         let addr = |text: &str| text.parse().unwrap();
         let frame = crate::synth::udp(addr("10.244.1.10:40000"), addr("10.244.2.20:53"), &[0; 20]);
         // One whole batch is handed over before the failure; the frames after it are lost.
-        let source = FailingSource { frame, left: REPLAY_BATCH + 100 };
+        let source = TestSource { frame, left: REPLAY_BATCH + 100, fails: true };
         let mut engine = Engine::new(crate::flow::TableLimits::default());
         let gate = ClusterGate { recorded: true, pinned_policies: false };
         let mut records = Vec::new();
