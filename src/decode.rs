@@ -2,8 +2,9 @@
 //!
 //! Uses `pnet` for header fields. Every length is checked against the captured bytes before a
 //! slice is taken, so no input can panic; payload slices are computed here rather than by pnet,
-//! whose `payload()` trusts header lengths. Only the payload that matters is kept (a borrowed
-//! slice): DNS, TLS ClientHello SNI and HTTP Host are parsed by the submodules on demand.
+//! whose `payload()` trusts header lengths. Only the payload that matters is kept ([`AppData`]:
+//! a copy of a DNS message, or of the start of a ClientHello or HTTP request); the engine parses
+//! it with the submodules where it is used, and a DNS message too long to copy is parsed here.
 
 pub mod dns;
 pub mod http;

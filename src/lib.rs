@@ -20,12 +20,14 @@
 //! * [`cli`] and [`config`]: clap types, validated into a `Config` nothing past `main` sees clap.
 //! * [`synth`]: builds real, checksummed frames for the bundled demo, tests and benchmarks.
 //!
-//! Everything except `capture`, `run` and `main` is pure: plain data in, plain data out, time
+//! Everything except `capture`, `run`, `main`, the file side of `record` (writing and rotating
+//! files) and `cluster::watch` (the API server) is pure: plain data in, plain data out, time
 //! passed in as a value.
 
 /// mimalloc for everything that links the library (both binaries, the tests, the benchmarks):
-/// flow records are built on one thread and freed on another (the output writer), which
-/// glibc's allocator handled poorly (measured: a tenth of replay's engine time).
+/// decoded frames and flow records cross between threads in batches (reader → engine → output
+/// writer, and back to be reused), which glibc's allocator handled poorly (measured: a tenth of
+/// replay's engine time).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,5 +1,6 @@
 //! `netwatch record`: packets into pcapng with the cluster view inside, flow records into JSON
-//! Lines. Reads a capture file (`--read`) today; live interfaces feed the same path.
+//! Lines, from a capture file (`--read`) or live interfaces (`LiveRecording`), through one engine
+//! and recorder.
 
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::sync::Arc;

@@ -1,11 +1,13 @@
-//! When a recording moves on to its next file and when it stops — a small pure policy
-//! ([`Rotation`], [`Limits`]) — and the [`Recorder`] that applies it to files on disk.
+//! When a recording moves on to its next file and when it stops — a small policy ([`Rotation`],
+//! [`Limits`]; pure but for listing the ring's existing files) — and the [`Recorder`] that
+//! applies it to files on disk.
 //!
 //! Every file a recording writes is a complete pcapng on its own: header, every interface known
 //! so far, and the full cluster view as it stands when the file starts, so any one file of a
 //! ring replays with identities. The policy reads no clock: the caller passes packet or clock
 //! time. Sizes count bytes as written, headers included.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,8 +77,9 @@ impl Rotation {
     /// count (`{stem}-{five digits}{.ext}`), though past 99999 the ring writes more: a dated
     /// archive beside it (`node-202501.pcapng`, `node-20250101.pcapng`) taken for its newest
     /// file would have the ring continue from there and delete every file below. (A ring
-    /// restarted past 99999 begins again at 1 then, and leaves the last run's files of six
-    /// digits, at most `--keep`, where they are; see [`Rotation::free_index`].)
+    /// restarted past 99999 goes on after its last five-digit file, or from 1, and leaves the
+    /// last run's files of six digits, at most `--keep`, where they are; see
+    /// [`Rotation::free_index`].)
     #[must_use]
     pub fn existing(&self, base: &Path) -> Vec<u32> {
         if !self.is_enabled() {
@@ -120,11 +123,9 @@ impl Rotation {
         index
     }
 
-    /// The file to remove once file `index` has started, keeping the newest `keep_files`.
-    #[must_use]
-    pub fn expired(&self, index: u32) -> Option<u32> {
-        let keep = self.keep_files?.max(1);
-        index.checked_sub(keep).filter(|&old| old >= 1)
+    /// How many of the ring's newest files stay (`None`: all).
+    fn keep(&self) -> Option<usize> {
+        self.keep_files.map(|keep| usize::try_from(keep.max(1)).unwrap_or(usize::MAX))
     }
 }
 
@@ -246,6 +247,10 @@ pub struct Recorder {
     closed_bytes: u64,
     closed_packets: u64,
     files: Vec<PathBuf>,
+    /// The numbers of the ring's files, oldest first: an earlier run's and this one's, as
+    /// written. The ring removes from its front, not `index - keep`: numbers skipped because
+    /// their file existed are not the ring's, and are neither removed nor counted.
+    ring: VecDeque<u32>,
     stopped: Option<StopReason>,
 }
 
@@ -268,15 +273,12 @@ impl Recorder {
         // goes now, so restarts (even before a first rotation) never grow it.
         let earlier = plan.rotation.existing(base);
         let file_index = plan.rotation.free_index(base, earlier.last().map_or(1, |last| last + 1));
-        if let Some(oldest_kept) = plan.rotation.expired(file_index) {
-            for old in earlier.iter().filter(|n| **n <= oldest_kept) {
-                remove_ring_file(&plan.rotation.file_path(base, *old))?;
-            }
-        }
         let path = plan.rotation.file_path(base, file_index);
         let writer =
             PcapngWriter::create_with(&path, interfaces, cluster_events, now, plan.writer)?;
-        Ok(Self {
+        let mut ring: VecDeque<u32> = earlier.into();
+        ring.push_back(file_index);
+        let mut recorder = Self {
             base: base.to_owned(),
             plan,
             view,
@@ -287,8 +289,23 @@ impl Recorder {
             closed_bytes: 0,
             closed_packets: 0,
             files: vec![path],
+            ring,
             stopped: None,
-        })
+        };
+        recorder.trim_ring()?;
+        Ok(recorder)
+    }
+
+    /// Removes the ring's oldest files past `--keep`: this run's, or an earlier run's.
+    fn trim_ring(&mut self) -> Result<(), RecordError> {
+        let Some(keep) = self.plan.rotation.keep() else { return Ok(()) };
+        while self.ring.len() > keep {
+            let Some(oldest) = self.ring.pop_front() else { break };
+            let old = self.plan.rotation.file_path(&self.base, oldest);
+            self.files.retain(|f| *f != old);
+            remove_ring_file(&old)?;
+        }
+        Ok(())
     }
 
     /// Writes one packet, starting the next file first when the rotation says so. Returns
@@ -395,13 +412,8 @@ impl Recorder {
         self.file_index = index;
         self.file_started = now;
         previous.finish()?;
-        if let Some(expired) = self.plan.rotation.expired(index) {
-            // This run's file, or an earlier run's that the ring now reaches.
-            let old = self.plan.rotation.file_path(&self.base, expired);
-            self.files.retain(|f| *f != old);
-            remove_ring_file(&old)?;
-        }
-        Ok(())
+        self.ring.push_back(index);
+        self.trim_ring()
     }
 }
 
@@ -496,9 +508,8 @@ mod tests {
         let base = Path::new("out/capture.pcapng");
         assert_eq!(rotation.file_path(base, 7), Path::new("out/capture-00007.pcapng"));
         assert_eq!(Rotation::default().file_path(base, 1), base);
-        assert_eq!(rotation.expired(3), None);
-        assert_eq!(rotation.expired(4), Some(1));
-        assert_eq!(Rotation::default().expired(100), None);
+        assert_eq!(rotation.keep(), Some(3));
+        assert_eq!(Rotation::default().keep(), None);
     }
 
     /// A ring of `keep` files that rotates after every frame.
@@ -585,15 +596,39 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        // The ring of two keeps 100001 and 100002 (99999 and 100000 went as it passed them);
-        // the archives stay.
+        // The ring of two keeps 100001 and 100002 (99999, the earlier run's it adopted, went);
+        // 100000, skipped and not adopted, stays for the user, as the archives do.
         let expected = [
+            "node-100000.pcapng",
             "node-100001.pcapng",
             "node-100002.pcapng",
             "node-202501.pcapng",
             "node-20250101.pcapng",
         ];
         assert_eq!(left, expected);
+    }
+
+    /// A number whose file exists (another run's, or an archive's) is skipped while rotating,
+    /// and it is not the ring's: the ring still holds `--keep` files, and the skipped file stays.
+    #[test]
+    fn a_ring_skips_a_taken_number_and_still_keeps_its_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("node.pcapng");
+        let plan = ring_of(2);
+        let start = Timestamp::from_secs(1_800_000_000);
+        let (mut recorder, id) = recorder_on_eth0(&base, plan, start);
+        // Made while the ring runs (a file there at the start would be an earlier run's).
+        let taken = plan.rotation.file_path(&base, 3);
+        std::fs::write(&taken, b"someone else's").unwrap();
+        for n in 0..6 {
+            let at = start.saturating_add(Duration::from_secs(n));
+            recorder.write_frame(id, at, &[0u8; 60], 60).unwrap();
+        }
+        let files = recorder.finish().unwrap().files;
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(!files.contains(&taken));
+        assert_eq!(std::fs::read(&taken).unwrap(), b"someone else's");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
     }
 
     /// A ring whose oldest file was deleted by hand (to make room) goes on recording.
