@@ -586,8 +586,7 @@ impl AppData {
     #[must_use]
     pub fn take_dns(&mut self) -> Option<Result<Vec<dns::Resolution>, dns::DnsSkip>> {
         match self {
-            Self::Dns { message, tcp: false } => Some(dns::parse_udp(message)),
-            Self::Dns { message, tcp: true } => Some(dns::parse_tcp(message)),
+            Self::Dns { message, tcp } => Some(dns::parse(message, *tcp)),
             Self::DnsRead(_) => match std::mem::take(self) {
                 Self::DnsRead(read) => Some(*read),
                 _ => None,
@@ -648,10 +647,8 @@ fn dns_payload(payload: &[u8], tcp: bool) -> AppData {
     };
     if message.len() <= MAX_DNS_COPY {
         AppData::Dns { message: message.into(), tcp }
-    } else if tcp {
-        AppData::DnsRead(Box::new(dns::parse_tcp(message)))
     } else {
-        AppData::DnsRead(Box::new(dns::parse_udp(message)))
+        AppData::DnsRead(Box::new(dns::parse(message, tcp)))
     }
 }
 

@@ -245,7 +245,7 @@ impl Engine {
             }
         }
         if just_closed {
-            // The key is read here only: it lies outside the cache lines a packet touches.
+            // The flow is looked up again below: making the verdict needs the engine whole.
             let key = flow.key;
             let connection = connection_of(flow);
             let (initiator, responder) = (flow.initiator(), flow.responder());
@@ -319,6 +319,8 @@ impl Engine {
         self.input_ended = true;
         let remaining = self.table.finish();
         self.emit_ended(now, &mut emit)?;
+        // Verdicts are cached per view: the view may have changed since the last flow ended.
+        self.refresh_cluster();
         for flow in remaining.iter() {
             emit(record(&mut self.record_context(), flow, now))?;
         }
@@ -451,15 +453,16 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
     let denied =
         verdict.egress.decision == Decision::Deny || verdict.ingress.decision == Decision::Deny;
     let dst_external = dst_id.kind == EndpointKind::External;
-    let own_lookup = flow.responder_name.is_some() && flow.own_lookup;
+    let learned = flow.responder_name();
+    let own_lookup = learned.as_ref().is_some_and(|name| name.own_lookup);
     let direct_ip = dst_external && src_id.kind != EndpointKind::External && !own_lookup;
     let service = (dst_id.kind == EndpointKind::Service).then(|| dst_id.qualified_name()).flatten();
     let mut src = endpoint_record(initiator.ip, port(initiator.port), src_id);
     let mut dst = endpoint_record(responder.ip, port(responder.port), dst_id);
     src.dns = None;
-    if let Some(name) = &flow.responder_name {
-        dst.dns = Some(name.to_string());
-        dst.dns_source = Some(if flow.own_lookup { NameSource::Own } else { NameSource::Other });
+    if let Some(name) = learned {
+        dst.dns = Some(name.name.to_string());
+        dst.dns_source = Some(if name.own_lookup { NameSource::Own } else { NameSource::Other });
     }
     dst.sni = flow.sni.as_deref().map(str::to_owned);
     dst.http_host = flow.http_host.as_deref().map(str::to_owned);
@@ -525,7 +528,7 @@ struct VerdictCache {
     /// The one verdict while the policies or namespaces are not listed yet.
     unlisted: Option<Arc<Verdict>>,
     /// The one verdict of a denial that may be for want of the Nodes, or the Services, not
-    /// listed yet (see [`unlisted_for_denial`]).
+    /// listed yet (by [`UnlistedKind`]).
     denial_unlisted: [Option<Arc<Verdict>>; 2],
 }
 
@@ -557,51 +560,66 @@ fn current_verdict(ctx: &mut RecordContext<'_>, connection: &Connection) -> Arc<
             .get_or_insert_with(|| Arc::new(policies.evaluate(view, connection)));
         return Arc::clone(verdict);
     }
-    let verdict = ctx
-        .verdicts
-        .by_connection
-        .entry(*connection)
-        .or_insert_with(|| Arc::new(policies.evaluate(view, connection)));
-    if let Some((slot, missing, why)) = unlisted_for_denial(view, connection, verdict) {
-        let verdict = ctx.verdicts.denial_unlisted[slot].get_or_insert_with(|| {
-            let reason = format!("{missing} not listed from the cluster yet: {why}");
-            Arc::new(Verdict::not_evaluated(&reason))
-        });
-        return Arc::clone(verdict);
-    }
+    // Cached with the rest: a kind listed later bumps the view's generation, which clears it.
+    let VerdictCache { by_connection, denial_unlisted, .. } = &mut *ctx.verdicts;
+    let verdict = by_connection.entry(*connection).or_insert_with(|| {
+        let verdict = policies.evaluate(view, connection);
+        match UnlistedKind::for_denial(view, connection, &verdict) {
+            Some(kind) => Arc::clone(
+                denial_unlisted[kind as usize].get_or_insert_with(|| Arc::new(kind.verdict())),
+            ),
+            None => Arc::new(verdict),
+        }
+    });
     Arc::clone(verdict)
 }
 
-/// A denial that may be only for want of a kind not listed yet (or that the API refuses):
-/// traffic to a pod from an address nothing owns may come from the pod's own node (its
-/// kubelet's probes), which is always allowed, until the Nodes are listed; a destination
-/// nothing owns may be a Service's address, judged after DNAT as the backends behind it, until
-/// the Services are (so until then a denial of egress outside the cluster waits too: its
-/// address cannot be told from a ClusterIP). Such a denial is n/a, saying what is missing.
-/// Only denials wait, each on the kind it may lack, not every verdict on every kind: Nodes are
-/// often refused to users who may read the rest, and their pods' egress must still be judged.
-fn unlisted_for_denial(
-    view: &ClusterView,
-    connection: &Connection,
-    verdict: &Verdict,
-) -> Option<(usize, &'static str, &'static str)> {
-    let unlisted = |kind| !view.synced.contains(&kind);
-    let unowned = |ip| view.owners(ip).is_empty();
-    if verdict.ingress.decision == Decision::Deny
-        && unlisted(ResourceKind::Node)
-        && unowned(connection.src)
-    {
-        let why = "the source may be the pod's own node, whose traffic is always allowed";
-        return Some((0, "Nodes", why));
+/// A kind whose listing a denial may wait for (see [`UnlistedKind::for_denial`]).
+#[derive(Debug, Clone, Copy)]
+enum UnlistedKind {
+    Nodes,
+    Services,
+}
+
+impl UnlistedKind {
+    /// A denial that may be only for want of a kind not listed yet (or that the API refuses):
+    /// traffic to a pod from an address nothing owns may come from the pod's own node (its
+    /// kubelet's probes), which is always allowed, until the Nodes are listed; a destination
+    /// nothing owns may be a Service's address, judged after DNAT as the backends behind it,
+    /// until the Services are (so until then a denial of egress outside the cluster waits too:
+    /// its address cannot be told from a ClusterIP). Only denials wait, each on the kind it may
+    /// lack, not every verdict on every kind: Nodes are often refused to users who may read
+    /// the rest, and their pods' egress must still be judged.
+    fn for_denial(view: &ClusterView, connection: &Connection, verdict: &Verdict) -> Option<Self> {
+        let unlisted = |kind| !view.synced.contains(&kind);
+        let unowned = |ip| view.owners(ip).is_empty();
+        if verdict.ingress.decision == Decision::Deny
+            && unlisted(ResourceKind::Node)
+            && unowned(connection.src)
+        {
+            Some(Self::Nodes)
+        } else if verdict.egress.decision == Decision::Deny
+            && unlisted(ResourceKind::Service)
+            && unowned(connection.dst)
+        {
+            Some(Self::Services)
+        } else {
+            None
+        }
     }
-    if verdict.egress.decision == Decision::Deny
-        && unlisted(ResourceKind::Service)
-        && unowned(connection.dst)
-    {
-        let why = "the destination may be a Service, judged as the backends behind it";
-        return Some((1, "Services", why));
+
+    /// The n/a verdict that says what is missing.
+    fn verdict(self) -> Verdict {
+        let (kind, why) = match self {
+            Self::Nodes => {
+                ("Nodes", "the source may be the pod's own node, whose traffic is always allowed")
+            }
+            Self::Services => {
+                ("Services", "the destination may be a Service, judged as the backends behind it")
+            }
+        };
+        Verdict::not_evaluated(&format!("{kind} not listed from the cluster yet: {why}"))
     }
-    None
 }
 
 /// What verdicts wait for, when a cluster is being watched or was loaded: NetworkPolicies (an

@@ -48,6 +48,11 @@ pub fn parse_tcp(payload: &[u8]) -> Result<Vec<Resolution>, DnsSkip> {
     parse_message(message)
 }
 
+/// [`parse_tcp`] or [`parse_udp`], by the transport the payload came on.
+pub fn parse(payload: &[u8], tcp: bool) -> Result<Vec<Resolution>, DnsSkip> {
+    if tcp { parse_tcp(payload) } else { parse_udp(payload) }
+}
+
 fn parse_message(message: &[u8]) -> Result<Vec<Resolution>, DnsSkip> {
     let packet = dns_parser::Packet::parse(message).map_err(|_| DnsSkip::Malformed)?;
     if packet.header.query {

@@ -220,7 +220,9 @@ impl FlowTable {
             }
             Fragment::None => FlowKey::canonical(packet.protocol, src, dst).0,
         };
-        let mut existing = self.index.get(&self.flows, &key);
+        // Hashed once: a new flow is looked up, then indexed.
+        let hash = FlowIndex::hash_of(&key);
+        let mut existing = self.index.get_hashed(&self.flows, &key, hash);
         if let Some(slot) = existing
             && is_closed(self.flows[slot].tcp)
             && packet.role == Role::Initiator
@@ -246,7 +248,7 @@ impl FlowTable {
                 let slot = u32::try_from(self.flows.len()).ok()?;
                 self.schedule(&flow, slot);
                 self.flows.push(flow);
-                self.index.insert(&key, slot);
+                self.index.insert(hash, slot);
                 (slot as usize, true)
             }
         };
@@ -484,15 +486,18 @@ impl FlowIndex {
     }
 
     fn get(&self, flows: &[Flow], key: &FlowKey) -> Option<usize> {
-        let hash = Self::hash_of(key);
+        self.get_hashed(flows, key, Self::hash_of(key))
+    }
+
+    /// [`get`](Self::get) with the key's [`hash_of`](Self::hash_of) already made.
+    fn get_hashed(&self, flows: &[Flow], key: &FlowKey, hash: u32) -> Option<usize> {
         self.entries
             .find(Self::spread(hash), |e| e.hash == hash && flows[e.slot as usize].key == *key)
             .map(|e| e.slot as usize)
     }
 
-    /// Indexes a key not yet in the index.
-    fn insert(&mut self, key: &FlowKey, slot: u32) {
-        let hash = Self::hash_of(key);
+    /// Indexes a key not yet in the index, by its [`hash_of`](Self::hash_of).
+    fn insert(&mut self, hash: u32, slot: u32) {
         self.entries
             .insert_unique(Self::spread(hash), IndexEntry { slot, hash }, |e| Self::spread(e.hash));
     }
