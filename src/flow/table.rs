@@ -950,6 +950,20 @@ mod tests {
         table.ingest(&tcp((CLIENT, 1), (SERVER, 443), SYN, 60), 0, at(1));
         let ports: Vec<u16> = table.finish().iter().map(|f| f.initiator().port).collect();
         assert_eq!(ports, vec![1, 2]);
+
+        // Flows started at one time come out in the order they were seen, also when a removal
+        // moved the last of them into the first slot.
+        let limits =
+            TableLimits { idle_timeout: Duration::from_secs(60), ..TableLimits::default() };
+        let mut table = FlowTable::new(limits);
+        table.ingest(&tcp((CLIENT, 1), (SERVER, 443), SYN, 60), 0, at(0));
+        for port in 2..=4 {
+            table.ingest(&tcp((CLIENT, port), (SERVER, 443), SYN, 60), 0, at(100_000));
+        }
+        table.advance(at(100_000));
+        assert_eq!(drain_ended(&mut table).len(), 1, "port 1 went, port 4 took its slot");
+        let ports: Vec<u16> = table.finish().iter().map(|f| f.initiator().port).collect();
+        assert_eq!(ports, vec![2, 3, 4]);
     }
 
     #[test]

@@ -168,7 +168,7 @@ fn replay_source<S: PacketSource + Send + 'static>(
     let hung_up = || io::Error::other("the output writer stopped");
     let result = replay_from(reader, &mut engine, gate, |record| {
         pending.push(record);
-        if pending.len() == RECORD_BATCH {
+        if pending.len() >= RECORD_BATCH {
             let empty = match written.try_recv() {
                 Ok(mut batch) => {
                     batch.clear();

@@ -342,3 +342,30 @@ fn a_pcapng_of_several_interfaces_counts_a_packet_seen_on_two_of_them_once() {
     assert_eq!(flow["bytes"], serde_json::json!({"tx": tx_bytes, "rx": rx_bytes}));
     assert_eq!(flow["interfaces"], serde_json::json!(["if7", "if3"]));
 }
+
+/// A replay of thousands of flows hands the writer many batches of records, which come back to
+/// be filled again: each flow is written once, as many records as the summary counts flows.
+#[test]
+fn a_headless_replay_of_many_flows_writes_each_flow_once() {
+    let frames: Vec<TimedFrame> = synth::bench_capture(30_000, 7).collect();
+    let path = write_capture("many-flows.pcap", synth::linktype::ETHERNET, &frames);
+    let output = netwatch(&["replay", path.to_str().unwrap(), "--headless", "-o", "json"]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let flows: usize = stderr
+        .split("; ")
+        .find_map(|part| part.strip_suffix(" flows, 0 evicted"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no flow count in {stderr}"));
+    let records = records(&output);
+    assert!(flows > 1000, "{flows} flows: many batches of records");
+    assert_eq!(records.len(), flows);
+    let mut ids: Vec<String> = records
+        .iter()
+        .map(|r| format!("{} {} {} {}", r["protocol"], r["src"], r["dst"], r["first_seen"]))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), flows, "no record written twice");
+}
