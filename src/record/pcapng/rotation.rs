@@ -527,6 +527,29 @@ mod tests {
         (recorder, id)
     }
 
+    /// One 60-byte frame at each of `seconds` after `start`, each taken in.
+    fn write_seconds(
+        recorder: &mut Recorder,
+        id: u32,
+        start: Timestamp,
+        seconds: std::ops::Range<u64>,
+    ) {
+        for n in seconds {
+            let at = start.saturating_add(Duration::from_secs(n));
+            assert_eq!(recorder.write_frame(id, at, &[0u8; 60], 60).unwrap(), Progress::Continue);
+        }
+    }
+
+    /// The names of the files in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// A restarted recording (a DaemonSet pod) continues the numbering instead of overwriting
     /// the first files, and its ring keeps the newest of both runs' files.
     #[test]
@@ -535,23 +558,12 @@ mod tests {
         let base = dir.path().join("node.pcapng");
         let plan = ring_of(3);
         let start = Timestamp::from_secs(1_800_000_000);
-        let frame = [0u8; 60];
         let run = |packets: u64| {
             let (mut recorder, id) = recorder_on_eth0(&base, plan, start);
-            for n in 0..packets {
-                let at = start.saturating_add(Duration::from_secs(n));
-                recorder.write_frame(id, at, &frame, 60).unwrap();
-            }
+            write_seconds(&mut recorder, id, start, 0..packets);
             recorder.finish().unwrap().files
         };
-        let left = || {
-            let mut names: Vec<String> = std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            names
-        };
+        let left = || names_in(dir.path());
         // Not this rotation's: a dated archive beside it is neither adopted nor removed.
         std::fs::write(dir.path().join("node-20250101.pcapng"), b"archive").unwrap();
         let first = run(2);
@@ -584,18 +596,10 @@ mod tests {
         let (mut recorder, id) = recorder_on_eth0(&base, plan, start);
         let written = |n: u32| dir.path().join(format!("node-{n}.pcapng"));
         assert_eq!(std::fs::read(written(100_000)).unwrap(), b"earlier", "not written over");
-        let frame = [0u8; 60];
-        for n in 0..2 {
-            let at = start.saturating_add(Duration::from_secs(n));
-            recorder.write_frame(id, at, &frame, 60).unwrap();
-        }
+        write_seconds(&mut recorder, id, start, 0..2);
         let files = recorder.finish().unwrap().files;
         assert_eq!(files, [written(100_001), written(100_002)]);
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
+        let left = names_in(dir.path());
         // The ring of two keeps 100001 and 100002 (99999, the earlier run's it adopted, went);
         // 100000, skipped and not adopted, stays for the user, as the archives do.
         let expected = [
@@ -620,10 +624,7 @@ mod tests {
         // Made while the ring runs (a file there at the start would be an earlier run's).
         let taken = plan.rotation.file_path(&base, 3);
         std::fs::write(&taken, b"someone else's").unwrap();
-        for n in 0..6 {
-            let at = start.saturating_add(Duration::from_secs(n));
-            recorder.write_frame(id, at, &[0u8; 60], 60).unwrap();
-        }
+        write_seconds(&mut recorder, id, start, 0..6);
         let files = recorder.finish().unwrap().files;
         assert_eq!(files.len(), 2, "{files:?}");
         assert!(!files.contains(&taken));
@@ -639,13 +640,9 @@ mod tests {
         let plan = ring_of(1);
         let start = Timestamp::from_secs(1_800_000_000);
         let (mut recorder, id) = recorder_on_eth0(&base, plan, start);
-        let frame = [0u8; 60];
-        recorder.write_frame(id, start, &frame, 60).unwrap();
+        write_seconds(&mut recorder, id, start, 0..1);
         std::fs::remove_file(plan.rotation.file_path(&base, 1)).unwrap();
-        for n in 1..4 {
-            let at = start.saturating_add(Duration::from_secs(n));
-            assert_eq!(recorder.write_frame(id, at, &frame, 60).unwrap(), Progress::Continue);
-        }
+        write_seconds(&mut recorder, id, start, 1..4);
         let summary = recorder.finish().unwrap();
         assert_eq!(summary.files.len(), 1, "{:?}", summary.files);
     }
