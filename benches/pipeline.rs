@@ -65,7 +65,7 @@ fn pipeline(c: &mut Criterion) {
     let facts: Vec<(Timestamp, PacketFacts)> = frames
         .iter()
         .filter_map(|frame| {
-            let packet = decode(Some(LinkType::Ethernet), &frame.frame).ok()?;
+            let packet = decode(Some(LinkType::Ethernet), &frame.frame).ok()?.packet;
             Some((Timestamp(frame.ts_nanos), PacketFacts::of(&packet, Some(packet.ttl))))
         })
         .collect();

@@ -53,14 +53,15 @@ impl DecodedFrame {
     /// Decodes a borrowed frame into an owned one.
     #[must_use]
     pub fn from_frame(frame: &Frame<'_>) -> Self {
-        let decoded = crate::decode::decode(frame.linktype, frame.data).map(|mut packet| {
+        let decoded = crate::decode::decode(frame.linktype, frame.data).map(|mut decoded| {
+            let packet = &mut decoded.packet;
             if packet.length_from_capture {
                 // What the snap length cut off counts too.
                 let cut = u64::from(frame.wire_len).saturating_sub(frame.data.len() as u64);
                 let cut = u32::try_from(cut).unwrap_or(u32::MAX);
                 packet.ip_len = packet.ip_len.saturating_add(cut);
             }
-            crate::decode::summarize(&packet)
+            crate::decode::summarize(&decoded)
         });
         Self { ts: frame.ts, interface: frame.interface, decoded, raw: None }
     }

@@ -88,15 +88,23 @@ impl TcpInfo {
 }
 
 /// Where an IP fragment sits in its datagram. Only the first fragment carries ports, so later
-/// ones are matched to its flow by (src, dst, protocol, id).
+/// ones are matched to its flow by (src, dst, protocol, [`Packet::ip_id`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fragment {
     /// A whole datagram.
     None,
     /// The first fragment: has the transport header.
-    First { id: u32 },
+    First,
     /// A later fragment: no transport header, ports unknown here.
-    Later { id: u32 },
+    Later,
+}
+
+impl Fragment {
+    /// A later fragment: it carries no transport header.
+    #[must_use]
+    pub fn is_later(self) -> bool {
+        self == Self::Later
+    }
 }
 
 /// What a packet says about who started the conversation, where it says anything.
@@ -109,9 +117,10 @@ pub enum Role {
     Responder,
 }
 
-/// One decoded IP packet. Borrowed from the frame; cheap to make and to drop.
+/// The header facts of one decoded IP packet: small and `Copy`, what the flow stage reads of
+/// every packet (its payload goes only as far as [`summarize`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<'a> {
+pub struct Packet {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub protocol: Protocol,
@@ -132,7 +141,13 @@ pub struct Packet<'a> {
     /// The IP header stated no length (a segmentation-offload super-packet captured on the
     /// host), so `ip_len` is what was captured: the frame's length on the wire says the rest.
     pub length_from_capture: bool,
-    /// The transport payload, as far as it was captured.
+}
+
+/// A decoded packet and its transport payload, borrowed from the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded<'a> {
+    pub packet: Packet,
+    /// The transport payload, as far as it was captured (a later fragment's: all of its data).
     pub payload: &'a [u8],
 }
 
@@ -186,7 +201,7 @@ impl SkipReason {
 }
 
 /// Decodes one frame of the given framing.
-pub fn decode(linktype: Option<LinkType>, frame: &[u8]) -> Result<Packet<'_>, SkipReason> {
+pub fn decode(linktype: Option<LinkType>, frame: &[u8]) -> Result<Decoded<'_>, SkipReason> {
     match linktype {
         Some(LinkType::Ethernet) => decode_ethernet(frame),
         Some(LinkType::LinuxSll) => {
@@ -218,7 +233,7 @@ pub fn decode(linktype: Option<LinkType>, frame: &[u8]) -> Result<Packet<'_>, Sk
     }
 }
 
-fn decode_raw_ip(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
+fn decode_raw_ip(bytes: &[u8]) -> Result<Decoded<'_>, SkipReason> {
     match bytes.first().map(|b| b >> 4) {
         Some(4) => decode_ipv4(bytes),
         Some(6) => decode_ipv6(bytes),
@@ -227,12 +242,12 @@ fn decode_raw_ip(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
     }
 }
 
-fn decode_ethernet(frame: &[u8]) -> Result<Packet<'_>, SkipReason> {
+fn decode_ethernet(frame: &[u8]) -> Result<Decoded<'_>, SkipReason> {
     let ethernet = EthernetPacket::new(frame).ok_or(SkipReason::Truncated)?;
     decode_ethertype(ethernet.get_ethertype(), &frame[EthernetPacket::minimum_packet_size()..])
 }
 
-fn decode_ethertype(ethertype: EtherType, mut bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
+fn decode_ethertype(ethertype: EtherType, mut bytes: &[u8]) -> Result<Decoded<'_>, SkipReason> {
     let mut ethertype = ethertype;
     // 802.1Q and QinQ: peel up to two tags. The outer (service) tag is 0x88a8 in 802.1ad, or
     // 0x9100 on older switches.
@@ -252,7 +267,7 @@ fn decode_ethertype(ethertype: EtherType, mut bytes: &[u8]) -> Result<Packet<'_>
     }
 }
 
-fn decode_ipv4(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
+fn decode_ipv4(bytes: &[u8]) -> Result<Decoded<'_>, SkipReason> {
     let ip = Ipv4Packet::new(bytes).ok_or(SkipReason::Truncated)?;
     let header_len = usize::from(ip.get_header_length()) * 4;
     // A segmentation-offload super-packet captured on the host (BIG TCP) states 0: its length
@@ -275,15 +290,15 @@ fn decode_ipv4(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
     let offset = ip.get_fragment_offset();
     let fragment = match (offset, more_fragments) {
         (0, false) => Fragment::None,
-        (0, true) => Fragment::First { id },
-        _ => Fragment::Later { id },
+        (0, true) => Fragment::First,
+        _ => Fragment::Later,
     };
     let protocol = Protocol::from_ip_number(ip.get_next_level_protocol().0);
     let src = IpAddr::V4(ip.get_source());
     let dst = IpAddr::V4(ip.get_destination());
-    let mut packet = finish(src, dst, protocol, ip.get_ttl(), total_len, fragment, id, payload)?;
-    packet.length_from_capture = stated_len == 0;
-    Ok(packet)
+    let mut decoded = finish(src, dst, protocol, ip.get_ttl(), total_len, fragment, id, payload)?;
+    decoded.packet.length_from_capture = stated_len == 0;
+    Ok(decoded)
 }
 
 /// IPv6 extension headers that netwatch walks over to reach the transport header.
@@ -294,7 +309,7 @@ const AUTHENTICATION: u8 = 51;
 const DESTINATION_OPTIONS: u8 = 60;
 const MOBILITY: u8 = 135;
 
-fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
+fn decode_ipv6(bytes: &[u8]) -> Result<Decoded<'_>, SkipReason> {
     let ip = Ipv6Packet::new(bytes).ok_or(SkipReason::Truncated)?;
     if ip.get_version() != 6 {
         return Err(SkipReason::BadIpHeader);
@@ -309,6 +324,8 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
     let mut rest = &bytes[header_len..end];
     let mut next = ip.get_next_header().0;
     let mut fragment = Fragment::None;
+    // The fragment header's identification; 0 for a whole datagram.
+    let mut id = 0;
     // Bounded: a chain of extension headers longer than this is not real traffic.
     for _ in 0..8 {
         match next {
@@ -328,11 +345,11 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
                 let header = rest.get(..8).ok_or(SkipReason::Truncated)?;
                 next = header[0];
                 let offset_and_flags = u16::from_be_bytes([header[2], header[3]]);
-                let id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
                 fragment = match (offset_and_flags >> 3, offset_and_flags & 1 != 0) {
                     (0, false) => Fragment::None,
-                    (0, true) => Fragment::First { id },
-                    _ => Fragment::Later { id },
+                    (0, true) => Fragment::First,
+                    _ => Fragment::Later,
                 };
                 rest = &rest[8..];
             }
@@ -341,11 +358,8 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
     }
     let src = IpAddr::V6(ip.get_source());
     let dst = IpAddr::V6(ip.get_destination());
-    let id = match fragment {
-        Fragment::First { id } | Fragment::Later { id } => id,
-        Fragment::None => 0,
-    };
-    let mut packet = finish(
+    let id = if fragment == Fragment::None { 0 } else { id };
+    let mut decoded = finish(
         src,
         dst,
         Protocol::from_ip_number(next),
@@ -355,8 +369,8 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Packet<'_>, SkipReason> {
         id,
         rest,
     )?;
-    packet.length_from_capture = jumbo;
-    Ok(packet)
+    decoded.packet.length_from_capture = jumbo;
+    Ok(decoded)
 }
 
 #[allow(clippy::too_many_arguments)] // the fields of one IP header, named at both call sites
@@ -369,7 +383,7 @@ fn finish<'a>(
     fragment: Fragment,
     ip_id: u32,
     l4: &'a [u8],
-) -> Result<Packet<'a>, SkipReason> {
+) -> Result<Decoded<'a>, SkipReason> {
     let mut packet = Packet {
         src,
         dst,
@@ -383,13 +397,12 @@ fn finish<'a>(
         fragment,
         ip_id,
         length_from_capture: false,
-        payload: &[],
     };
-    if matches!(fragment, Fragment::Later { .. }) {
+    if fragment.is_later() {
         // No transport header here: the flow is found through the first fragment.
-        packet.payload = l4;
-        return Ok(packet);
+        return Ok(Decoded { packet, payload: l4 });
     }
+    let mut payload: &[u8] = &[];
     match protocol {
         Protocol::Tcp => {
             let tcp = TcpPacket::new(l4).ok_or(SkipReason::Truncated)?;
@@ -411,13 +424,13 @@ fn finish<'a>(
             };
             packet.tcp = Some(info);
             // Options may be cut by the snap length: then there is simply no payload.
-            packet.payload = l4.get(data_offset..).unwrap_or(&[]);
+            payload = l4.get(data_offset..).unwrap_or(&[]);
         }
         Protocol::Udp => {
             let udp = UdpPacket::new(l4).ok_or(SkipReason::Truncated)?;
             packet.src_port = udp.get_source();
             packet.dst_port = udp.get_destination();
-            packet.payload = &l4[UdpPacket::minimum_packet_size()..];
+            payload = &l4[UdpPacket::minimum_packet_size()..];
         }
         Protocol::Sctp => {
             // pnet has no SCTP packet; the ports are the first four bytes of its common header.
@@ -448,9 +461,9 @@ fn finish<'a>(
                 };
             }
         }
-        Protocol::Other(_) => packet.payload = l4,
+        Protocol::Other(_) => payload = l4,
     }
-    Ok(packet)
+    Ok(Decoded { packet, payload })
 }
 
 /// The identifier of an ICMP/ICMPv6 echo message (bytes 4..6 after type, code, checksum).
@@ -540,12 +553,12 @@ mod never_panics {
 
         #[test]
         fn decode_never_panics_on_ip_like_bytes(bytes in ip_like()) {
-            if let Ok(packet) = decode(Some(LinkType::RawIp), &bytes) {
-                prop_assert!(packet.payload.len() <= bytes.len());
-                let _ = dns::parse_udp(packet.payload);
-                let _ = dns::parse_tcp(packet.payload);
-                let _ = tls::client_hello_sni(packet.payload);
-                let _ = http::request_host(packet.payload);
+            if let Ok(Decoded { payload, .. }) = decode(Some(LinkType::RawIp), &bytes) {
+                prop_assert!(payload.len() <= bytes.len());
+                let _ = dns::parse_udp(payload);
+                let _ = dns::parse_tcp(payload);
+                let _ = tls::client_hello_sni(payload);
+                let _ = http::request_host(payload);
             }
         }
 
@@ -630,9 +643,9 @@ pub const MAX_DNS_COPY: usize = 4096;
 /// A decoded packet with its payload dropped but for what matters: owned, `Send`, small.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
-    /// The header facts; `payload` is always empty here.
-    pub packet: Packet<'static>,
-    pub payload_len: usize,
+    pub packet: Packet,
+    /// The transport payload's length as captured.
+    pub payload_len: u32,
     pub app: AppData,
 }
 
@@ -655,8 +668,8 @@ fn dns_payload(payload: &[u8], tcp: bool) -> AppData {
 /// Keeps what matters of a packet's payload: a message from port 53, and the start of what looks
 /// like a TLS ClientHello or an HTTP request (checked by its first bytes only).
 #[must_use]
-pub fn summarize(packet: &Packet<'_>) -> Summary {
-    let payload = packet.payload;
+pub fn summarize(decoded: &Decoded<'_>) -> Summary {
+    let Decoded { packet, payload } = *decoded;
     let app = if payload.is_empty() || packet.fragment.is_later() {
         AppData::None
     } else if packet.src_port == DNS_PORT
@@ -674,7 +687,8 @@ pub fn summarize(packet: &Packet<'_>) -> Summary {
     } else {
         AppData::None
     };
-    Summary { packet: Packet { payload: &[], ..*packet }, payload_len: payload.len(), app }
+    // A payload is shorter than a frame, whose length libpcap gives as 32 bits.
+    Summary { packet, payload_len: u32::try_from(payload.len()).unwrap_or(u32::MAX), app }
 }
 
 #[cfg(test)]
@@ -682,8 +696,8 @@ mod payload_kept {
     use super::*;
     use crate::synth::app;
 
-    fn tcp_payload(src_port: u16, dst_port: u16, payload: &[u8]) -> Packet<'_> {
-        Packet {
+    fn tcp_payload(src_port: u16, dst_port: u16, payload: &[u8]) -> Decoded<'_> {
+        let packet = Packet {
             src: "10.244.1.10".parse().unwrap(),
             dst: "203.0.113.10".parse().unwrap(),
             protocol: Protocol::Tcp,
@@ -696,8 +710,8 @@ mod payload_kept {
             fragment: Fragment::None,
             ip_id: 0,
             length_from_capture: false,
-            payload,
-        }
+        };
+        Decoded { packet, payload }
     }
 
     #[test]
@@ -720,9 +734,14 @@ mod payload_kept {
 
     #[test]
     fn a_decoded_frame_stays_small() {
-        // Every frame is written by the reader and read by the engine: a few bytes more a frame
-        // cost both threads.
-        assert!(std::mem::size_of::<AppData>() <= 24, "{}", std::mem::size_of::<AppData>());
+        // Every frame is written by the reader and read by the engine, on the other core: a few
+        // bytes more a frame cost both threads (152 bytes a frame, with the payload's slice and
+        // a fragment's id kept twice, made a replay 3% slower than 120).
+        use std::mem::size_of;
+        assert!(size_of::<AppData>() <= 24, "{}", size_of::<AppData>());
+        assert!(size_of::<Summary>() <= 96, "{}", size_of::<Summary>());
+        let frame = size_of::<crate::capture::DecodedFrame>();
+        assert!(frame <= 120, "{frame}");
     }
 
     #[test]
@@ -745,7 +764,7 @@ mod payload_kept {
         let long = crate::synth::dns::response(9, &format!("{name}.example"), 28, &answers);
         assert!(long.len() > MAX_DNS_COPY);
         let mut udp = tcp_payload(53, 40000, &long);
-        (udp.protocol, udp.tcp) = (Protocol::Udp, None);
+        (udp.packet.protocol, udp.packet.tcp) = (Protocol::Udp, None);
         let read = summarize(&udp).app;
         assert!(
             matches!(read, AppData::DnsRead(ref found) if found.as_ref().as_ref().is_ok_and(|f| f.len() == 200))
@@ -772,7 +791,7 @@ mod payload_kept {
         message.extend(b"\x01a\x07example\x00\x00\x01\x00\x01");
         message.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 7]);
         let mut udp = tcp_payload(53, 40000, &message);
-        (udp.protocol, udp.tcp) = (Protocol::Udp, None);
+        (udp.packet.protocol, udp.packet.tcp) = (Protocol::Udp, None);
         let resolved = summarize(&udp).app.take_dns().unwrap().unwrap();
         assert_eq!(resolved.len(), 1);
         assert_eq!((&*resolved[0].name, resolved[0].ttl_secs), ("a.example", 60));

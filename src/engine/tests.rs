@@ -201,8 +201,10 @@ fn flows_and_names_follow_one_packet_clock() {
     let frame = crate::synth::udp(addr("10.244.1.10:40000"), addr("10.96.0.10:53"), b"");
     let packet = |engine: &mut Engine, ts: Timestamp, interface: u16, ip_id: u32| {
         let decoded = crate::decode::decode(Some(crate::decode::LinkType::Ethernet), &frame);
-        let decoded =
-            decoded.map(|p| crate::decode::summarize(&crate::decode::Packet { ip_id, ..p }));
+        let decoded = decoded.map(|mut d| {
+            d.packet.ip_id = ip_id;
+            crate::decode::summarize(&d)
+        });
         engine.ingest_decoded(ts, interface, decoded);
     };
     packet(&mut engine, at(3600), 0, 1);
@@ -315,34 +317,31 @@ fn a_service_flow_is_judged_as_the_backend_it_reached() {
 /// Service address through the binding its request taught, the second (no ports) with it.
 #[test]
 fn a_fragmented_reply_from_a_backend_counts_whole_on_the_service_flow() {
-    use crate::decode::{Fragment, LinkType, Packet, decode, summarize};
+    use crate::decode::{Decoded, Fragment, LinkType, Packet, decode, summarize};
     let mut engine = Engine::new(TableLimits::default());
     engine.count_once_across_interfaces();
     let frame = crate::synth::udp(addr("10.0.0.1:1"), addr("10.0.0.2:2"), &[0; 32]);
     let datagram = decode(Some(LinkType::Ethernet), &frame).unwrap();
     let seen = |src: &str, dst: &str, ttl: u8, fragment: Fragment, ip_len: u32| {
-        let ip_id = match fragment {
-            Fragment::First { id } | Fragment::Later { id } => id,
-            Fragment::None => 5,
-        };
-        let packet = Packet { fragment, ip_id, ip_len, ..sent(&datagram, src, dst, ttl) };
-        Ok(summarize(&packet))
+        // The fragments of one datagram share its identification.
+        let ip_id = if fragment == Fragment::None { 5 } else { 900 };
+        let copy = sent(&datagram, src, dst, ttl);
+        let packet = Packet { fragment, ip_id, ip_len, ..copy.packet };
+        Ok(summarize(&Decoded { packet, ..copy }))
     };
     let at = |micros: u64| Timestamp(START + micros * 1_000);
     let (client, service, backend) = ("10.244.1.10:40000", "10.96.0.10:53", "10.244.2.20:53");
     engine.ingest_decoded(at(0), 0, seen(client, service, 64, Fragment::None, 60));
     engine.ingest_decoded(at(10), 1, seen(client, backend, 63, Fragment::None, 60));
-    let first = Fragment::First { id: 900 };
-    engine.ingest_decoded(at(100), 1, seen(backend, client, 64, first, 1500));
-    let later = Fragment::Later { id: 900 };
-    engine.ingest_decoded(at(110), 1, seen("10.244.2.20:0", "10.244.1.10:0", 64, later, 700));
+    engine.ingest_decoded(at(100), 1, seen(backend, client, 64, Fragment::First, 1500));
+    let later = seen("10.244.2.20:0", "10.244.1.10:0", 64, Fragment::Later, 700);
+    engine.ingest_decoded(at(110), 1, later);
     let records = engine.live_records(at(1_000));
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!((records[0].packets.rx, records[0].bytes.rx), (2, 2200));
     assert!(engine.stats().skipped.values().all(|n| *n == 0), "{:?}", engine.stats().skipped);
 }
 
-/// `template` as seen going from `src` to `dst` with `ttl`: a copy of one packet elsewhere.
 /// A SYN from `src` to `dst` as a capture thread hands it over, seen with `ttl` (a copy one
 /// hop on has one less).
 fn syn_seen(
@@ -361,21 +360,23 @@ fn micros(micros: u64) -> Timestamp {
     Timestamp(START + micros * 1_000)
 }
 
+/// `template` as seen going from `src` to `dst` with `ttl`: a copy of one packet elsewhere.
 fn sent<'a>(
-    template: &crate::decode::Packet<'a>,
+    template: &crate::decode::Decoded<'a>,
     src: &str,
     dst: &str,
     ttl: u8,
-) -> crate::decode::Packet<'a> {
+) -> crate::decode::Decoded<'a> {
     let (src, dst) = (addr(src), addr(dst));
-    crate::decode::Packet {
+    let packet = crate::decode::Packet {
         src: src.ip(),
         src_port: src.port(),
         dst: dst.ip(),
         dst_port: dst.port(),
         ttl,
-        ..*template
-    }
+        ..template.packet
+    };
+    crate::decode::Decoded { packet, ..*template }
 }
 
 /// The live view hands the same list back every tick: what it held is replaced, not added to.

@@ -30,7 +30,7 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::key::{Protocol, SocketEnd};
-use crate::decode::{Fragment, Packet};
+use crate::decode::Packet;
 use crate::time::Timestamp;
 
 /// How much the rule remembers, and for how long.
@@ -91,7 +91,7 @@ pub struct PacketFacts {
 impl PacketFacts {
     /// The facts of a decoded packet, with its TTL (or hop limit) where known.
     #[must_use]
-    pub fn of(packet: &Packet<'_>, ttl: Option<u8>) -> Self {
+    pub fn of(packet: &Packet, ttl: Option<u8>) -> Self {
         Self {
             protocol: packet.protocol,
             ends: Endpoints {
@@ -101,7 +101,7 @@ impl PacketFacts {
             ip_id: packet.ip_id,
             ip_len: packet.ip_len,
             tcp: packet.tcp.map(|tcp| (tcp.seq, tcp.ack, tcp.flags)),
-            later_fragment: matches!(packet.fragment, Fragment::Later { .. }),
+            later_fragment: packet.fragment.is_later(),
             ttl,
         }
     }

@@ -172,7 +172,7 @@ impl FlowTable {
     /// fragment was never seen (the caller counts it).
     pub fn ingest(
         &mut self,
-        packet: &Packet<'_>,
+        packet: &Packet,
         interface: u16,
         now: Timestamp,
     ) -> Option<(&mut Flow, Ingested)> {
@@ -185,7 +185,7 @@ impl FlowTable {
     /// ports) cannot be translated back as its first fragment was.
     pub fn ingest_seen_as(
         &mut self,
-        packet: &Packet<'_>,
+        packet: &Packet,
         wire: (IpAddr, IpAddr),
         interface: u16,
         now: Timestamp,
@@ -193,23 +193,23 @@ impl FlowTable {
         let src = SocketEnd { ip: packet.src, port: packet.src_port };
         let dst = SocketEnd { ip: packet.dst, port: packet.dst_port };
         let key = match packet.fragment {
-            Fragment::Later { id } => {
+            Fragment::Later => {
                 let fragment_key = FragmentKey {
                     src: wire.0,
                     dst: wire.1,
                     protocol: packet.protocol.ip_number(),
-                    id,
+                    id: packet.ip_id,
                 };
                 let (key, _) = self.fragments.get(&fragment_key)?;
                 *key
             }
-            Fragment::First { id } => {
+            Fragment::First => {
                 let key = FlowKey::canonical(packet.protocol, src, dst).0;
                 let fragment_key = FragmentKey {
                     src: wire.0,
                     dst: wire.1,
                     protocol: packet.protocol.ip_number(),
-                    id,
+                    id: packet.ip_id,
                 };
                 // Bounded like the flows: past it, this datagram's later fragments are orphans
                 // (counted), rather than a flood of first fragments growing the map unbounded.
@@ -270,7 +270,7 @@ impl FlowTable {
     fn start_flow(
         &mut self,
         key: FlowKey,
-        packet: &Packet<'_>,
+        packet: &Packet,
         (src, dst): (SocketEnd, SocketEnd),
         interface: u16,
         now: Timestamp,
@@ -528,13 +528,6 @@ impl FlowIndex {
     }
 }
 
-impl Fragment {
-    #[must_use]
-    pub fn is_later(self) -> bool {
-        matches!(self, Self::Later { .. })
-    }
-}
-
 /// Clients' ports are ephemeral: Linux picks them from 32768–60999 (others from 49152 up), so
 /// a port below that talking to one in it is a server (6443, 8080, 5432, a NodePort), as is a
 /// well-known port (below 1024) talking to any other. Two ports alike say nothing.
@@ -547,13 +540,7 @@ fn is_closed(state: Option<TcpState>) -> bool {
     matches!(state, Some(TcpState::Closed | TcpState::Reset))
 }
 
-fn count(
-    flow: &mut Flow,
-    packet: &Packet<'_>,
-    interface: u16,
-    from_initiator: bool,
-    now: Timestamp,
-) {
+fn count(flow: &mut Flow, packet: &Packet, interface: u16, from_initiator: bool, now: Timestamp) {
     let counters = if from_initiator { &mut flow.tx } else { &mut flow.rx };
     counters.packets += 1;
     counters.bytes += u64::from(packet.ip_len);
@@ -615,7 +602,7 @@ mod tests {
     const CLIENT: &str = "10.244.1.10";
     const SERVER: &str = "203.0.113.10";
 
-    fn tcp(src: (&str, u16), dst: (&str, u16), flags: u8, len: u32) -> Packet<'static> {
+    fn tcp(src: (&str, u16), dst: (&str, u16), flags: u8, len: u32) -> Packet {
         let role = match (flags & TcpInfo::SYN != 0, flags & TcpInfo::ACK != 0) {
             (true, false) => Role::Initiator,
             (true, true) => Role::Responder,
@@ -634,7 +621,6 @@ mod tests {
             fragment: Fragment::None,
             ip_id: 0,
             length_from_capture: false,
-            payload: &[],
         }
     }
 
@@ -845,18 +831,18 @@ mod tests {
         let mut first = tcp((CLIENT, 5353), (SERVER, 9999), 0, 1500);
         first.protocol = Protocol::Udp;
         first.tcp = None;
-        first.fragment = Fragment::First { id: 77 };
+        (first.fragment, first.ip_id) = (Fragment::First, 77);
         let mut later = first;
         later.src_port = 0;
         later.dst_port = 0;
         later.ip_len = 400;
-        later.fragment = Fragment::Later { id: 77 };
+        later.fragment = Fragment::Later;
         table.ingest(&first, 0, at(0));
         assert!(table.ingest(&later, 0, at(1)).is_some());
         let flow = only_flow(&table);
         assert_eq!((flow.tx.packets, flow.tx.bytes), (2, 1900));
         let mut orphan = later;
-        orphan.fragment = Fragment::Later { id: 78 };
+        orphan.ip_id = 78;
         assert!(table.ingest(&orphan, 0, at(2)).is_none());
     }
 
@@ -889,7 +875,7 @@ mod tests {
         let mut table = FlowTable::new(limits);
         for id in 0..100 {
             let mut first = tcp((CLIENT, 5353), (SERVER, 9999), 0, 1500);
-            first.fragment = Fragment::First { id };
+            (first.fragment, first.ip_id) = (Fragment::First, id);
             table.ingest(&first, 0, at(u64::from(id)));
         }
         assert_eq!(table.fragments.len(), 8);
@@ -902,9 +888,8 @@ mod tests {
         let mut first = tcp((CLIENT, 5353), (SERVER, 9999), 0, 1500);
         first.protocol = Protocol::Udp;
         first.tcp = None;
-        first.fragment = Fragment::First { id: 77 };
-        let later =
-            Packet { src_port: 0, dst_port: 0, fragment: Fragment::Later { id: 77 }, ..first };
+        (first.fragment, first.ip_id) = (Fragment::First, 77);
+        let later = Packet { src_port: 0, dst_port: 0, fragment: Fragment::Later, ..first };
         table.ingest(&first, 0, at(0));
         // The flow goes idle and ends; its fragment entry (kept 30 s) outlives it.
         table.advance(at(6_000));

@@ -19,23 +19,24 @@ fn tcp_over_ethernet_gives_ports_flags_sequence_and_ip_length() {
     let payload = synth::http_request("www.example.com", "/");
     let frame =
         synth::tcp(sock("10.244.1.10:43122"), sock("198.51.100.77:80"), 0x18, 1000, 2000, &payload);
-    let packet = decode(Some(LinkType::Ethernet), &frame).unwrap();
+    let decoded = decode(Some(LinkType::Ethernet), &frame).unwrap();
+    let packet = decoded.packet;
     assert_eq!((packet.src, packet.dst), (ip("10.244.1.10"), ip("198.51.100.77")));
     assert_eq!((packet.protocol, packet.src_port, packet.dst_port), (Protocol::Tcp, 43122, 80));
     let tcp = packet.tcp.unwrap();
     assert_eq!((tcp.seq, tcp.ack), (1000, 2000));
     assert!(tcp.has(TcpInfo::ACK) && !tcp.has(TcpInfo::SYN));
     assert_eq!(packet.ip_len as usize, 20 + 20 + payload.len());
-    assert_eq!(packet.payload, &payload[..]);
-    assert_eq!(http::request_host(packet.payload).as_deref(), Some("www.example.com"));
+    assert_eq!(decoded.payload, &payload[..]);
+    assert_eq!(http::request_host(decoded.payload).as_deref(), Some("www.example.com"));
 }
 
 #[test]
 fn a_syn_marks_its_sender_as_the_initiator_and_a_syn_ack_as_the_responder() {
     let syn = synth::tcp(sock("10.244.1.10:1000"), sock("10.244.1.11:80"), 0x02, 1, 0, &[]);
     let syn_ack = synth::tcp(sock("10.244.1.11:80"), sock("10.244.1.10:1000"), 0x12, 1, 2, &[]);
-    assert_eq!(decode(Some(LinkType::Ethernet), &syn).unwrap().role, Role::Initiator);
-    assert_eq!(decode(Some(LinkType::Ethernet), &syn_ack).unwrap().role, Role::Responder);
+    assert_eq!(decode(Some(LinkType::Ethernet), &syn).unwrap().packet.role, Role::Initiator);
+    assert_eq!(decode(Some(LinkType::Ethernet), &syn_ack).unwrap().packet.role, Role::Responder);
 }
 
 #[test]
@@ -47,10 +48,11 @@ fn udp_dns_over_ipv6_is_decoded_and_its_answer_read() {
     };
     let message = synth::dns::response(7, "push.metrics.example", synth::dns::TYPE_AAAA, &[answer]);
     let frame = synth::udp(sock("[fd00:10:96::a]:53"), sock("[fd00:10:244:1::1e]:45678"), &message);
-    let packet = decode(Some(LinkType::Ethernet), &frame).unwrap();
+    let decoded = decode(Some(LinkType::Ethernet), &frame).unwrap();
+    let packet = decoded.packet;
     assert_eq!(packet.protocol, Protocol::Udp);
     assert_eq!(packet.src_port, 53);
-    let resolved = dns::parse_udp(packet.payload).unwrap();
+    let resolved = dns::parse_udp(decoded.payload).unwrap();
     assert_eq!(&*resolved[0].name, "push.metrics.example");
     assert_eq!(resolved[0].address, ip("2001:db8::10"));
 }
@@ -63,16 +65,18 @@ fn offload_super_packets_that_state_no_length_take_the_captured_one() {
     let v4 = synth::tcp(sock("10.244.1.10:43122"), sock("10.244.2.20:8080"), 0x18, 7, 9, &payload);
     let mut stated_zero = v4.clone();
     stated_zero[14 + 2..14 + 4].copy_from_slice(&[0, 0]);
-    let packet = decode(Some(LinkType::Ethernet), &stated_zero).unwrap();
+    let decoded = decode(Some(LinkType::Ethernet), &stated_zero).unwrap();
+    let packet = decoded.packet;
     assert_eq!(packet.ip_len as usize, v4.len() - 14);
-    assert_eq!((packet.dst_port, packet.payload), (8080, &payload[..]));
+    assert_eq!((packet.dst_port, decoded.payload), (8080, &payload[..]));
     let v6 =
         synth::tcp(sock("[2001:db8::1]:40000"), sock("[2001:db8::2]:443"), 0x18, 1, 2, &payload);
     let mut jumbo = synth::with_ipv6_extension_headers(&v6);
     jumbo[14 + 4..14 + 6].copy_from_slice(&[0, 0]);
-    let packet = decode(Some(LinkType::Ethernet), &jumbo).unwrap();
+    let decoded = decode(Some(LinkType::Ethernet), &jumbo).unwrap();
+    let packet = decoded.packet;
     assert_eq!(packet.ip_len as usize, jumbo.len() - 14);
-    assert_eq!((packet.dst_port, packet.payload), (443, &payload[..]));
+    assert_eq!((packet.dst_port, decoded.payload), (443, &payload[..]));
     // Cut by the snap length, the rest counts all the same: the frame says its length on the wire.
     let frame = netwatch::capture::Frame {
         ts: netwatch::time::Timestamp(1),
@@ -94,7 +98,8 @@ fn ipv6_extension_headers_are_walked_to_the_transport_header() {
     let frame = synth::tcp(sock("[2001:db8::1]:40000"), sock("[2001:db8::2]:443"), 0x02, 9, 0, &[]);
     let with_headers = synth::with_ipv6_extension_headers(&frame);
     assert!(with_headers.len() > frame.len());
-    let packet = decode(Some(LinkType::Ethernet), &with_headers).unwrap();
+    let decoded = decode(Some(LinkType::Ethernet), &with_headers).unwrap();
+    let packet = decoded.packet;
     assert_eq!((packet.protocol, packet.src_port, packet.dst_port), (Protocol::Tcp, 40000, 443));
 }
 
@@ -104,18 +109,20 @@ fn icmp_and_icmpv6_echo_carry_the_identifier_in_both_ports() {
         [("10.244.1.10", "10.0.0.12", Protocol::Icmp), ("fd00::1", "fd00::2", Protocol::Icmpv6)]
     {
         let request = synth::icmp_echo(ip(src), ip(dst), 0x1c2a, 1, true);
-        let packet = decode(Some(LinkType::Ethernet), &request).unwrap();
+        let decoded = decode(Some(LinkType::Ethernet), &request).unwrap();
+        let packet = decoded.packet;
         assert_eq!((packet.protocol, packet.src_port, packet.dst_port), (protocol, 0x1c2a, 0x1c2a));
         assert_eq!(packet.role, Role::Initiator);
         let reply = synth::icmp_echo(ip(dst), ip(src), 0x1c2a, 1, false);
-        assert_eq!(decode(Some(LinkType::Ethernet), &reply).unwrap().role, Role::Responder);
+        assert_eq!(decode(Some(LinkType::Ethernet), &reply).unwrap().packet.role, Role::Responder);
     }
 }
 
 #[test]
 fn sctp_ports_are_read_from_its_common_header() {
     let frame = synth::sctp_init(sock("10.244.1.12:36412"), sock("10.244.2.20:3868"));
-    let packet = decode(Some(LinkType::Ethernet), &frame).unwrap();
+    let decoded = decode(Some(LinkType::Ethernet), &frame).unwrap();
+    let packet = decoded.packet;
     assert_eq!((packet.protocol, packet.src_port, packet.dst_port), (Protocol::Sctp, 36412, 3868));
 }
 
@@ -155,16 +162,17 @@ fn ipv4_fragments_are_told_first_and_later() {
     let frame = synth::udp(sock("10.244.1.30:41000"), sock("198.51.100.30:8125"), &[7u8; 3000]);
     let fragments = synth::fragment_ipv4(&frame, 1480);
     assert_eq!(fragments.len(), 3);
-    let first = decode(Some(LinkType::Ethernet), &fragments[0]).unwrap();
-    let Fragment::First { id } = first.fragment else { panic!("{:?}", first.fragment) };
+    let first = decode(Some(LinkType::Ethernet), &fragments[0]).unwrap().packet;
+    assert_eq!(first.fragment, Fragment::First);
     assert_eq!((first.src_port, first.dst_port), (41000, 8125));
     for later in &fragments[1..] {
-        let packet = decode(Some(LinkType::Ethernet), later).unwrap();
-        assert_eq!(packet.fragment, Fragment::Later { id });
+        let decoded = decode(Some(LinkType::Ethernet), later).unwrap();
+        let packet = decoded.packet;
+        assert_eq!((packet.fragment, packet.ip_id), (Fragment::Later, first.ip_id));
         assert_eq!(packet.src_port, 0, "no transport header in a later fragment");
     }
     let total: u32 =
-        fragments.iter().map(|f| decode(Some(LinkType::Ethernet), f).unwrap().ip_len).sum();
+        fragments.iter().map(|f| decode(Some(LinkType::Ethernet), f).unwrap().packet.ip_len).sum();
     assert_eq!(total as usize, 3000 + 8 + 20 * 3);
 }
 
@@ -198,6 +206,6 @@ fn truncated_and_garbage_frames_are_counted_not_panicked_on() {
     let payload = [1u8; 1000];
     let big = synth::tcp(sock("10.244.1.10:1"), sock("10.244.1.11:2"), 0x18, 0, 0, &payload);
     let cut = decode(Some(LinkType::Ethernet), &big[..100]).unwrap();
-    assert_eq!(cut.ip_len, 1040);
+    assert_eq!(cut.packet.ip_len, 1040);
     assert_eq!(cut.payload.len(), 100 - 14 - 40);
 }
