@@ -454,15 +454,15 @@ fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecor
         verdict.egress.decision == Decision::Deny || verdict.ingress.decision == Decision::Deny;
     let dst_external = dst_id.kind == EndpointKind::External;
     let learned = flow.responder_name();
-    let own_lookup = learned.as_ref().is_some_and(|name| name.own_lookup);
+    let own_lookup = learned.is_some_and(|(_, own)| own);
     let direct_ip = dst_external && src_id.kind != EndpointKind::External && !own_lookup;
     let service = (dst_id.kind == EndpointKind::Service).then(|| dst_id.qualified_name()).flatten();
     let mut src = endpoint_record(initiator.ip, port(initiator.port), src_id);
     let mut dst = endpoint_record(responder.ip, port(responder.port), dst_id);
     src.dns = None;
-    if let Some(name) = learned {
-        dst.dns = Some(name.name.to_string());
-        dst.dns_source = Some(if name.own_lookup { NameSource::Own } else { NameSource::Other });
+    if let Some((name, own)) = learned {
+        dst.dns = Some(name.to_owned());
+        dst.dns_source = Some(if own { NameSource::Own } else { NameSource::Other });
     }
     dst.sni = flow.sni.as_deref().map(str::to_owned);
     dst.http_host = flow.http_host.as_deref().map(str::to_owned);

@@ -180,11 +180,12 @@ impl Flow {
         if self.initiator_is_low { self.key.high } else { self.key.low }
     }
 
-    /// The responder's name as DNS told it, and where from.
+    /// The responder's name as DNS told it, and whether it was the initiator's own lookup.
+    /// Borrowed: a record copies it, and sharing the name (its count bumped and dropped per
+    /// record) cost more than the copy.
     #[must_use]
-    pub fn responder_name(&self) -> Option<LearnedName> {
-        let name = self.responder_name.clone()?;
-        Some(LearnedName { name, own_lookup: self.own_lookup })
+    pub fn responder_name(&self) -> Option<(&str, bool)> {
+        Some((self.responder_name.as_deref()?, self.own_lookup))
     }
 
     pub(crate) fn set_responder_name(&mut self, learned: Option<LearnedName>) {
