@@ -436,16 +436,24 @@ mod tests {
         fn expire(&mut self, now: Timestamp) {
             self.by_client.retain(|_, e| e.expires >= now);
         }
+
+        fn step_back(&mut self, by: Duration) {
+            let by = u64::try_from(by.as_nanos()).unwrap();
+            for entry in self.by_client.values_mut() {
+                entry.expires = Timestamp(entry.expires.0.saturating_sub(by));
+            }
+        }
     }
 
     proptest::proptest! {
         #[test]
         fn answers_like_one_map_of_every_answer(
             // Mostly learning, mostly one address, from up to 40 clients: past the inline
-            // clients (FEW_CLIENTS) to the map, and back down as answers lapse.
+            // clients (FEW_CLIENTS) to the map, and back down as answers lapse; now and then
+            // the clock steps back.
             steps in proptest::collection::vec(
                 (
-                    0u8..4,
+                    0u8..5,
                     0u8..40,
                     proptest::prop_oneof![3 => proptest::strategy::Just(0u8), 1 => 0u8..3],
                     0u8..4,
@@ -468,10 +476,16 @@ mod tests {
                         book.learn(client, &said, now);
                         reference.learn(client, &said, now);
                     }
-                    _ => {
+                    3 => {
                         book.expire(now);
                         reference.expire(now);
                         proptest::prop_assert_eq!(book.len(), reference.by_client.len());
+                    }
+                    _ => {
+                        let by = Duration::from_secs(10 * advance + 1);
+                        now = Timestamp(now.0.saturating_sub(u64::try_from(by.as_nanos()).unwrap()));
+                        book.step_back(by);
+                        reference.step_back(by);
                     }
                 }
                 for asked in [client, IpAddr::from([10, 0, 0, 9])] {
