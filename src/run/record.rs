@@ -562,3 +562,6 @@ impl ProgressLine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
