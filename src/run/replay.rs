@@ -399,7 +399,7 @@ fn replay_from<S: PacketSource + Send + 'static>(
             last_ts = last_ts.max(*ts);
             engine.ingest_in_place(*ts, *interface, decoded);
         }
-        // Back to the reader, which empties it (see `Engine::ingest_in_place`, `read_source`). It
+        // Back to the reader, which fills it anew (see `Engine::ingest_in_place`, `read_source`). It
         // may have finished and gone: then the batch is simply dropped.
         let _ = recycle.send(batch);
     }
@@ -430,7 +430,7 @@ impl std::error::Error for ReaderFailed {}
 
 /// The reader thread's work: frames → decoded summaries in batches of `batch_frames`, with
 /// recorded cluster changes in between, until the source ends or `send` says the loop hung up.
-/// `next_batch` gives a list to fill, new or handed back: it is emptied here, on this thread.
+/// `next_batch` gives a list to fill, new or handed back: its old frames are dropped here, on this thread, as new ones are written over them.
 /// Returns the source so its warnings can be shown.
 pub(crate) fn read_source<S: PacketSource>(
     mut source: S,
@@ -438,36 +438,31 @@ pub(crate) fn read_source<S: PacketSource>(
     mut next_batch: impl FnMut() -> Vec<DecodedFrame>,
     mut send: impl FnMut(ReaderItem) -> bool,
 ) -> S {
-    let mut fresh_batch = move || {
-        let mut batch = next_batch();
-        batch.clear();
-        batch
-    };
-    let mut batch = fresh_batch();
+    let mut batch = Filling::new(next_batch());
     loop {
         match source.next_frame() {
             Next::Packet(frame) => {
-                // Decoded straight into the batch: a frame built aside and then pushed was
-                // copied once more, a sixth of this loop's own time.
-                batch.push(DecodedFrame::from_frame(&frame));
+                batch.put(DecodedFrame::from_frame(&frame));
                 let events = source.take_cluster_events();
                 if !events.is_empty() {
                     // The events came before this frame: the frames before them go first.
-                    let this_frame = batch.pop();
-                    if !batch.is_empty() {
-                        let frames = std::mem::replace(&mut batch, fresh_batch());
-                        if !send_frames(&mut source, frames, &mut send) {
+                    let this_frame = batch.take_last();
+                    if batch.filled > 0 {
+                        let frames = std::mem::replace(&mut batch, Filling::new(next_batch()));
+                        if !send_frames(&mut source, frames.finish(), &mut send) {
                             return source;
                         }
                     }
                     if !send(ReaderItem::Cluster(events)) {
                         return source;
                     }
-                    batch.extend(this_frame);
+                    if let Some(frame) = this_frame {
+                        batch.put(frame);
+                    }
                 }
-                if batch.len() >= batch_frames {
-                    let frames = std::mem::replace(&mut batch, fresh_batch());
-                    if !send_frames(&mut source, frames, &mut send) {
+                if batch.filled >= batch_frames {
+                    let frames = std::mem::replace(&mut batch, Filling::new(next_batch()));
+                    if !send_frames(&mut source, frames.finish(), &mut send) {
                         return source;
                     }
                 }
@@ -477,7 +472,7 @@ pub(crate) fn read_source<S: PacketSource>(
             Next::End => break,
         }
     }
-    if !send_frames(&mut source, batch, &mut send) {
+    if !send_frames(&mut source, batch.finish(), &mut send) {
         return source;
     }
     let events = source.take_cluster_events();
@@ -485,6 +480,43 @@ pub(crate) fn read_source<S: PacketSource>(
         send(ReaderItem::Cluster(events));
     }
     source
+}
+
+/// A batch being filled in the list of one handed back: each new frame is written over an old
+/// one, which is dropped there, rather than all the old ones dropped first. The old frames were
+/// last read on the engine's core, and one pass over them to drop them and another to write the
+/// new ones fetched each cache line twice.
+struct Filling {
+    frames: Vec<DecodedFrame>,
+    /// The frames before this are new; those after are the old ones still to be written over.
+    filled: usize,
+}
+
+impl Filling {
+    fn new(frames: Vec<DecodedFrame>) -> Self {
+        Self { frames, filled: 0 }
+    }
+
+    fn put(&mut self, frame: DecodedFrame) {
+        match self.frames.get_mut(self.filled) {
+            Some(old) => *old = frame,
+            None => self.frames.push(frame),
+        }
+        self.filled += 1;
+    }
+
+    /// Takes the newest frame back out.
+    fn take_last(&mut self) -> Option<DecodedFrame> {
+        self.filled = self.filled.checked_sub(1)?;
+        // An old frame (or none) takes its place: past `filled`, where old ones are.
+        Some(self.frames.swap_remove(self.filled))
+    }
+
+    /// The new frames, the old ones left over dropped.
+    fn finish(mut self) -> Vec<DecodedFrame> {
+        self.frames.truncate(self.filled);
+        self.frames
+    }
 }
 
 /// Sends a batch of frames, naming first the interfaces met since the last batch. Once per
