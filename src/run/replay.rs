@@ -399,8 +399,8 @@ fn replay_from<S: PacketSource + Send + 'static>(
             last_ts = last_ts.max(*ts);
             engine.ingest_in_place(*ts, *interface, decoded);
         }
-        // Back to the reader, which fills it anew (see `Engine::ingest_in_place`, `read_source`). It
-        // may have finished and gone: then the batch is simply dropped.
+        // Back to the reader, which fills it anew (see `Engine::ingest_in_place`,
+        // `read_source`). It may have finished and gone: then the batch is simply dropped.
         let _ = recycle.send(batch);
     }
     // Dropping the receiver (on error) makes the reader stop at its next send.
@@ -430,8 +430,9 @@ impl std::error::Error for ReaderFailed {}
 
 /// The reader thread's work: frames → decoded summaries in batches of `batch_frames`, with
 /// recorded cluster changes in between, until the source ends or `send` says the loop hung up.
-/// `next_batch` gives a list to fill, new or handed back: its old frames are dropped here, on this thread, as new ones are written over them.
-/// Returns the source so its warnings can be shown.
+/// `next_batch` gives a list to fill, new or handed back: its old frames are dropped here, on
+/// this thread, as new ones are written over them. Returns the source so its warnings can be
+/// shown.
 pub(crate) fn read_source<S: PacketSource>(
     mut source: S,
     batch_frames: usize,
