@@ -7,6 +7,8 @@
 # reporting wall time (best of R runs), packets/s, peak memory, and the ratios.
 # Usage: scripts/bench-replay.sh [PACKETS] [RUNS]
 set -euo pipefail
+# EPOCHREALTIME's decimal point.
+export LC_ALL=C
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 need_packages libpcap-dev tshark time
@@ -20,20 +22,22 @@ capture="$work/bench.pcap"
 "$target/examples/gen_capture" --packets "$packets" --out "$capture"
 echo "capture: $packets packets, $(du -h "$capture" | cut -f1)"
 
-# best wall seconds and its peak RSS (KiB) over $runs runs of a command. The wall time is taken
-# to the microsecond around the run: time's own %e has 10 ms steps, 8% of the floor's time.
+# best wall seconds over $runs runs of a command, and its peak RSS (KiB) from one more run under
+# time. Each run is timed to the microsecond by bash's own clock, with no process started around
+# it (time's %e has 10 ms steps, 8% of the floor's time; a timer process of its own adds the same
+# milliseconds to both sides of the ratio).
 measure() {
-  local best="" rss=""
+  local best="" started ended secs kib
   for _ in $(seq "$runs"); do
-    local started ended secs kib
-    started=$(date +%s%N)
-    /usr/bin/time -f "%M" -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
-    ended=$(date +%s%N)
-    secs=$(awk -v ns="$((ended - started))" 'BEGIN{printf "%.4f", ns / 1e9}')
-    read -r kib <"$work/time"
-    if [ -z "$best" ] || awk "BEGIN{exit !($secs < $best)}"; then best=$secs; rss=$kib; fi
+    started=$EPOCHREALTIME
+    "$@" >/dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
+    ended=$EPOCHREALTIME
+    secs=$(awk -v a="$started" -v b="$ended" 'BEGIN{printf "%.6f", b - a}')
+    if [ -z "$best" ] || awk "BEGIN{exit !($secs < $best)}"; then best=$secs; fi
   done
-  echo "$best $rss"
+  /usr/bin/time -f "%M" -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
+  read -r kib <"$work/time"
+  echo "$best $kib"
 }
 
 read -r floor_s floor_kib < <(measure "$target/examples/pcap_count" "$capture")

@@ -1,4 +1,5 @@
-//! Decode: one captured frame → one small [`Packet`] value, or a counted [`SkipReason`].
+//! Decode: one captured frame → its header facts, one small [`Packet`] value, and its payload
+//! ([`Decoded`]), or a counted [`SkipReason`].
 //!
 //! Uses `pnet` for header fields. Every length is checked against the captured bytes before a
 //! slice is taken, so no input can panic; payload slices are computed here rather than by pnet,
@@ -135,8 +136,9 @@ pub struct Packet {
     /// IPv4 TTL or IPv6 hop limit: a forwarded copy of a packet has a lower one.
     pub ttl: u8,
     pub fragment: Fragment,
-    /// IPv4 identification (0 for IPv6 unless fragmented): used to recognise copies of one
-    /// packet seen on several interfaces.
+    /// IPv4 identification, or the IPv6 fragment header's (0 for IPv6 unless fragmented): it
+    /// matches later fragments to the first, and helps recognise copies of one packet seen on
+    /// several interfaces.
     pub ip_id: u32,
     /// The IP header stated no length (a segmentation-offload super-packet captured on the
     /// host), so `ip_len` is what was captured: the frame's length on the wire says the rest.
@@ -352,6 +354,10 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Decoded<'_>, SkipReason> {
                     _ => Fragment::Later,
                 };
                 rest = &rest[8..];
+                if fragment.is_later() {
+                    // What follows is a piece of the datagram's data, not headers to walk.
+                    break;
+                }
             }
             _ => break,
         }

@@ -62,6 +62,17 @@ struct FragmentKey {
     id: u32,
 }
 
+impl FragmentKey {
+    /// The datagram a fragment seen with addresses `wire` belongs to. IPv4 names it by
+    /// addresses, protocol and identification; IPv6 by addresses and the fragment header's id
+    /// alone (RFC 8200): its first fragment's protocol is the transport's, found past any
+    /// extension headers, while a later fragment only says what the fragment header follows with.
+    fn of(packet: &Packet, wire: (IpAddr, IpAddr)) -> Self {
+        let protocol = if wire.0.is_ipv6() { 0 } else { packet.protocol.ip_number() };
+        Self { src: wire.0, dst: wire.1, protocol, id: packet.ip_id }
+    }
+}
+
 /// Fragments of one datagram arrive within this long of each other, or not at all.
 const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -194,23 +205,12 @@ impl FlowTable {
         let dst = SocketEnd { ip: packet.dst, port: packet.dst_port };
         let key = match packet.fragment {
             Fragment::Later => {
-                let fragment_key = FragmentKey {
-                    src: wire.0,
-                    dst: wire.1,
-                    protocol: packet.protocol.ip_number(),
-                    id: packet.ip_id,
-                };
-                let (key, _) = self.fragments.get(&fragment_key)?;
+                let (key, _) = self.fragments.get(&FragmentKey::of(packet, wire))?;
                 *key
             }
             Fragment::First => {
                 let key = FlowKey::canonical(packet.protocol, src, dst).0;
-                let fragment_key = FragmentKey {
-                    src: wire.0,
-                    dst: wire.1,
-                    protocol: packet.protocol.ip_number(),
-                    id: packet.ip_id,
-                };
+                let fragment_key = FragmentKey::of(packet, wire);
                 // Bounded like the flows: past it, this datagram's later fragments are orphans
                 // (counted), rather than a flood of first fragments growing the map unbounded.
                 if self.fragments.len() < self.limits.max_flows {
@@ -844,6 +844,27 @@ mod tests {
         let mut orphan = later;
         orphan.ip_id = 78;
         assert!(table.ingest(&orphan, 0, at(2)).is_none());
+    }
+
+    /// An IPv6 datagram is its addresses and fragment id: a later fragment counts on the first
+    /// one's flow though its fragment header says destination options follow, not UDP.
+    #[test]
+    fn a_later_ipv6_fragment_counts_on_its_datagrams_flow_whatever_header_it_says_follows() {
+        let mut table = FlowTable::new(TableLimits::default());
+        let mut first = tcp(("2001:db8::1", 5353), ("2001:db8::2", 9999), 0, 1500);
+        (first.protocol, first.tcp) = (Protocol::Udp, None);
+        (first.fragment, first.ip_id) = (Fragment::First, 77);
+        let later = Packet {
+            protocol: Protocol::from_ip_number(60),
+            src_port: 0,
+            dst_port: 0,
+            ip_len: 400,
+            fragment: Fragment::Later,
+            ..first
+        };
+        table.ingest(&first, 0, at(0));
+        assert!(table.ingest(&later, 0, at(1)).is_some());
+        assert_eq!(only_flow(&table).tx.packets, 2);
     }
 
     #[test]

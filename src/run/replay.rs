@@ -339,8 +339,8 @@ pub fn replay<S: PacketSource + Send + 'static>(
 /// A replay's reader thread: frames read and decoded in batches, handed over in file order.
 struct Reader<S> {
     items: mpsc::Receiver<ReaderItem>,
-    /// Emptied batches go back to the reader: allocating them anew on one thread and freeing
-    /// them on the other made the allocator hand pages back and fault them in again.
+    /// Batches go back to the reader, which fills them anew: allocating them anew on one thread
+    /// and freeing them on the other made the allocator hand pages back and fault them in again.
     recycle: mpsc::Sender<Vec<DecodedFrame>>,
     thread: thread::JoinHandle<S>,
 }

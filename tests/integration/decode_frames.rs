@@ -164,6 +164,9 @@ fn ipv4_fragments_are_told_first_and_later() {
     assert_eq!(fragments.len(), 3);
     let first = decode(Some(LinkType::Ethernet), &fragments[0]).unwrap().packet;
     assert_eq!(first.fragment, Fragment::First);
+    // The datagram's identification, from the IPv4 header.
+    let identification = u16::from_be_bytes([fragments[0][18], fragments[0][19]]);
+    assert_eq!(first.ip_id, u32::from(identification));
     assert_eq!((first.src_port, first.dst_port), (41000, 8125));
     for later in &fragments[1..] {
         let decoded = decode(Some(LinkType::Ethernet), later).unwrap();
@@ -208,4 +211,41 @@ fn truncated_and_garbage_frames_are_counted_not_panicked_on() {
     let cut = decode(Some(LinkType::Ethernet), &big[..100]).unwrap();
     assert_eq!(cut.packet.ip_len, 1040);
     assert_eq!(cut.payload.len(), 100 - 14 - 40);
+}
+
+/// An IPv6 datagram's fragment with its fragment header (id `id`) following the fixed header;
+/// `next` is what the fragment header says follows it, `offset` in 8-byte units.
+fn ipv6_fragment(next: u8, offset: u16, more: bool, id: u32, body: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x60, 0, 0, 0];
+    frame.extend(u16::try_from(8 + body.len()).unwrap().to_be_bytes());
+    frame.extend([44, 64]); // a fragment header next; hop limit
+    frame.extend("2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    frame.extend("2001:db8::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    frame.extend([next, 0]);
+    frame.extend((offset << 3 | u16::from(more)).to_be_bytes());
+    frame.extend(id.to_be_bytes());
+    frame.extend(body);
+    frame
+}
+
+#[test]
+fn ipv6_fragments_carry_the_fragment_headers_id_and_later_ones_are_not_walked_as_headers() {
+    let id = 0xabcd_ef01;
+    let mut udp = vec![0xa0, 0x28, 0x1f, 0xbd, 0, 40, 0, 0]; // 41000 → 8125, 40 bytes
+    udp.extend([7u8; 16]);
+    let first_frame = ipv6_fragment(17, 0, true, id, &udp);
+    let first = decode(Some(LinkType::RawIp), &first_frame).unwrap().packet;
+    assert_eq!((first.fragment, first.ip_id, first.protocol), (Fragment::First, id, Protocol::Udp));
+    assert_eq!((first.src_port, first.dst_port, first.ip_len), (41000, 8125, 40 + 8 + 24));
+    let later_frame = ipv6_fragment(17, 3, false, id, &[9u8; 16]);
+    let later = decode(Some(LinkType::RawIp), &later_frame).unwrap();
+    assert_eq!((later.packet.fragment, later.packet.ip_id), (Fragment::Later, id));
+    assert_eq!((later.packet.src_port, later.payload.len()), (0, 16));
+    // A later fragment of a datagram whose fragmentable part starts with destination options:
+    // its data (here bytes that read as an option header 1.6 KB long) is not a header.
+    let data = [17u8, 200, 0, 0, 0, 0, 0, 0, 5, 5, 5, 5, 5, 5, 5, 5];
+    let options_frame = ipv6_fragment(60, 3, false, id, &data);
+    let later = decode(Some(LinkType::RawIp), &options_frame).unwrap();
+    assert_eq!((later.packet.fragment, later.packet.ip_id), (Fragment::Later, id));
+    assert_eq!(later.payload, &data[..]);
 }

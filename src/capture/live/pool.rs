@@ -33,6 +33,12 @@ impl FramePool {
         reused.unwrap_or_else(|| Vec::with_capacity(self.capacity))
     }
 
+    /// Batches in stock.
+    #[cfg(test)]
+    pub(crate) fn spare_len(&self) -> usize {
+        self.spare.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     /// Hands a batch back; its frames are dropped here. Batches of another size, or past the
     /// stock's limit, are simply freed.
     pub fn give(&self, mut batch: Vec<DecodedFrame>) {
