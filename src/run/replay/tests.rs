@@ -1,7 +1,7 @@
 //! The reader thread's hand-over and a failing reader, on a source that hands out real frames.
 
 use super::*;
-use crate::capture::Frame;
+use crate::capture::{Frame, Next};
 use crate::decode::LinkType;
 
 /// Hands out `left` frames (the n-th one stamped n ns after a fixed start); then ends, or
