@@ -22,20 +22,34 @@ capture="$work/bench.pcap"
 "$target/examples/gen_capture" --packets "$packets" --out "$capture"
 echo "capture: $packets packets, $(du -h "$capture" | cut -f1)"
 
-# best wall seconds over $runs runs of a command, and its peak RSS (KiB) from one more run under
-# time. Each run is timed to the microsecond by bash's own clock, with no process started around
-# it (time's %e has 10 ms steps, 8% of the floor's time; a timer process of its own adds the same
-# milliseconds to both sides of the ratio).
+# One run of a command (after a mode, `plain` or `rss`); with `rss` its peak RSS (KiB) goes to
+# $work/time.
+run_once() {
+  local mode=$1
+  shift
+  if [ "$mode" = rss ]; then
+    /usr/bin/time -f "%M" -o "$work/time" "$@" >/dev/null 2>"$work/stderr"
+  else
+    "$@" >/dev/null 2>"$work/stderr"
+  fi || { cat "$work/stderr" >&2; exit 1; }
+}
+
+# best wall seconds over $runs runs of a command, and its peak RSS (KiB). Each run is timed to
+# the microsecond by bash's own clock, with no process started around it (time's %e has 10 ms
+# steps, 8% of the floor's time; a timer process adds the same milliseconds to both sides of the
+# ratio), so the RSS comes from one more run under time; with one run (tshark, 10 s) that run is
+# timed as well.
 measure() {
-  local best="" started ended secs kib
+  local best="" started ended secs kib mode=plain
+  [ "$runs" -eq 1 ] && mode=rss
   for _ in $(seq "$runs"); do
     started=$EPOCHREALTIME
-    "$@" >/dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
+    run_once "$mode" "$@"
     ended=$EPOCHREALTIME
     secs=$(awk -v a="$started" -v b="$ended" 'BEGIN{printf "%.6f", b - a}')
     if [ -z "$best" ] || awk "BEGIN{exit !($secs < $best)}"; then best=$secs; fi
   done
-  /usr/bin/time -f "%M" -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; exit 1; }
+  [ "$mode" = rss ] || run_once rss "$@"
   read -r kib <"$work/time"
   echo "$best $kib"
 }

@@ -54,8 +54,8 @@ impl DecodedFrame {
     #[must_use]
     pub fn from_frame(frame: &Frame<'_>) -> Self {
         let decoded = crate::decode::decode(frame.linktype, frame.data).map(|mut decoded| {
-            let packet = &mut decoded.packet;
-            if packet.length_from_capture {
+            if decoded.length_from_capture {
+                let packet = &mut decoded.packet;
                 // What the snap length cut off counts too.
                 let cut = u64::from(frame.wire_len).saturating_sub(frame.data.len() as u64);
                 let cut = u32::try_from(cut).unwrap_or(u32::MAX);

@@ -140,9 +140,6 @@ pub struct Packet {
     /// matches later fragments to the first, and helps recognise copies of one packet seen on
     /// several interfaces.
     pub ip_id: u32,
-    /// The IP header stated no length (a segmentation-offload super-packet captured on the
-    /// host), so `ip_len` is what was captured: the frame's length on the wire says the rest.
-    pub length_from_capture: bool,
 }
 
 /// A decoded packet and its transport payload, borrowed from the frame.
@@ -151,6 +148,10 @@ pub struct Decoded<'a> {
     pub packet: Packet,
     /// The transport payload, as far as it was captured (a later fragment's: all of its data).
     pub payload: &'a [u8],
+    /// The IP header stated no length (a segmentation-offload super-packet captured on the
+    /// host), so `ip_len` is what was captured: the frame's length on the wire says the rest
+    /// (see `DecodedFrame::from_frame`).
+    pub length_from_capture: bool,
 }
 
 /// Why a frame produced no packet. Counted by kind, never logged one by one.
@@ -299,7 +300,7 @@ fn decode_ipv4(bytes: &[u8]) -> Result<Decoded<'_>, SkipReason> {
     let src = IpAddr::V4(ip.get_source());
     let dst = IpAddr::V4(ip.get_destination());
     let mut decoded = finish(src, dst, protocol, ip.get_ttl(), total_len, fragment, id, payload)?;
-    decoded.packet.length_from_capture = stated_len == 0;
+    decoded.length_from_capture = stated_len == 0;
     Ok(decoded)
 }
 
@@ -375,7 +376,7 @@ fn decode_ipv6(bytes: &[u8]) -> Result<Decoded<'_>, SkipReason> {
         id,
         rest,
     )?;
-    decoded.packet.length_from_capture = jumbo;
+    decoded.length_from_capture = jumbo;
     Ok(decoded)
 }
 
@@ -402,11 +403,10 @@ fn finish<'a>(
         ttl,
         fragment,
         ip_id,
-        length_from_capture: false,
     };
     if fragment.is_later() {
         // No transport header here: the flow is found through the first fragment.
-        return Ok(Decoded { packet, payload: l4 });
+        return Ok(Decoded { packet, payload: l4, length_from_capture: false });
     }
     let mut payload: &[u8] = &[];
     match protocol {
@@ -469,7 +469,7 @@ fn finish<'a>(
         }
         Protocol::Other(_) => payload = l4,
     }
-    Ok(Decoded { packet, payload })
+    Ok(Decoded { packet, payload, length_from_capture: false })
 }
 
 /// The identifier of an ICMP/ICMPv6 echo message (bytes 4..6 after type, code, checksum).
@@ -675,7 +675,7 @@ fn dns_payload(payload: &[u8], tcp: bool) -> AppData {
 /// like a TLS ClientHello or an HTTP request (checked by its first bytes only).
 #[must_use]
 pub fn summarize(decoded: &Decoded<'_>) -> Summary {
-    let Decoded { packet, payload } = *decoded;
+    let Decoded { packet, payload, .. } = *decoded;
     let app = if payload.is_empty() || packet.fragment.is_later() {
         AppData::None
     } else if packet.src_port == DNS_PORT
@@ -715,9 +715,8 @@ mod payload_kept {
             ttl: 64,
             fragment: Fragment::None,
             ip_id: 0,
-            length_from_capture: false,
         };
-        Decoded { packet, payload }
+        Decoded { packet, payload, length_from_capture: false }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::decode::{self, RequestName, SkipReason, dns};
 use crate::flow::dedup::{Dedup, DedupLimits, Endpoints, PacketFacts, Sighting};
 use crate::flow::table::EndReason;
 use crate::flow::{
-    ClosedAs, Flow, FlowKey, FlowTable, LearnedName, Protocol, SocketEnd, TableLimits, TcpState,
+    ClosedAs, Flow, FlowKey, FlowTable, LearnedName, Protocol, SocketEnd, TableLimits,
 };
 use crate::identity::{self, EndpointKind, Identity};
 use crate::names::NameBook;
@@ -223,8 +223,6 @@ impl Engine {
         {
             flow.backend = backend_of(flow.responder(), counted, seen).map(Box::new);
         }
-        let just_closed = matches!(flow.tcp, Some(TcpState::Closed | TcpState::Reset))
-            && flow.closed_as.is_none();
         if ingested.new_flow {
             // The name needs the current pod index; a no-op when the view did not change.
             self.view.reindex();
@@ -244,22 +242,29 @@ impl Engine {
                 None => {}
             }
         }
-        if just_closed {
-            // The flow is looked up again below: making the verdict needs the engine whole.
-            let key = flow.key;
-            let connection = connection_of(flow);
+        if ingested.closed && flow.closed_as.is_none() {
+            // Fields apart from the table, so the flow stays borrowed (not looked up again).
+            refresh_cluster(
+                &mut self.view,
+                &mut self.policies,
+                &mut self.policy_diagnostics,
+                &mut self.verdicts,
+            );
+            let mut context = RecordContext {
+                view: &self.view,
+                policies: &self.policies,
+                verdicts: &mut self.verdicts,
+                interface_names: &self.interface_names,
+                input_ended: self.input_ended,
+            };
+            let verdict = current_verdict(&mut context, &connection_of(flow));
+            let protocol = flow.key.protocol;
             let (initiator, responder) = (flow.initiator(), flow.responder());
-            self.refresh_cluster();
-            let verdict = current_verdict(&mut self.record_context(), &connection);
-            let protocol = key.protocol;
-            let closed = ClosedAs {
+            flow.closed_as = Some(Box::new(ClosedAs {
                 verdict,
                 initiator: identity::resolve(&self.view, initiator.ip, initiator.port, protocol),
                 responder: identity::resolve(&self.view, responder.ip, responder.port, protocol),
-            };
-            if let Some(flow) = self.table.get_mut(&key) {
-                flow.closed_as = Some(Box::new(closed));
-            }
+            }));
         }
     }
 
@@ -389,13 +394,12 @@ impl Engine {
 
     /// Rebuilds the IP index and recompiles policies if the cluster view changed.
     fn refresh_cluster(&mut self) {
-        self.view.reindex();
-        if self.policies.generation() != self.view.generation() {
-            let (policies, diagnostics) = PolicySet::compile(&self.view);
-            self.policies = policies;
-            self.policy_diagnostics = diagnostics.iter().map(ToString::to_string).collect();
-            self.verdicts.clear();
-        }
+        refresh_cluster(
+            &mut self.view,
+            &mut self.policies,
+            &mut self.policy_diagnostics,
+            &mut self.verdicts,
+        );
     }
 
     /// Everything counted so far.
@@ -433,6 +437,22 @@ struct RecordContext<'a> {
     verdicts: &'a mut VerdictCache,
     interface_names: &'a [String],
     input_ended: bool,
+}
+
+/// [`Engine::refresh_cluster`] on the fields it needs, so a caller may hold a flow of the table.
+fn refresh_cluster(
+    view: &mut ClusterView,
+    policies: &mut PolicySet,
+    policy_diagnostics: &mut Vec<String>,
+    verdicts: &mut VerdictCache,
+) {
+    view.reindex();
+    if policies.generation() != view.generation() {
+        let (compiled, diagnostics) = PolicySet::compile(view);
+        *policies = compiled;
+        *policy_diagnostics = diagnostics.iter().map(ToString::to_string).collect();
+        verdicts.clear();
+    }
 }
 
 fn record(ctx: &mut RecordContext<'_>, flow: &Flow, now: Timestamp) -> FlowRecord {

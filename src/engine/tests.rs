@@ -428,6 +428,32 @@ fn verdicts_wait_for_the_policies_and_namespaces_to_be_listed() {
     assert_eq!(verdict.egress.decision, crate::policy::Decision::Unrestricted, "{verdict:?}");
 }
 
+/// The records at the end of the input follow the cluster as it stands then, not the verdicts
+/// cached before its last change.
+#[test]
+fn the_flows_left_at_the_end_are_judged_by_the_cluster_as_it_stands_then() {
+    use crate::policy::{Decision, fixtures};
+    let mut engine = Engine::new(TableLimits::default());
+    engine.view = fixtures::cluster();
+    for kind in ResourceKind::ALL {
+        engine.apply(ClusterEvent::Synced(kind));
+    }
+    open_session(&mut engine, "10.244.1.10:40000", "203.0.113.1:443");
+    let now = Timestamp(START + SECOND_NANOS);
+    let verdict = &engine.live_records(now)[0].verdict;
+    assert_eq!(verdict.egress.decision, Decision::Unrestricted, "{verdict:?}");
+    let deny_out = "podSelector: {matchLabels: {app: web}}\npolicyTypes: [Egress]";
+    engine.apply(ClusterEvent::Upsert(fixtures::policy("shop", "deny-out", deny_out)));
+    let mut records = Vec::new();
+    let result = engine.finish(now, |record| {
+        records.push(record);
+        Ok::<(), ()>(())
+    });
+    assert_eq!((result, records.len()), (Ok(()), 1));
+    let verdict = &records[0].verdict;
+    assert_eq!(verdict.egress.decision, Decision::Deny, "{verdict:?}");
+}
+
 /// With no cluster but pinned policies (`replay x.pcap --policies p.yaml`), a flow between
 /// addresses nobody knows says so, not that the namespaces are not listed.
 #[test]

@@ -51,6 +51,8 @@ pub enum EndReason {
 pub struct Ingested {
     pub new_flow: bool,
     pub from_initiator: bool,
+    /// This packet closed the flow (FIN both ways, or RST; a lone RST starts a flow closed).
+    pub closed: bool,
 }
 
 /// A later fragment is matched to its flow by these.
@@ -93,7 +95,8 @@ struct Deadline {
 
 impl Ord for Deadline {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.id).cmp(&(other.at, other.id))
+        // The slot last: it only tells two entries of one flow apart (agreeing with `Eq`).
+        (self.at, self.id, self.slot).cmp(&(other.at, other.id, other.slot))
     }
 }
 
@@ -258,13 +261,14 @@ impl FlowTable {
             && (initiator.port == packet.src_port || packet.fragment.is_later());
         let was_closed = is_closed(flow.tcp);
         count(flow, packet, interface, from_initiator, now);
-        if !was_closed && is_closed(flow.tcp) {
+        let closed = is_closed(flow.tcp) && (new_flow || !was_closed);
+        if closed && !new_flow {
             // The shorter closed timeout may fall before the entry the flow already has.
             let deadline = self.deadline_of(&self.flows[slot], u32::try_from(slot).ok()?);
             self.deadlines.push(Reverse(deadline));
         }
         let flow = &mut self.flows[slot];
-        Some((flow, Ingested { new_flow, from_initiator }))
+        Some((flow, Ingested { new_flow, from_initiator, closed }))
     }
 
     fn start_flow(
@@ -620,7 +624,6 @@ mod tests {
             ttl: 64,
             fragment: Fragment::None,
             ip_id: 0,
-            length_from_capture: false,
         }
     }
 

@@ -85,11 +85,10 @@ pub(crate) fn read_source<S: PacketSource>(
     loop {
         match source.next_frame() {
             Next::Packet(frame) => {
-                batch.put(DecodedFrame::from_frame(&frame));
+                let decoded = DecodedFrame::from_frame(&frame);
                 let events = source.take_cluster_events();
                 if !events.is_empty() {
                     // The events came before this frame: the frames before them go first.
-                    let this_frame = batch.take_last();
                     if batch.filled > 0 {
                         let frames = std::mem::replace(&mut batch, Filling::new(next_batch()));
                         if !send_frames(&mut source, frames.finish(), &mut send) {
@@ -99,10 +98,8 @@ pub(crate) fn read_source<S: PacketSource>(
                     if !send(ReaderItem::Cluster(events)) {
                         return source;
                     }
-                    if let Some(frame) = this_frame {
-                        batch.put(frame);
-                    }
                 }
+                batch.put(decoded);
                 if batch.filled >= batch_frames {
                     let frames = std::mem::replace(&mut batch, Filling::new(next_batch()));
                     if !send_frames(&mut source, frames.finish(), &mut send) {
@@ -146,13 +143,6 @@ impl Filling {
             None => self.frames.push(frame),
         }
         self.filled += 1;
-    }
-
-    /// Takes the newest frame back out.
-    fn take_last(&mut self) -> Option<DecodedFrame> {
-        self.filled = self.filled.checked_sub(1)?;
-        // An old frame (or none) takes its place: past `filled`, where old ones are.
-        Some(self.frames.swap_remove(self.filled))
     }
 
     /// The new frames, the old ones left over dropped.

@@ -37,7 +37,8 @@ impl PacketSource for TestSource {
         let ts = Timestamp(START + self.handed as u64);
         self.handed += 1;
         let linktype = Some(LinkType::Ethernet);
-        Next::Packet(Frame { ts, interface: 0, linktype, data: &self.frame, wire_len: 60 })
+        let wire_len = u32::try_from(self.frame.len()).unwrap();
+        Next::Packet(Frame { ts, interface: 0, linktype, data: &self.frame, wire_len })
     }
 
     fn interfaces(&self) -> Vec<String> {
@@ -58,16 +59,18 @@ fn dns_frame() -> Vec<u8> {
     crate::synth::udp(addr("10.244.1.10:40000"), addr("10.244.2.20:53"), &[0; 20])
 }
 
+/// A frame of an earlier batch, as a batch handed back by the engine still holds it.
+fn old_frame(ts: Timestamp, interface: u16) -> DecodedFrame {
+    let data = dns_frame();
+    let wire_len = u32::try_from(data.len()).unwrap();
+    let linktype = Some(LinkType::Ethernet);
+    DecodedFrame::from_frame(&Frame { ts, interface, linktype, data: &data, wire_len })
+}
+
 /// What the reader sent, in order: each batch as the numbers of its frames, a cluster
 /// change as `None`. Batches come back holding old frames (numbered 1000), as from the engine.
 fn items_read(source: TestSource, batch_frames: usize) -> Vec<Option<Vec<u64>>> {
-    let old = DecodedFrame::from_frame(&Frame {
-        ts: Timestamp(START + 1000),
-        interface: 0,
-        linktype: Some(LinkType::Ethernet),
-        data: &dns_frame(),
-        wire_len: 60,
-    });
+    let old = old_frame(Timestamp(START + 1000), 0);
     let handed_back = || vec![old.clone(); 5];
     let mut items = Vec::new();
     read_source(source, batch_frames, handed_back, |item| {
@@ -105,15 +108,8 @@ fn a_recorded_cluster_change_goes_between_the_frames_before_and_after_it() {
 /// twice.
 #[test]
 fn batches_handed_back_full_are_filled_anew() {
-    let frame = dns_frame();
-    let source = TestSource::new(frame.clone(), 10);
-    let stale = DecodedFrame::from_frame(&Frame {
-        ts: Timestamp(1),
-        interface: 7,
-        linktype: Some(LinkType::Ethernet),
-        data: &frame,
-        wire_len: 60,
-    });
+    let source = TestSource::new(dns_frame(), 10);
+    let stale = old_frame(Timestamp(1), 7);
     // More old frames than the last batch has new ones: those left over must not go out.
     let handed_back = || vec![stale.clone(); 3];
     let mut sent = Vec::new();
