@@ -52,6 +52,20 @@ pub struct Engine {
     ended: Vec<(Flow, EndReason)>,
 }
 
+/// The fields a record is made from, borrowed one by one: a caller may hold a flow of the table
+/// (or fill a list from it) meanwhile, which a `&mut self` method would not allow.
+macro_rules! record_context {
+    ($engine:expr) => {
+        RecordContext {
+            view: &$engine.view,
+            policies: &$engine.policies,
+            verdicts: &mut $engine.verdicts,
+            interface_names: &$engine.interface_names,
+            input_ended: $engine.input_ended,
+        }
+    };
+}
+
 impl Engine {
     #[must_use]
     pub fn new(limits: TableLimits) -> Self {
@@ -250,13 +264,7 @@ impl Engine {
                 &mut self.policy_diagnostics,
                 &mut self.verdicts,
             );
-            let mut context = RecordContext {
-                view: &self.view,
-                policies: &self.policies,
-                verdicts: &mut self.verdicts,
-                interface_names: &self.interface_names,
-                input_ended: self.input_ended,
-            };
+            let mut context = record_context!(self);
             let verdict = current_verdict(&mut context, &connection_of(flow));
             let protocol = flow.key.protocol;
             let (initiator, responder) = (flow.initiator(), flow.responder());
@@ -344,13 +352,7 @@ impl Engine {
     /// allocator fault in and clear fresh pages for most of the tick's cost.
     pub fn live_records_into(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
         self.refresh_cluster();
-        let mut ctx = RecordContext {
-            view: &self.view,
-            policies: &self.policies,
-            verdicts: &mut self.verdicts,
-            interface_names: &self.interface_names,
-            input_ended: self.input_ended,
-        };
+        let mut ctx = record_context!(self);
         out.clear();
         out.extend(self.table.flows().map(|flow| record(&mut ctx, flow, now)));
     }
@@ -383,13 +385,7 @@ impl Engine {
     }
 
     fn record_context(&mut self) -> RecordContext<'_> {
-        RecordContext {
-            view: &self.view,
-            policies: &self.policies,
-            verdicts: &mut self.verdicts,
-            interface_names: &self.interface_names,
-            input_ended: self.input_ended,
-        }
+        record_context!(self)
     }
 
     /// Rebuilds the IP index and recompiles policies if the cluster view changed.
