@@ -189,33 +189,42 @@ impl Engine {
                 return;
             }
         };
-        let mut packet = summary.packet;
         // How the packet was counted and how it was seen, when a binding rewrote it.
         let mut rewritten = None;
-        if let Some(dedup) = self.dedup.as_mut() {
-            match dedup.observe(&PacketFacts::of(&packet, Some(packet.ttl)), interface, ts) {
-                Sighting::First { count_as, seen_as } => {
-                    // A reply from a backend is counted under the Service address the client used.
-                    (packet.src, packet.src_port) = (count_as.src.ip, count_as.src.port);
-                    (packet.dst, packet.dst_port) = (count_as.dst.ip, count_as.dst.port);
-                    rewritten = seen_as.map(|seen| (count_as, seen));
-                }
-                Sighting::Copy { counted_as, seen_as, .. } => {
-                    let key = FlowKey::canonical(packet.protocol, counted_as.src, counted_as.dst).0;
-                    if let Some(flow) = self.table.get_mut(&key) {
-                        if !flow.interfaces.contains(&interface) {
-                            flow.interfaces.push(interface);
-                        }
-                        if flow.backend.is_none() {
-                            flow.backend =
-                                backend_of(flow.responder(), counted_as, seen_as).map(Box::new);
-                        }
+        // Without count-once (one interface), the frame's own packet: copied out, it was a
+        // cost of every packet.
+        let counted;
+        let packet = match self.dedup.as_mut() {
+            None => &summary.packet,
+            Some(dedup) => {
+                let mut packet = summary.packet;
+                match dedup.observe(&PacketFacts::of(&packet, Some(packet.ttl)), interface, ts) {
+                    Sighting::First { count_as, seen_as } => {
+                        // A reply from a backend is counted under the Service address the
+                        // client used.
+                        (packet.src, packet.src_port) = (count_as.src.ip, count_as.src.port);
+                        (packet.dst, packet.dst_port) = (count_as.dst.ip, count_as.dst.port);
+                        rewritten = seen_as.map(|seen| (count_as, seen));
                     }
-                    return;
+                    Sighting::Copy { counted_as, seen_as, .. } => {
+                        let key =
+                            FlowKey::canonical(packet.protocol, counted_as.src, counted_as.dst).0;
+                        if let Some(flow) = self.table.get_mut(&key) {
+                            if !flow.interfaces.contains(&interface) {
+                                flow.interfaces.push(interface);
+                            }
+                            if flow.backend.is_none() {
+                                flow.backend =
+                                    backend_of(flow.responder(), counted_as, seen_as).map(Box::new);
+                            }
+                        }
+                        return;
+                    }
                 }
+                counted = packet;
+                &counted
             }
-        }
-        let packet = &packet;
+        };
         match summary.app.take_dns() {
             Some(Ok(resolutions)) => {
                 self.dns_responses += 1;
@@ -224,9 +233,10 @@ impl Engine {
             Some(Err(dns::DnsSkip::Malformed)) => self.dns_malformed += 1,
             Some(Err(dns::DnsSkip::Query)) | None => {}
         }
-        let wire =
-            rewritten.map_or((packet.src, packet.dst), |(_, seen)| (seen.src.ip, seen.dst.ip));
-        let Some((flow, ingested)) = self.table.ingest_seen_as(packet, wire, interface, ts) else {
+        let wire = rewritten.map(|(_, seen)| (seen.src.ip, seen.dst.ip));
+        let Some((flow, ingested)) =
+            self.table.ingest_seen_as(packet, wire.as_ref(), interface, ts)
+        else {
             self.skipped[SkipReason::OrphanFragment.index()] += 1;
             return;
         };

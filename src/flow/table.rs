@@ -65,11 +65,13 @@ struct FragmentKey {
 }
 
 impl FragmentKey {
-    /// The datagram a fragment seen with addresses `wire` belongs to. IPv4 names it by
+    /// The datagram a fragment seen with addresses `wire` (the packet's own when `None`)
+    /// belongs to. IPv4 names it by
     /// addresses, protocol and identification; IPv6 by addresses and the fragment header's id
     /// alone (RFC 8200): its first fragment's protocol is the transport's, found past any
     /// extension headers, while a later fragment only says what the fragment header follows with.
-    fn of(packet: &Packet, wire: (IpAddr, IpAddr)) -> Self {
+    fn of(packet: &Packet, wire: Option<&(IpAddr, IpAddr)>) -> Self {
+        let wire = wire.copied().unwrap_or((packet.src, packet.dst));
         let protocol = if wire.0.is_ipv6() { 0 } else { packet.protocol.ip_number() };
         Self { src: wire.0, dst: wire.1, protocol, id: packet.ip_id }
     }
@@ -190,17 +192,18 @@ impl FlowTable {
         interface: u16,
         now: Timestamp,
     ) -> Option<(&mut Flow, Ingested)> {
-        self.ingest_seen_as(packet, (packet.src, packet.dst), interface, now)
+        self.ingest_seen_as(packet, None, interface, now)
     }
 
     /// [`ingest`](Self::ingest) for a packet counted under other addresses than the wire
     /// showed (a backend's reply counted under the Service's): `wire` is its source and
-    /// destination as captured. Fragments are matched by those, since a later fragment (no
-    /// ports) cannot be translated back as its first fragment was.
+    /// destination as captured, when they differ from the packet's. Fragments are matched by
+    /// those, since a later fragment (no ports) cannot be translated back as its first fragment
+    /// was. (A reference, not the addresses: copied, they were a cost of every packet.)
     pub fn ingest_seen_as(
         &mut self,
         packet: &Packet,
-        wire: (IpAddr, IpAddr),
+        wire: Option<&(IpAddr, IpAddr)>,
         interface: u16,
         now: Timestamp,
     ) -> Option<(&mut Flow, Ingested)> {
