@@ -643,12 +643,43 @@ fn inside_a_namespace_node() {
     };
     let idle = LiveCapture::start(config, sender).unwrap();
     let mut stopping = Collector { receiver, events: Vec::new(), ended: false };
-    // Time for the supervisor to settle into its wait (stopped sooner, it would not wait).
-    std::thread::sleep(Duration::from_millis(300));
+    // The supervisor must be in its wait first (stopped sooner, it would not wait, and the
+    // test would pass without the wake it is for).
+    assert!(
+        sits_in_a_futex_wait("netwatch-capture", Duration::from_secs(5)),
+        "the capture's supervisor never settled into its wait"
+    );
     idle.request_stop();
     stopping.drain();
     drop(idle);
     drop(node);
+}
+
+/// Whether this process's thread `name` is seen blocked in a futex wait (where a channel's timed
+/// receive sleeps) twice in a row, 20 ms apart, within `limit`.
+fn sits_in_a_futex_wait(name: &str, limit: Duration) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    const FUTEX: &str = "202";
+    #[cfg(not(target_arch = "x86_64"))]
+    const FUTEX: &str = "98"; // aarch64, riscv64
+    // The kernel keeps 15 bytes of a thread's name.
+    let comm = &name[..name.len().min(15)];
+    let deadline = Instant::now() + limit;
+    let mut in_a_row = 0;
+    while Instant::now() < deadline {
+        let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
+        let waiting = tasks.map(|task| task.path()).any(|task| {
+            std::fs::read_to_string(task.join("comm")).is_ok_and(|c| c.trim_end() == comm)
+                && std::fs::read_to_string(task.join("syscall"))
+                    .is_ok_and(|call| call.split_whitespace().next() == Some(FUTEX))
+        });
+        in_a_row = if waiting { in_a_row + 1 } else { 0 };
+        if in_a_row >= 2 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// `netwatch interfaces --cluster` names the pod behind each veth of this bridge node, where
