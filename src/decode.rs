@@ -207,6 +207,9 @@ impl SkipReason {
 }
 
 /// Decodes one frame of the given framing.
+// Inlined where frames are read: returned across a call, the packet went through the stack in
+// pieces that were read back wider than they were written, stalling the reader thread.
+#[inline]
 pub fn decode(linktype: Option<LinkType>, frame: &[u8]) -> Result<Decoded<'_>, SkipReason> {
     match linktype {
         Some(LinkType::Ethernet) => decode_ethernet(frame),

@@ -100,6 +100,7 @@ fn dns_payload(payload: &[u8], tcp: bool) -> AppData {
 /// Keeps what matters of a packet's payload: a message from port 53, and the start of what looks
 /// like a TLS ClientHello or an HTTP request (checked by its first bytes only).
 #[must_use]
+#[inline] // as `decode`, for the same stalls
 pub fn summarize(decoded: &Decoded<'_>) -> Summary {
     let Decoded { packet, payload, .. } = *decoded;
     let app = if payload.is_empty() || packet.fragment.is_later() {
