@@ -159,9 +159,10 @@ pub(super) fn current_verdict(
     if let Some(missing) = unlisted_for_verdicts(view) {
         // "No policy isolates this pod" cannot be said before the policies are known (their
         // list is in flight, or the API refuses it): n/a, saying why.
-        let verdict = ctx.verdicts.unlisted.get_or_insert_with(|| {
-            Arc::new(Verdict::not_evaluated(&format!("{missing} not listed from the cluster yet")))
-        });
+        let verdict = ctx
+            .verdicts
+            .unlisted
+            .get_or_insert_with(|| Arc::new(Verdict::not_evaluated(&not_listed_yet(missing))));
         return Arc::clone(verdict);
     }
     if view.owners(connection.src).is_empty() && view.owners(connection.dst).is_empty() {
@@ -230,8 +231,13 @@ impl UnlistedKind {
                 ("Services", "the destination may be a Service, judged as the backends behind it")
             }
         };
-        Verdict::not_evaluated(&format!("{kind} not listed from the cluster yet: {why}"))
+        Verdict::not_evaluated(&format!("{}: {why}", not_listed_yet(kind)))
     }
+}
+
+/// Why a verdict is n/a while `kinds` (a kind, or kinds joined by "and") are not listed.
+fn not_listed_yet(kinds: &str) -> String {
+    format!("{kinds} not listed from the cluster yet")
 }
 
 /// What verdicts wait for, when a cluster is being watched or was loaded: NetworkPolicies (an
