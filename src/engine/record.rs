@@ -189,7 +189,7 @@ pub(super) fn current_verdict(
 
 /// A kind whose listing a denial may wait for (see [`UnlistedKind::for_denial`]).
 #[derive(Debug, Clone, Copy)]
-pub(super) enum UnlistedKind {
+enum UnlistedKind {
     Nodes,
     Services,
 }
@@ -244,7 +244,7 @@ fn not_listed_yet(kinds: &str) -> String {
 /// unlisted one could isolate any pod) and Namespaces (namespaceSelector peers match their
 /// labels). `None` with no cluster at all (nothing is a pod; verdicts are n/a anyway) and once
 /// both are listed.
-pub(super) fn unlisted_for_verdicts(view: &ClusterView) -> Option<&'static str> {
+fn unlisted_for_verdicts(view: &ClusterView) -> Option<&'static str> {
     if view.is_empty() {
         return None;
     }
@@ -294,11 +294,7 @@ pub(super) fn learned_name(
     sibling.filter_map(|ip| names.lookup(*ip, address, now)).find(|name| name.own_lookup).or(found)
 }
 
-pub(super) fn endpoint_record(
-    ip: std::net::IpAddr,
-    port: Option<u16>,
-    id: Identity,
-) -> EndpointRecord {
+fn endpoint_record(ip: std::net::IpAddr, port: Option<u16>, id: Identity) -> EndpointRecord {
     EndpointRecord {
         ip,
         port,

@@ -27,7 +27,7 @@ impl FlowIndex {
 
     /// The table's own hash of an entry: its top 7 bits pick the tag and its low bits the
     /// bucket, so both halves carry the 32 bits.
-    pub(super) fn spread(hash: u32) -> u64 {
+    fn spread(hash: u32) -> u64 {
         u64::from(hash) << 32 | u64::from(hash)
     }
 
