@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use super::*;
+use crate::capture::{DecodedFrame, Frame};
 use crate::decode::LinkType;
 use crate::flow::TableLimits;
 use crate::record::pcapng::rotation::{Limits, RecordingPlan};
+use crate::time::Timestamp;
 
 /// A limit reached within a batch: the frames after it are neither recorded nor counted, later
 /// batches are not taken in, and every batch still goes back to the pool to be filled again.
