@@ -42,7 +42,7 @@ pub struct Engine {
     /// When [`advance_if_due`](Self::advance_if_due) next sweeps (packet time).
     next_sweep: Option<Timestamp>,
     /// The latest packet time, watched for the clock stepping back.
-    clock: crate::flow::PacketClock,
+    clock: PacketClock,
     /// The table's list of ended flows, traded each sweep (see [`FlowTable::swap_ended`]).
     ended: Vec<(Flow, EndReason)>,
 }
@@ -83,7 +83,7 @@ impl Engine {
             input_ended: false,
             dedup: None,
             next_sweep: None,
-            clock: crate::flow::PacketClock::default(),
+            clock: PacketClock::default(),
             ended: Vec::new(),
         }
     }
@@ -425,6 +425,32 @@ impl Engine {
             cluster_skipped: self.cluster_skipped.clone(),
             policy_diagnostics: self.policy_diagnostics.clone(),
         }
+    }
+}
+
+/// The latest packet time seen, watched for the clock stepping back (NTP on a live node, or a
+/// bogus stamp first). The engine keeps the one watch and tells the flow table, count-once
+/// and the names to start over from the new time, as measured from the old one nothing new
+/// would be kept or end.
+#[derive(Debug, Clone, Copy, Default)]
+struct PacketClock {
+    latest: Timestamp,
+}
+
+impl PacketClock {
+    /// How far time must go back to count as a step, not a late packet (1 s).
+    const STEP_NANOS: u64 = 1_000_000_000;
+
+    /// Takes `now` in; true when it stepped back past the latest time (which becomes `now`).
+    fn stepped_back(&mut self, now: Timestamp) -> bool {
+        let stepped = now.0.saturating_add(Self::STEP_NANOS) < self.latest.0;
+        self.latest = if stepped { now } else { self.latest.max(now) };
+        stepped
+    }
+
+    #[must_use]
+    fn latest(self) -> Timestamp {
+        self.latest
     }
 }
 

@@ -15,32 +15,6 @@ use serde::Serialize;
 pub use key::{FlowKey, Protocol, SocketEnd};
 pub use table::{FlowTable, TableLimits};
 
-/// The latest packet time seen, watched for the clock stepping back (NTP on a live node, or a
-/// bogus stamp first). The engine keeps the one watch and tells the flow table, count-once
-/// and the names to start over from the new time, as measured from the old one nothing new
-/// would be kept or end.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PacketClock {
-    latest: Timestamp,
-}
-
-impl PacketClock {
-    /// How far time must go back to count as a step, not a late packet (1 s).
-    const STEP_NANOS: u64 = 1_000_000_000;
-
-    /// Takes `now` in; true when it stepped back past the latest time (which becomes `now`).
-    pub fn stepped_back(&mut self, now: Timestamp) -> bool {
-        let stepped = now.0.saturating_add(Self::STEP_NANOS) < self.latest.0;
-        self.latest = if stepped { now } else { self.latest.max(now) };
-        stepped
-    }
-
-    #[must_use]
-    pub fn latest(self) -> Timestamp {
-        self.latest
-    }
-}
-
 use crate::time::Timestamp;
 use rates::RateWindow;
 
