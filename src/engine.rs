@@ -48,9 +48,16 @@ pub struct Engine {
 }
 
 /// The fields a record is made from, borrowed one by one: a caller may hold a flow of the table
-/// (or fill a list from it) meanwhile, which a `&mut self` method would not allow.
+/// (or fill a list from it) meanwhile, which a `&mut self` method would not allow. The view is
+/// brought up to date first (verdicts are cached per view), so no record is made from a stale one.
 macro_rules! record_context {
-    ($engine:expr) => {
+    ($engine:expr) => {{
+        refresh_cluster(
+            &mut $engine.view,
+            &mut $engine.policies,
+            &mut $engine.policy_diagnostics,
+            &mut $engine.verdicts,
+        );
         RecordContext {
             view: &$engine.view,
             policies: &$engine.policies,
@@ -58,7 +65,7 @@ macro_rules! record_context {
             interface_names: &$engine.interface_names,
             input_ended: $engine.input_ended,
         }
-    };
+    }};
 }
 
 impl Engine {
@@ -261,14 +268,9 @@ impl Engine {
                 None => {}
             }
         }
-        if ingested.closed && flow.closed_as.is_none() {
+        if ingested.closed {
+            debug_assert!(flow.closed_as.is_none(), "a flow closes once: it never reopens");
             // Fields apart from the table, so the flow stays borrowed (not looked up again).
-            refresh_cluster(
-                &mut self.view,
-                &mut self.policies,
-                &mut self.policy_diagnostics,
-                &mut self.verdicts,
-            );
             let mut context = record_context!(self);
             let verdict = current_verdict(&mut context, &connection_of(flow));
             let protocol = flow.key.protocol;
@@ -337,10 +339,10 @@ impl Engine {
         self.input_ended = true;
         let remaining = self.table.finish();
         self.emit_ended(now, &mut emit)?;
-        // Verdicts are cached per view: the view may have changed since the last flow ended.
-        self.refresh_cluster();
+        // The view may have changed since the last flow ended: the context catches up.
+        let mut context = record_context!(self);
         for flow in remaining.iter() {
-            emit(record(&mut self.record_context(), flow, now))?;
+            emit(record(&mut context, flow, now))?;
         }
         Ok(())
     }
@@ -356,7 +358,6 @@ impl Engine {
     /// the live view asks every tick, and a new list of 100k records each time made the
     /// allocator fault in and clear fresh pages for most of the tick's cost.
     pub fn live_records_into(&mut self, now: Timestamp, out: &mut Vec<FlowRecord>) {
-        self.refresh_cluster();
         let mut ctx = record_context!(self);
         out.clear();
         out.extend(self.table.flows().map(|flow| record(&mut ctx, flow, now)));
@@ -373,12 +374,12 @@ impl Engine {
             self.ended = ended;
             return Ok(());
         }
-        self.refresh_cluster();
+        let mut context = record_context!(self);
         let mut result = Ok(());
         for (flow, reason) in &ended {
             // An evicted flow is reported as of its last packet, not of the flood.
             let at = if *reason == EndReason::Evicted { flow.last_seen } else { now };
-            result = emit(record(&mut self.record_context(), flow, at));
+            result = emit(record(&mut context, flow, at));
             if result.is_err() {
                 break;
             }
@@ -387,10 +388,6 @@ impl Engine {
         ended.clear();
         self.ended = ended;
         result
-    }
-
-    fn record_context(&mut self) -> RecordContext<'_> {
-        record_context!(self)
     }
 
     /// Rebuilds the IP index and recompiles policies if the cluster view changed.

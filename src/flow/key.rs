@@ -132,34 +132,45 @@ impl fmt::Display for Protocol {
 
 /// One side of a flow: an address and, for protocols with ports, a port (0 otherwise; for ICMP
 /// echo, the echo identifier, so that pings from one host stay separate flows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketEnd {
     pub ip: IpAddr,
     pub port: u16,
 }
 
 impl SocketEnd {
-    /// The address as 128 bits, and the family and port as one word: what hashing reads. The
-    /// derived hash fed the enum tags and every address byte to the hasher one at a time, and
-    /// every packet hashes a flow key.
+    /// The end as integers: whether the address is IPv6, the address as 128 bits, the port.
+    /// Comparing and hashing read these: the derived ones went through the enum and an IPv6
+    /// address sixteen bits (comparing) or a byte (hashing) at a time, and every packet puts
+    /// its two ends in order and hashes its key.
     #[inline]
-    fn hash_words(self) -> (u128, u64) {
-        match self.ip {
-            IpAddr::V4(v4) => (u128::from(v4.to_bits()), u64::from(self.port)),
-            IpAddr::V6(v6) => (v6.to_bits(), u64::from(self.port) | 1 << 16),
-        }
-    }
-}
-
-impl SocketEnd {
-    /// The derived order (family, then address, then port) as integers: the derived comparison
-    /// went through an IPv6 address sixteen bits at a time, and every packet is put in order.
-    #[inline]
-    fn order_words(self) -> (bool, u128, u16) {
+    fn words(self) -> (bool, u128, u16) {
         match self.ip {
             IpAddr::V4(v4) => (false, u128::from(v4.to_bits()), self.port),
             IpAddr::V6(v6) => (true, v6.to_bits(), self.port),
         }
+    }
+
+    /// [`words`](Self::words) with the family and port in one word, for hashing.
+    #[inline]
+    fn hash_words(self) -> (u128, u64) {
+        let (v6, address, port) = self.words();
+        (address, u64::from(port) | u64::from(v6) << 16)
+    }
+}
+
+/// The order `IpAddr`'s own gives (IPv4 before IPv6, then by address), then by port.
+impl Ord for SocketEnd {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.words().cmp(&other.words())
+    }
+}
+
+impl PartialOrd for SocketEnd {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -203,7 +214,7 @@ impl FlowKey {
     #[must_use]
     #[inline]
     pub fn canonical(protocol: Protocol, src: SocketEnd, dst: SocketEnd) -> (Self, bool) {
-        if src.order_words() <= dst.order_words() {
+        if src <= dst {
             (Self { protocol, low: src, high: dst }, true)
         } else {
             (Self { protocol, low: dst, high: src }, false)
@@ -258,8 +269,9 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn the_integer_order_is_the_derived_one(a in socket_end(), b in socket_end()) {
-            proptest::prop_assert_eq!(a.order_words().cmp(&b.order_words()), a.cmp(&b));
+        fn ends_are_ordered_by_address_then_port(a in socket_end(), b in socket_end()) {
+            // The reference: IpAddr's own order, then the port.
+            proptest::prop_assert_eq!(a.cmp(&b), (a.ip, a.port).cmp(&(b.ip, b.port)));
             let (key, a_low) = FlowKey::canonical(Protocol::Tcp, a, b);
             proptest::prop_assert_eq!(a_low, a <= b);
             proptest::prop_assert!(key.low <= key.high);

@@ -12,10 +12,12 @@ use crate::capture::{DecodedFrame, Frame, Next, PacketSource};
 use crate::cluster::ClusterEvent;
 use crate::config::{ClusterSource, Input, RecordConfig};
 use crate::engine::Engine;
-use crate::record::pcapng::rotation::{Progress, Recorder, StopReason, view_events};
+use crate::record::pcapng::rotation::{
+    Progress, Recorder, RecordingSummary, StopReason, view_events,
+};
 use crate::record::pcapng::{InterfaceDesc, RecordError};
 use crate::record::{Format, RecordWriter, human_bytes};
-use crate::snapshot::FlowRecord;
+use crate::snapshot::{FlowRecord, Stats};
 use crate::time::Timestamp;
 
 mod live;
@@ -148,23 +150,33 @@ fn record<S: PacketSource>(config: &RecordConfig, mut source: S) -> Result<(), R
             "netwatch: warning: {skipped_linktype} packets of an unsupported link type were not recorded"
         );
     }
-    let stats = engine.stats();
-    match recorder {
-        Some(recorder) => {
-            let summary = recorder.finish().map_err(record_error)?;
+    print_summary(recorder.map(Recorder::finish), stopped, &engine.stats(), "")
+}
+
+/// The closing line: what was recorded where, and why it stopped, or the flows alone without a
+/// file. `extra` ends it (a live capture's kernel drops).
+fn print_summary(
+    finished: Option<Result<RecordingSummary, RecordError>>,
+    stopped: Option<StopReason>,
+    stats: &Stats,
+    extra: &str,
+) -> Result<(), RunError> {
+    match finished {
+        Some(finished) => {
+            let summary = finished.map_err(record_error)?;
             let files: Vec<String> =
                 summary.files.iter().map(|f| f.display().to_string()).collect();
             let why =
                 stopped.or(summary.stopped).map(|r| format!(" (stopped: {r})")).unwrap_or_default();
             eprintln!(
-                "netwatch: recorded {} packets, {} into {}{why}; {} flows",
+                "netwatch: recorded {} packets, {} into {}{why}; {} flows{extra}",
                 summary.packets,
                 human_bytes(summary.bytes),
                 files.join(", "),
                 stats.flows_total
             );
         }
-        None => eprintln!("netwatch: {}", stats.summary_line()),
+        None => eprintln!("netwatch: {}{extra}", stats.summary_line()),
     }
     Ok(())
 }

@@ -675,11 +675,9 @@ fn sits_in_a_futex_wait(name: &str, futex: &str, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     let mut in_a_row = 0;
     while Instant::now() < deadline {
-        let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
-        let waiting = tasks.map(|task| task.path()).any(|task| {
-            std::fs::read_to_string(task.join("comm")).is_ok_and(|c| c.trim_end() == comm)
-                && std::fs::read_to_string(task.join("syscall"))
-                    .is_ok_and(|call| call.split_whitespace().next() == Some(futex))
+        let waiting = threads_named(comm).any(|task| {
+            std::fs::read_to_string(task.join("syscall"))
+                .is_ok_and(|call| call.split_whitespace().next() == Some(futex))
         });
         in_a_row = if waiting { in_a_row + 1 } else { 0 };
         if in_a_row >= 2 {
@@ -752,16 +750,18 @@ import socket, sys
 socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", (sys.argv[1], 9))
 "#;
 
+/// The `/proc` directories of this process's threads whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> impl Iterator<Item = std::path::PathBuf> {
+    let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
+    tasks.map(|task| task.path()).filter(move |task| {
+        std::fs::read_to_string(task.join("comm")).is_ok_and(|comm| comm.trim().starts_with(prefix))
+    })
+}
+
 /// CPU time (ns) of this process's threads whose name starts with `prefix`, from schedstat.
 fn thread_cpu_ns(prefix: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
-    tasks
-        .flatten()
-        .filter(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
-                .is_ok_and(|comm| comm.trim().starts_with(prefix))
-        })
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+    threads_named(prefix)
+        .filter_map(|task| std::fs::read_to_string(task.join("schedstat")).ok())
         .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
         .sum()
 }

@@ -427,3 +427,25 @@ proptest::proptest! {
         }
     }
 }
+
+/// The packet that closes a flow says so, once: the engine freezes the flow's verdict and names
+/// on it (and nowhere else).
+#[test]
+fn the_packet_that_closes_a_flow_says_so_once() {
+    let closed = |table: &mut FlowTable, packet: Packet, ms: u64| {
+        table.ingest(&packet, 0, at(ms)).map(|(_, ingested)| ingested.closed).unwrap()
+    };
+    let mut table = FlowTable::new(TableLimits::default());
+    let (c, s) = ((CLIENT, 43130), (SERVER, 443));
+    assert!(!closed(&mut table, tcp(c, s, SYN, 60), 0));
+    assert!(!closed(&mut table, tcp(s, c, SYN_ACK, 60), 1));
+    assert!(!closed(&mut table, tcp(c, s, FIN_ACK, 52), 2), "one FIN leaves it closing");
+    assert!(closed(&mut table, tcp(s, c, FIN_ACK, 52), 3), "the second FIN closes it");
+    assert!(!closed(&mut table, tcp(c, s, ACK, 52), 4), "closed already");
+    assert!(!closed(&mut table, tcp(s, c, TcpInfo::RST, 40), 5), "closed already");
+
+    // A lone RST starts a flow closed: that packet closed it too.
+    let mut table = FlowTable::new(TableLimits::default());
+    assert!(closed(&mut table, tcp((SERVER, 80), (CLIENT, 50002), TcpInfo::RST, 40), 0));
+    assert!(!closed(&mut table, tcp((SERVER, 80), (CLIENT, 50002), TcpInfo::RST, 40), 1));
+}

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use super::super::{RunError, load_cluster};
 use super::{
-    FrameRecorder, ProgressLine, ends, flow_writer, flush_flows, record_error, wall_now,
-    write_error, write_flow,
+    FrameRecorder, ProgressLine, ends, flow_writer, flush_flows, print_summary, record_error,
+    wall_now, write_error, write_flow,
 };
 use crate::capture::live::{CaptureEvent, FramePool, LiveCapture, LiveConfig};
 use crate::cluster::watch::{self, KubeSettings, WatchStatus, WatchUpdate};
 use crate::config::RecordConfig;
 use crate::engine::Engine;
-use crate::record::human_bytes;
 use crate::record::pcapng::rotation::{Recorder, StopReason, view_events};
 use crate::snapshot::FlowRecord;
 
@@ -114,26 +113,9 @@ pub(super) fn record_live(config: &RecordConfig) -> Result<(), RunError> {
     engine.finish(wall_now(), &mut emit).map_err(write_error)?;
     flush_flows(&mut flows).map_err(write_error)?;
     progress.clear();
-    let stats = engine.stats();
     let drops = if drops > 0 { format!(", {drops} dropped by the kernel") } else { String::new() };
-    match recorder {
-        Some(recorder) => {
-            let summary = recorder.recorder.finish().map_err(record_error)?;
-            let files: Vec<String> =
-                summary.files.iter().map(|f| f.display().to_string()).collect();
-            let why =
-                stopped.or(summary.stopped).map(|r| format!(" (stopped: {r})")).unwrap_or_default();
-            eprintln!(
-                "netwatch: recorded {} packets, {} into {}{why}; {} flows{drops}",
-                summary.packets,
-                human_bytes(summary.bytes),
-                files.join(", "),
-                stats.flows_total
-            );
-        }
-        None => eprintln!("netwatch: {}{drops}", stats.summary_line()),
-    }
-    Ok(())
+    let finished = recorder.map(|recorder| recorder.recorder.finish());
+    print_summary(finished, stopped, &engine.stats(), &drops)
 }
 
 /// A live recording in progress: the flow stage, the file, and how it ended, if it did.
